@@ -1,0 +1,49 @@
+# cdcrecon: `make run` runs the product, `make test` runs the tests. Both install what they need.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# Debian packages the test suite needs beyond the services (Prometheus tools, Chromium).
+TEST_PACKAGES := prometheus prometheus-alertmanager chromium
+
+.PHONY: install services services-down migrate demo-data run test test-tools bench lint check
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || python3 -m venv $(VENV) || { scripts/ensure-packages python3-venv && python3 -m venv $(VENV); }
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+services: install
+	scripts/services up
+
+services-down:
+	scripts/services down
+
+migrate: services
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+
+demo-data: migrate
+	$(PY) manage.py load_demo_data
+
+run: migrate
+	scripts/run
+
+test-tools:
+	scripts/ensure-packages $(TEST_PACKAGES)
+
+test: services test-tools
+	$(PY) manage.py check --fail-level WARNING
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m pytest
+
+bench: services
+	$(PY) bench/run.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy cdcrecon reconciliation gdpr

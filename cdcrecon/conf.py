@@ -1,0 +1,169 @@
+"""Typed, read-only access to cdcrecon's own settings.
+
+    from cdcrecon.conf import settings
+    settings.reconciliation.interval_minutes
+
+The values are parsed and validated once, from the environment, in ``cdcrecon/settings.py``
+(``load_reconciliation_settings``); this module only gives them a typed face.  A bad value
+raises ``ImproperlyConfigured`` naming the variable, so the process refuses to start.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+T = TypeVar("T")
+
+# The API's table names, and Cassandra's own rule for unquoted table names (48 characters).
+TABLE_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,47}"
+MAX_SAMPLE_SIZE = 1_000_000
+BOOLEAN_WORDS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
+
+
+@dataclass(frozen=True)
+class ReconciliationSettings:
+    enabled: bool
+    interval_minutes: int
+    drift_warning_threshold: float
+    drift_critical_threshold: float
+    sample_size: int
+    tables: tuple[str, ...]
+    recheck_delay_seconds: float
+    max_concurrent_jobs: int
+    job_time_limit_seconds: int
+    heartbeat_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class CassandraSettings:
+    hosts: tuple[str, ...]
+    port: int
+    keyspace: str
+    username: str | None
+    password: str | None
+    local_dc: str
+    consistency: str
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    database_url: str
+    schema: str
+
+
+def _read(env: environ.Env, name: str, rule: str, cast: Callable[..., T], default: Any) -> T:
+    """Read one variable through django-environ; a value it cannot cast names the variable."""
+    try:
+        return cast(name, default=default)
+    except (TypeError, ValueError, ImproperlyConfigured) as exc:
+        raw = env.ENVIRON.get(name)
+        raise ImproperlyConfigured(f"{name}={raw!r} is not valid: expected {rule}.") from exc
+
+
+def _require(ok: bool, name: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ImproperlyConfigured(f"{name}={value!r} is not valid: expected {rule}.")
+
+
+def load_reconciliation_settings(env: environ.Env) -> ReconciliationSettings:
+    """Parse the RECONCILIATION_* variables; raise ImproperlyConfigured naming a bad one."""
+    percentage = "a percentage >= 0"
+    warning = _read(env, "RECONCILIATION_DRIFT_WARNING_THRESHOLD", percentage, env.float, 1.0)
+    critical = _read(env, "RECONCILIATION_DRIFT_CRITICAL_THRESHOLD", percentage, env.float, 5.0)
+    _require(warning >= 0, "RECONCILIATION_DRIFT_WARNING_THRESHOLD", warning, percentage)
+    _require(critical >= 0, "RECONCILIATION_DRIFT_CRITICAL_THRESHOLD", critical, percentage)
+    if warning > critical:
+        raise ImproperlyConfigured(
+            f"RECONCILIATION_DRIFT_WARNING_THRESHOLD={warning} is above "
+            f"RECONCILIATION_DRIFT_CRITICAL_THRESHOLD={critical}: the warning level must not "
+            "exceed the critical level."
+        )
+
+    def positive(name: str, default: int, unit: str = "a whole number > 0") -> int:
+        value = _read(env, name, unit, env.int, default)
+        _require(value > 0, name, value, unit)
+        return value
+
+    sample_rule = f"a whole number from 1 to {MAX_SAMPLE_SIZE}"
+    sample_size = positive("RECONCILIATION_SAMPLE_SIZE", 1000, sample_rule)
+    _require(sample_size <= MAX_SAMPLE_SIZE, "RECONCILIATION_SAMPLE_SIZE", sample_size, sample_rule)
+
+    table_rule = "comma-separated, distinct table names (letters, digits, underscores; none empty)"
+    tables = tuple(
+        name.strip()
+        for name in _read(
+            env, "RECONCILIATION_TABLES", table_rule, env.str, "users,orders,sessions"
+        ).split(",")
+    )
+    _require(
+        all(re.fullmatch(TABLE_NAME_PATTERN, name) for name in tables)
+        and len(set(tables)) == len(tables),
+        "RECONCILIATION_TABLES",
+        ",".join(tables),
+        table_rule,
+    )
+    delay_rule = "a number of seconds >= 0 (0 disables the re-check)"
+    delay = _read(env, "RECONCILIATION_RECHECK_DELAY_SECONDS", delay_rule, env.float, 5.0)
+    _require(delay >= 0, "RECONCILIATION_RECHECK_DELAY_SECONDS", delay, delay_rule)
+
+    # django-environ reads any unknown word as False; an operator's typo must not switch
+    # reconciliation off silently, so only its known spellings are accepted.
+    enabled_text = (
+        _read(env, "RECONCILIATION_ENABLED", "true or false", env.str, "true").strip().lower()
+    )
+    _require(enabled_text in BOOLEAN_WORDS, "RECONCILIATION_ENABLED", enabled_text, "true or false")
+
+    return ReconciliationSettings(
+        enabled=BOOLEAN_WORDS[enabled_text],
+        interval_minutes=positive(
+            "RECONCILIATION_INTERVAL_MINUTES", 60, "a whole number of minutes > 0"
+        ),
+        drift_warning_threshold=warning,
+        drift_critical_threshold=critical,
+        sample_size=sample_size,
+        tables=tables,
+        recheck_delay_seconds=delay,
+        max_concurrent_jobs=positive("RECONCILIATION_MAX_CONCURRENT_JOBS", 3),
+        job_time_limit_seconds=positive("RECONCILIATION_JOB_TIME_LIMIT_SECONDS", 7200),
+        heartbeat_timeout_seconds=positive("RECONCILIATION_HEARTBEAT_TIMEOUT_SECONDS", 300),
+    )
+
+
+class _Settings:
+    """Attribute access to the parsed settings objects stored on django.conf.settings."""
+
+    @property
+    def reconciliation(self) -> ReconciliationSettings:
+        from django.conf import settings as django_settings
+
+        return django_settings.RECONCILIATION  # type: ignore[no-any-return]
+
+    @property
+    def cassandra(self) -> CassandraSettings:
+        from django.conf import settings as django_settings
+
+        return django_settings.CASSANDRA  # type: ignore[no-any-return]
+
+    @property
+    def target(self) -> TargetSettings:
+        from django.conf import settings as django_settings
+
+        return django_settings.TARGET  # type: ignore[no-any-return]
+
+
+settings = _Settings()

@@ -1,0 +1,205 @@
+"""Django settings for cdcrecon, read from the environment through django-environ.
+
+Every variable, its default and its meaning is listed in README.md ("Configuration").
+A bad value stops start-up with ImproperlyConfigured naming the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from cdcrecon.conf import (
+    CassandraSettings,
+    TargetSettings,
+    _read,
+    _require,
+    load_reconciliation_settings,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# FileAwareEnv also reads NAME_FILE (container secrets): SECRET_KEY_FILE, DATABASE_URL_FILE, ...
+env = environ.FileAwareEnv()
+
+DEBUG = _read(env, "DEBUG", "true or false", env.bool, False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG and env.bool("CDCRECON_REQUIRE_SECRET_KEY", default=False):
+        raise ImproperlyConfigured("SECRET_KEY is empty: set it to a long random string.")
+    # A development default; production deployments set SECRET_KEY (docker-compose does).
+    SECRET_KEY = "cdcrecon-development-only-secret-key-change-me-0123456789"
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list(
+    "CSRF_TRUSTED_ORIGINS", default=["http://127.0.0.1:8080", "http://localhost:8080"]
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "reconciliation",
+    "gdpr",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "cdcrecon.urls"
+WSGI_APPLICATION = "cdcrecon.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": _read(
+        env,
+        "DATABASE_URL",
+        "a postgres:// URL",
+        env.db_url,
+        "postgres://cdcrecon@127.0.0.1:5432/cdcrecon",
+    )
+}
+DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".local" / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- the two stores being reconciled ------------------------------------------------------
+cassandra_port = _read(env, "CASSANDRA_PORT", "a TCP port number", env.int, 9042)
+_require(0 < cassandra_port < 65536, "CASSANDRA_PORT", cassandra_port, "a TCP port number")
+CASSANDRA = CassandraSettings(
+    hosts=tuple(env.list("CASSANDRA_HOSTS", default=["127.0.0.1"])),
+    port=cassandra_port,
+    keyspace=env.str("CASSANDRA_KEYSPACE", default="warehouse"),
+    username=env.str("CASSANDRA_USERNAME", default="") or None,
+    password=env.str("CASSANDRA_PASSWORD", default="") or None,
+    local_dc=env.str("CASSANDRA_LOCAL_DC", default="datacenter1"),
+    consistency=env.str("CASSANDRA_CONSISTENCY", default="LOCAL_QUORUM").upper(),
+)
+_CONSISTENCY_LEVELS = {
+    "ONE",
+    "TWO",
+    "THREE",
+    "QUORUM",
+    "ALL",
+    "LOCAL_QUORUM",
+    "EACH_QUORUM",
+    "LOCAL_ONE",
+}
+_require(
+    CASSANDRA.consistency in _CONSISTENCY_LEVELS,
+    "CASSANDRA_CONSISTENCY",
+    CASSANDRA.consistency,
+    "one of " + ", ".join(sorted(_CONSISTENCY_LEVELS)),
+)
+TARGET = TargetSettings(
+    database_url=env.str(
+        "TARGET_DATABASE_URL", default="postgres://cdcrecon@127.0.0.1:5432/warehouse"
+    ),
+    schema=env.str("POSTGRES_SCHEMA", default="public"),
+)
+
+RECONCILIATION = load_reconciliation_settings(env)
+
+# --- Celery -------------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = RECONCILIATION.job_time_limit_seconds + 60
+CELERY_TASK_SOFT_TIME_LIMIT = RECONCILIATION.job_time_limit_seconds
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# --- REST API -----------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "reconciliation.api.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "reconciliation.api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "cdcrecon API",
+    "DESCRIPTION": "Reconciliation of a Cassandra → PostgreSQL CDC pipeline.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI served from our own static files (drf-spectacular-sidecar), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"cassandra": {"level": "WARNING"}},
+}

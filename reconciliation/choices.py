@@ -1,0 +1,42 @@
+"""Every status and enumeration of the reconciliation app, as the guide names them."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class JobType(models.TextChoices):
+    HOURLY_SCHEDULED = "HOURLY_SCHEDULED", "Hourly scheduled"
+    MANUAL = "MANUAL", "Manual"
+
+
+class ValidationStrategy(models.TextChoices):
+    ROW_COUNT = "ROW_COUNT", "Row count"
+    CHECKSUM = "CHECKSUM", "Checksum (every row)"
+    TIMESTAMP_RANGE = "TIMESTAMP_RANGE", "Timestamp range"
+    SAMPLE = "SAMPLE", "Random sample"
+
+
+class JobStatus(models.TextChoices):
+    RUNNING = "RUNNING", "Running"
+    COMPLETED = "COMPLETED", "Completed"
+    FAILED = "FAILED", "Failed"
+
+
+class AlertLevel(models.TextChoices):
+    NONE = "NONE", "None"
+    WARNING = "WARNING", "Warning"
+    CRITICAL = "CRITICAL", "Critical"
+
+
+class MismatchType(models.TextChoices):
+    MISSING_IN_POSTGRES = "MISSING_IN_POSTGRES", "Missing in PostgreSQL"
+    MISSING_IN_CASSANDRA = "MISSING_IN_CASSANDRA", "Missing in Cassandra"
+    DATA_MISMATCH = "DATA_MISMATCH", "Data mismatch"
+
+
+class ResolutionStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    MANUAL_RESOLVED = "MANUAL_RESOLVED", "Resolved manually"
+    AUTO_RESOLVED = "AUTO_RESOLVED", "Resolved automatically (repair)"
+    IGNORED = "IGNORED", "Ignored"

@@ -1,0 +1,109 @@
+"""Fixtures for the real services the tests use: Cassandra, the target PostgreSQL, Redis.
+
+A test that needs a service and cannot reach it FAILS with a message saying how to start
+it (`make services`); nothing here skips.  The test keyspace and target database are
+created on first use and belong to the test run (see tests/settings.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from cassandra.cluster import Session
+from psycopg import sql
+
+from cdcrecon.conf import settings
+from reconciliation.connections import StoreUnavailable, cassandra_session, close_cassandra
+
+
+def _admin_url(database: str) -> str:
+    """The target server's URL pointed at another database (to create the test one)."""
+    info = psycopg.conninfo.conninfo_to_dict(settings.target.database_url)
+    info["dbname"] = database
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@pytest.fixture(scope="session")
+def cassandra(django_db_blocker: Any) -> Iterator[Session]:
+    """A session on the real Cassandra node, with the test keyspace created."""
+    try:
+        session = cassandra_session()
+    except StoreUnavailable as exc:
+        pytest.fail(f"{exc}\nStart the local services first: make services", pytrace=False)
+    keyspace = settings.cassandra.keyspace
+    assert keyspace.startswith("cdcrecon_test"), "tests must never use a real keyspace"
+    session.execute(
+        f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    session.set_keyspace(keyspace)
+    yield session
+    close_cassandra()
+
+
+@pytest.fixture(scope="session")
+def target_db() -> Iterator[str]:
+    """The conninfo of the test target database (created if missing, in the public schema)."""
+    url = settings.target.database_url
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    assert str(name).startswith("warehouse_test"), "tests must never use the real target"
+    try:
+        with psycopg.connect(_admin_url("postgres"), autocommit=True, connect_timeout=5) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(name))))
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is unreachable: {exc}\nStart it first: make services", pytrace=False
+        )
+    yield url
+
+
+@pytest.fixture
+def target(target_db: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test target database."""
+    with psycopg.connect(target_db, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def table_pair(
+    cassandra: Session, target: psycopg.Connection, db: None
+) -> Iterator[Callable[..., Any]]:
+    """Create a Cassandra table and a PostgreSQL table with one unique name, and register them.
+
+        mapping = table_pair("id text PRIMARY KEY, email text", "id text PRIMARY KEY, email text")
+
+    Returns the saved TableMapping (key columns discovered from Cassandra).  Both tables are
+    dropped after the test.
+    """
+    from reconciliation.models import TableMapping
+    from reconciliation.registry import ensure_key_columns
+
+    created: list[str] = []
+
+    def make(cassandra_columns: str, postgres_columns: str, **mapping_fields: Any) -> TableMapping:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        cassandra.execute(f"CREATE TABLE {name} ({cassandra_columns})")
+        target.execute(f"CREATE TABLE public.{name} ({postgres_columns})")
+        created.append(name)
+        mapping = TableMapping.objects.create(
+            name=name,
+            cassandra_keyspace=settings.cassandra.keyspace,
+            cassandra_table=name,
+            postgres_schema="public",
+            postgres_table=name,
+            **mapping_fields,
+        )
+        return ensure_key_columns(mapping, cassandra)
+
+    yield make
+    for name in created:
+        cassandra.execute(f"DROP TABLE IF EXISTS {name}")
+        target.execute(f"DROP TABLE IF EXISTS public.{name}")

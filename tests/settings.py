@@ -1,0 +1,25 @@
+"""Settings for the test suite: cdcrecon's own, pointed at stores the tests may clobber.
+
+Tests never touch the demo keyspace or the `warehouse` database: they use the keyspace
+`cdcrecon_test` and the target database `warehouse_test` (with CDCRECON_TEST_SUFFIX appended
+so that two suites can run side by side on one machine).
+"""
+
+from __future__ import annotations
+
+import os
+
+_suffix = os.environ.get("CDCRECON_TEST_SUFFIX", "")
+os.environ["CASSANDRA_KEYSPACE"] = f"cdcrecon_test{_suffix}"
+os.environ["TARGET_DATABASE_URL"] = os.environ.get(
+    "TEST_TARGET_DATABASE_URL", f"postgres://cdcrecon@127.0.0.1:5432/warehouse_test{_suffix}"
+)
+os.environ.setdefault("RECONCILIATION_RECHECK_DELAY_SECONDS", "0")
+os.environ.setdefault("CASSANDRA_CONSISTENCY", "ONE")
+
+from cdcrecon.settings import *  # noqa: E402,F403
+from cdcrecon.settings import DATABASES  # noqa: E402
+
+DATABASES["default"]["TEST"] = {"NAME": f"test_cdcrecon{_suffix}"}
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
