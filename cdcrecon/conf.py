@@ -58,6 +58,7 @@ class CassandraSettings:
     password: str | None
     local_dc: str
     consistency: str
+    protocol_version: int = 5
 
 
 @dataclass(frozen=True)

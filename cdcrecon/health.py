@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings as django_settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
@@ -35,7 +36,7 @@ def _check_target_database() -> str:
 
 
 def _check_broker() -> str:
-    with celery_app.connection_for_write() as conn:
+    with celery_app.connection_for_write(url=django_settings.CELERY_BROKER_URL) as conn:
         conn.ensure_connection(max_retries=1, timeout=3)
     return "ok"
 

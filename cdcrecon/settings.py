@@ -128,6 +128,8 @@ CASSANDRA = CassandraSettings(
     password=env.str("CASSANDRA_PASSWORD", default="") or None,
     local_dc=env.str("CASSANDRA_LOCAL_DC", default="datacenter1"),
     consistency=env.str("CASSANDRA_CONSISTENCY", default="LOCAL_QUORUM").upper(),
+    # 5 for Cassandra 4.0 and later; set 4 for a 3.x cluster.
+    protocol_version=_read(env, "CASSANDRA_PROTOCOL_VERSION", "3, 4 or 5", env.int, 5),
 )
 _CONSISTENCY_LEVELS = {
     "ONE",

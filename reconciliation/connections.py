@@ -47,6 +47,7 @@ def _build_cluster() -> Cluster:
     return Cluster(
         contact_points=list(conf.hosts),
         port=conf.port,
+        protocol_version=conf.protocol_version,
         auth_provider=auth,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=5,

@@ -17,7 +17,7 @@ from cassandra.cluster import Session
 from psycopg import sql
 
 from cdcrecon.conf import settings
-from reconciliation.connections import StoreUnavailable, cassandra_session, close_cassandra
+from reconciliation.connections import StoreUnavailable, cassandra_session
 
 
 def _admin_url(database: str) -> str:
@@ -28,21 +28,35 @@ def _admin_url(database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def cassandra(django_db_blocker: Any) -> Iterator[Session]:
-    """A session on the real Cassandra node, with the test keyspace created."""
+def cassandra_keyspace() -> str:
+    """The test keyspace on the real Cassandra node, created once per run."""
+    keyspace = settings.cassandra.keyspace
+    assert keyspace.startswith("cdcrecon_test"), "tests must never use a real keyspace"
     try:
         session = cassandra_session()
     except StoreUnavailable as exc:
         pytest.fail(f"{exc}\nStart the local services first: make services", pytrace=False)
-    keyspace = settings.cassandra.keyspace
-    assert keyspace.startswith("cdcrecon_test"), "tests must never use a real keyspace"
     session.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
         "{'class': 'SimpleStrategy', 'replication_factor': 1}"
     )
-    session.set_keyspace(keyspace)
+    return keyspace
+
+
+@pytest.fixture
+def cassandra(cassandra_keyspace: str) -> Iterator[Session]:
+    """This process's session on the real Cassandra node, using the test keyspace.
+
+    Function-scoped: a test that closes the session (to simulate an outage) gets a fresh
+    one next time.
+    """
+    try:
+        session = cassandra_session()
+    except StoreUnavailable as exc:
+        pytest.fail(f"{exc}\nStart the local services first: make services", pytrace=False)
+    if session.keyspace != cassandra_keyspace:
+        session.set_keyspace(cassandra_keyspace)
     yield session
-    close_cassandra()
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +88,7 @@ def target(target_db: str) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture
 def table_pair(
-    cassandra: Session, target: psycopg.Connection, db: None
+    cassandra_keyspace: str, target: psycopg.Connection, db: None
 ) -> Iterator[Callable[..., Any]]:
     """Create a Cassandra table and a PostgreSQL table with one unique name, and register them.
 
@@ -87,10 +101,11 @@ def table_pair(
     from reconciliation.registry import ensure_key_columns
 
     created: list[str] = []
+    keyspace = cassandra_keyspace
 
     def make(cassandra_columns: str, postgres_columns: str, **mapping_fields: Any) -> TableMapping:
         name = f"t_{uuid.uuid4().hex[:12]}"
-        cassandra.execute(f"CREATE TABLE {name} ({cassandra_columns})")
+        cassandra_session().execute(f"CREATE TABLE {keyspace}.{name} ({cassandra_columns})")
         target.execute(f"CREATE TABLE public.{name} ({postgres_columns})")
         created.append(name)
         mapping = TableMapping.objects.create(
@@ -101,9 +116,9 @@ def table_pair(
             postgres_table=name,
             **mapping_fields,
         )
-        return ensure_key_columns(mapping, cassandra)
+        return ensure_key_columns(mapping, cassandra_session())
 
     yield make
     for name in created:
-        cassandra.execute(f"DROP TABLE IF EXISTS {name}")
+        cassandra_session().execute(f"DROP TABLE IF EXISTS {keyspace}.{name}")
         target.execute(f"DROP TABLE IF EXISTS public.{name}")
