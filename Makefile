@@ -6,15 +6,20 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages the test suite needs beyond the services (Prometheus tools, Chromium).
 TEST_PACKAGES := prometheus prometheus-alertmanager chromium
 
-.PHONY: install services services-down migrate demo-data run test test-tools bench lint check
+.PHONY: lock install services services-down migrate demo-data run test test-tools bench lint check
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV) || { scripts/ensure-packages python3-venv && python3 -m venv $(VENV); }
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c requirements.lock -e '.[dev]'
+	$(VENV)/bin/pip install -q -r requirements.lock
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-pin requirements.lock after changing the dependencies in pyproject.toml.
+lock:
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^cdcrecon' > requirements.lock
 
 services: install
 	scripts/services up
