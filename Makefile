@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages the test suite needs beyond the services (Prometheus tools, Chromium).
 TEST_PACKAGES := prometheus prometheus-alertmanager chromium
 
-.PHONY: lock install services services-down migrate demo-data run test test-tools bench lint check
+.PHONY: lock install services services-down migrate demo-data run test test-tools bench lint
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV) || { scripts/ensure-packages python3-venv && python3 -m venv $(VENV); }
