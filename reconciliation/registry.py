@@ -102,3 +102,18 @@ def ensure_key_columns(mapping: TableMapping, session: Session) -> TableMapping:
                 partition_key_columns=partition, clustering_columns=clustering
             )
     return mapping
+
+
+def get_mapping_for_cassandra_table(keyspace: str, table: str) -> TableMapping:
+    """The mapping whose source is ``keyspace.table``, registering a configured table by
+    convention; ``UnknownTable`` when the Cassandra table is not reconciled."""
+    mapping = TableMapping.objects.filter(
+        cassandra_keyspace=keyspace, cassandra_table=table
+    ).first()
+    if mapping is not None:
+        return mapping
+    if keyspace == settings.cassandra.keyspace and table in settings.reconciliation.tables:
+        mapping = get_mapping(table)
+        if (mapping.cassandra_keyspace, mapping.cassandra_table) == (keyspace, table):
+            return mapping
+    raise UnknownTable(f"{keyspace}.{table}")

@@ -66,3 +66,14 @@ def test_a_configured_table_gets_its_keys_from_cassandra(cassandra) -> None:
 def test_a_missing_cassandra_table_is_reported_by_name(cassandra) -> None:
     with pytest.raises(TableNotFound, match=r"cdcrecon_test\w*\.no_such_table does not exist"):
         discover_key_columns(cassandra, settings.cassandra.keyspace, "no_such_table")
+
+
+def test_a_configured_table_is_found_by_its_cassandra_name_too() -> None:
+    from reconciliation.registry import get_mapping_for_cassandra_table
+
+    mapping = get_mapping_for_cassandra_table(settings.cassandra.keyspace, "sessions")
+    assert mapping.name == "sessions"
+    with pytest.raises(UnknownTable):
+        get_mapping_for_cassandra_table("other_keyspace", "sessions")
+    with pytest.raises(UnknownTable):
+        get_mapping_for_cassandra_table(settings.cassandra.keyspace, "payments")

@@ -1,0 +1,197 @@
+"""The GDPR endpoints: erase one record, read the audit log.  Logic lives in gdpr.erasure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import BasePagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from gdpr.api.serializers import (
+    AuditLogEntrySerializer,
+    ErasureRequestSerializer,
+    ErasureResultSerializer,
+)
+from gdpr.erasure import UnknownRecordTable, erase_record, find_mapping, is_complete_erasure
+from gdpr.filtersets import AuditLogFilterSet
+from gdpr.models import AuditLogEntry
+from reconciliation.api.errors import error_response
+from reconciliation.api.permissions import CanEraseRecords, requires
+from reconciliation.engine.keys import BadKey
+
+CanViewAuditLog = requires("gdpr.view_auditlogentry")
+
+
+class EnvelopePagination(BasePagination):
+    """``limit``/``offset`` paging in the guide's envelope; a bad value is a 400, not ignored."""
+
+    results_key = "entries"
+    default_limit = 100
+    max_limit = 1000
+
+    def _read(self, request: Request, name: str, default: int, low: int, high: int | None) -> int:
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            return default
+        rule = f"a whole number from {low}" + (f" to {high}" if high is not None else " up")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValidationError({name: [f"{raw!r} is not valid: expected {rule}."]}) from None
+        if value < low or (high is not None and value > high):
+            raise ValidationError({name: [f"{value} is out of range: expected {rule}."]})
+        return value
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any]:
+        self.limit = self._read(request, "limit", self.default_limit, 1, self.max_limit)
+        self.offset = self._read(request, "offset", 0, 0, None)
+        self.total = queryset.count()
+        return list(queryset[self.offset : self.offset + self.limit])
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response(
+            {
+                self.results_key: data,
+                "total": self.total,
+                "limit": self.limit,
+                "offset": self.offset,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": [self.results_key, "total", "limit", "offset"],
+            "properties": {
+                self.results_key: schema,
+                "total": {"type": "integer"},
+                "limit": {"type": "integer"},
+                "offset": {"type": "integer"},
+            },
+        }
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "description": f"Page size (default {self.default_limit}, at most {self.max_limit}).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_limit},
+            },
+            {
+                "name": "offset",
+                "in": "query",
+                "required": False,
+                "description": "Entries to skip.",
+                "schema": {"type": "integer", "minimum": 0},
+            },
+        ]
+
+
+class AuditLogListView(ListAPIView):
+    """``GET /records/audit``: the erasure and repair audit log, newest first."""
+
+    queryset = AuditLogEntry.objects.all()
+    serializer_class = AuditLogEntrySerializer
+    filterset_class = AuditLogFilterSet
+    pagination_class = EnvelopePagination
+    permission_classes = [CanViewAuditLog]
+
+
+class RecordErasureView(APIView):
+    """``DELETE /records/{keyspace}/{table}/{primary_key}``: GDPR erasure from both stores."""
+
+    permission_classes = [CanEraseRecords]
+    http_method_names = ["delete", "options"]
+
+    @extend_schema(
+        operation_id="records_erase",
+        summary="Erase one record from Cassandra and PostgreSQL (GDPR Art. 17)",
+        parameters=[
+            OpenApiParameter("keyspace", OpenApiTypes.STR, OpenApiParameter.PATH),
+            OpenApiParameter("table", OpenApiTypes.STR, OpenApiParameter.PATH),
+            OpenApiParameter(
+                "primary_key",
+                OpenApiTypes.STR,
+                OpenApiParameter.PATH,
+                description="The key's canonical text; for a composite key a URL-encoded JSON "
+                "array of the key columns' texts in key order.",
+            ),
+            OpenApiParameter(
+                "reason",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                required=False,
+                description='Required here or in the JSON body {"reason": "..."}.',
+            ),
+        ],
+        request=ErasureRequestSerializer,
+        responses={
+            200: ErasureResultSerializer,
+            400: OpenApiResponse(description="Missing reason or malformed key."),
+            401: OpenApiResponse(description="Not authenticated."),
+            403: OpenApiResponse(description="Needs gdpr.erase_record."),
+            404: OpenApiResponse(description="Not a registered table."),
+            502: OpenApiResponse(
+                ErasureResultSerializer, description="A store failed; repeat the request."
+            ),
+        },
+    )
+    def delete(self, request: Request, keyspace: str, table: str, primary_key: str) -> Response:
+        try:
+            mapping = find_mapping(keyspace, table)
+        except UnknownRecordTable as exc:
+            return error_response("not_found", str(exc), status.HTTP_404_NOT_FOUND)
+
+        body = request.data
+        if not isinstance(body, dict):
+            return error_response(
+                "invalid_request", 'The body must be a JSON object: {"reason": "..."}.', 400
+            )
+        reason = body.get("reason", request.query_params.get("reason"))
+        form = ErasureRequestSerializer(data={"reason": reason} if reason is not None else {})
+        form.is_valid(raise_exception=True)
+
+        try:
+            entry = erase_record(
+                mapping,
+                primary_key,
+                requester=request.user.get_username(),
+                reason=form.validated_data["reason"],
+            )
+        except UnknownRecordTable as exc:
+            return error_response("not_found", str(exc), status.HTTP_404_NOT_FOUND)
+        except BadKey as exc:
+            return error_response(
+                "invalid_key", str(exc), status.HTTP_400_BAD_REQUEST, {"primary_key": [str(exc)]}
+            )
+
+        result = ErasureResultSerializer(entry).data
+        if is_complete_erasure(entry):
+            return Response(result, status=status.HTTP_200_OK)
+        failed = [
+            store
+            for store, outcome in (
+                ("cassandra", result["cassandra"]),
+                ("postgres", result["postgres"]),
+            )
+            if outcome["status"] not in ("SUCCESS", "NOT_FOUND")
+        ]
+        return Response(
+            {
+                "error": "erasure_incomplete",
+                "detail": f"The erasure did not complete in {' and '.join(failed)}; "
+                "repeat the request to finish it.",
+                "fields": {},
+                **result,
+            },
+            status=status.HTTP_502_BAD_GATEWAY,
+        )

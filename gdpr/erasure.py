@@ -1,0 +1,468 @@
+"""GDPR erasure (Art. 17): delete one row from Cassandra and the target, and say so in the audit log.
+
+The order of work makes sure nothing is lost, whatever fails half-way:
+
+1. the request is validated (registered table, key that fits the key columns) before anything
+   is written, so a bad request leaves no trace in any store;
+2. the audit entry is written first, PENDING, and committed;
+3. the row is deleted from Cassandra (at a quorum consistency level), then from PostgreSQL,
+   each step recorded on the entry as it finishes;
+4. our own copies of the row (captured mismatch data, a repair's before/after rows on
+   earlier audit entries) are scrubbed and the entry is completed.
+
+Every step is idempotent, so repeating a request completes a partial erasure.  The view,
+an admin action or a management command all call :func:`erase_record`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
+from cassandra.cluster import NoHostAvailable
+from django.db.models import Case, F, JSONField, Value, When
+from django.utils import timezone
+from psycopg import sql
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from cdcrecon.conf import TABLE_NAME_PATTERN, settings
+from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
+from reconciliation.connections import (
+    StoreUnavailable,
+    cassandra_session,
+    consistency_level,
+    target_connection,
+)
+from reconciliation.engine.identifiers import cql_column, cql_table
+from reconciliation.engine.keys import BadKey, format_key, parse_key_part, split_key
+from reconciliation.models import Mismatch, TableMapping
+from reconciliation.registry import UnknownTable, get_mapping_for_cassandra_table
+from reconciliation.registry import TableNotFound, ensure_key_columns
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Errors worth a second try: the node or the network hiccuped, the request itself is fine.
+CASSANDRA_TRANSIENT: tuple[type[BaseException], ...] = (
+    StoreUnavailable,
+    NoHostAvailable,
+    OperationTimedOut,
+    Unavailable,
+    ReadTimeout,
+    WriteTimeout,
+)
+POSTGRES_TRANSIENT: tuple[type[BaseException], ...] = (StoreUnavailable, psycopg.OperationalError)
+RETRY_ATTEMPTS = 3
+
+# An erasure must not be acknowledged by a single replica that may then be lost.
+WEAK_CONSISTENCY_LEVELS = {"ONE", "LOCAL_ONE", "TWO"}
+
+# When Cassandra is down, the key's types are read from the target instead, as CQL types.
+POSTGRES_TO_CQL_TYPES = {
+    "text": "text",
+    "character varying": "text",
+    "character": "text",
+    "smallint": "smallint",
+    "integer": "int",
+    "bigint": "bigint",
+    "numeric": "decimal",
+    "real": "float",
+    "double precision": "double",
+    "boolean": "boolean",
+    "uuid": "uuid",
+    "date": "date",
+    "timestamp with time zone": "timestamp",
+    "timestamp without time zone": "timestamp",
+    "time without time zone": "time",
+    "bytea": "blob",
+    "inet": "inet",
+}
+
+# Keys of AuditLogEntry.details that never hold row data.  Anything else (a repair's "before"
+# and "after" rows) is removed from earlier entries about an erased key.
+NON_PERSONAL_DETAIL_KEYS = frozenset(
+    {
+        "action",
+        "audit_entries_redacted",
+        "mismatch_id",
+        "mismatch_type",
+        "mismatches_scrubbed",
+        "postgres_table",
+        "source_changed_columns",
+        "table_name",
+        "target",
+    }
+)
+
+_NAME = re.compile(TABLE_NAME_PATTERN)
+
+
+class UnknownRecordTable(LookupError):
+    """The keyspace and table of an erasure request belong to no registered mapping."""
+
+    def __init__(self, keyspace: str, table: str) -> None:
+        super().__init__(
+            f"{keyspace!r}.{table!r} is not a registered table: erasure only reaches tables "
+            "registered for reconciliation."
+        )
+
+
+@dataclass(frozen=True)
+class RecordKey:
+    """A validated primary key: its columns, their CQL types and the values to bind."""
+
+    columns: tuple[str, ...]
+    cql_types: tuple[str, ...]
+    values: tuple[Any, ...]
+
+    @property
+    def text(self) -> str:
+        """The canonical key text, as ``Mismatch.primary_key_value`` stores it."""
+        return format_key(self.values)
+
+    @property
+    def part_texts(self) -> tuple[str, ...]:
+        return tuple(format_key([value]) for value in self.values)
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    status: str
+    error: str = ""
+
+
+def find_mapping(keyspace: str, table: str) -> TableMapping:
+    """The registered mapping of Cassandra table ``keyspace.table``; ``UnknownRecordTable``
+    otherwise.  Names that could not be Cassandra names are refused without a query."""
+    if not (_NAME.fullmatch(keyspace) and _NAME.fullmatch(table)):
+        raise UnknownRecordTable(keyspace, table)
+    try:
+        return get_mapping_for_cassandra_table(keyspace, table)
+    except UnknownTable:
+        raise UnknownRecordTable(keyspace, table) from None
+
+
+def erasure_consistency_level() -> int:
+    """The configured consistency, raised to LOCAL_QUORUM when it is a single-replica level."""
+    name = settings.cassandra.consistency
+    return consistency_level("LOCAL_QUORUM" if name in WEAK_CONSISTENCY_LEVELS else name)
+
+
+def _retrying(transient: tuple[type[BaseException], ...], action: Callable[[], T]) -> T:
+    """Run ``action``, retrying transient store errors a few times over about a second."""
+    for attempt in Retrying(
+        stop=stop_after_attempt(RETRY_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.2, max=1),
+        retry=retry_if_exception_type(transient),
+        reraise=True,
+    ):
+        with attempt:
+            return action()
+    raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"[:2000]
+
+
+# --- the key ----------------------------------------------------------------------------------
+
+
+def _cassandra_key_types(mapping: TableMapping) -> dict[str, str]:
+    session = cassandra_session()
+    if not mapping.key_columns:
+        try:
+            ensure_key_columns(mapping, session)
+        except TableNotFound as exc:  # Cassandra answered: there is no such table
+            raise UnknownRecordTable(mapping.cassandra_keyspace, mapping.cassandra_table) from exc
+    statement = session.prepare(
+        "SELECT column_name, type FROM system_schema.columns "
+        "WHERE keyspace_name = ? AND table_name = ?"
+    )
+    rows = session.execute(statement, (mapping.cassandra_keyspace, mapping.cassandra_table))
+    return {row["column_name"]: row["type"] for row in rows}
+
+
+def _postgres_column_types(conn: psycopg.Connection, mapping: TableMapping) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s",
+        (mapping.postgres_schema, mapping.postgres_table),
+    ).fetchall()
+    return {str(name): str(kind) for name, kind in rows}
+
+
+def _postgres_key_types(mapping: TableMapping) -> dict[str, str]:
+    with target_connection() as conn:
+        types = _postgres_column_types(conn, mapping)
+    return {name: POSTGRES_TO_CQL_TYPES.get(kind, kind) for name, kind in types.items()}
+
+
+def _key_column_types(mapping: TableMapping) -> list[str]:
+    """The CQL type of each key column, from system_schema (or the target when Cassandra is down).
+
+    Raises ``StoreUnavailable`` when neither store can tell.
+    """
+    errors: list[str] = []
+    try:
+        types = _cassandra_key_types(mapping)
+        if mapping.key_columns and all(column in types for column in mapping.key_columns):
+            return [types[column] for column in mapping.key_columns]
+        errors.append(
+            f"Cassandra table {mapping.cassandra_keyspace}.{mapping.cassandra_table} lacks "
+            "its key columns (dropped or altered?)."
+        )
+    except UnknownRecordTable:
+        raise
+    except Exception as exc:  # any failure to read the schema: fall back to the target
+        errors.append(f"Cassandra: {_describe(exc)}")
+    if mapping.key_columns:
+        try:
+            types = _postgres_key_types(mapping)
+            if all(column in types for column in mapping.key_columns):
+                return [types[column] for column in mapping.key_columns]
+            errors.append("PostgreSQL: the target table lacks the key columns.")
+        except Exception as exc:
+            errors.append(f"PostgreSQL: {_describe(exc)}")
+    raise StoreUnavailable(
+        "The key column types could not be read from either store. " + " ".join(errors)
+    )
+
+
+def resolve_key(mapping: TableMapping, key_text: str) -> RecordKey:
+    """Check ``key_text`` against the table's key columns and types.
+
+    ``UnknownRecordTable`` when the mapped Cassandra table does not exist; ``BadKey`` when
+    the text is malformed, has the wrong number of parts or a part does not parse as its
+    column's type; ``StoreUnavailable`` when the types cannot be read from either store.
+    """
+    if "\x00" in key_text:
+        raise BadKey("The primary key must not contain NUL characters.")
+    if mapping.key_columns:  # arity first: no store needed to refuse a malformed key
+        split_key(key_text, len(mapping.key_columns))
+    cql_types = _key_column_types(mapping)
+    parts = split_key(key_text, len(cql_types))
+    values = tuple(parse_key_part(part, kind) for part, kind in zip(parts, cql_types, strict=True))
+    return RecordKey(tuple(mapping.key_columns), tuple(cql_types), values)
+
+
+# --- the stores -------------------------------------------------------------------------------
+
+
+def delete_from_cassandra(mapping: TableMapping, key: RecordKey) -> StoreResult:
+    """Delete the row at a quorum level; NOT_FOUND when a quorum read saw no such row."""
+    found = False
+
+    def attempt() -> None:
+        nonlocal found
+        session = cassandra_session()
+        table = cql_table(mapping.cassandra_keyspace, mapping.cassandra_table)
+        where = " AND ".join(f"{cql_column(column)} = ?" for column in key.columns)
+        level = erasure_consistency_level()
+        # Identifiers are checked and quoted by cql_table/cql_column; values are bound.
+        select = session.prepare(
+            f"SELECT {cql_column(key.columns[0])} FROM {table} WHERE {where} LIMIT 1"  # noqa: S608
+        )
+        select.consistency_level = level
+        delete = session.prepare(f"DELETE FROM {table} WHERE {where}")  # noqa: S608
+        delete.consistency_level = level
+        found = found or session.execute(select, key.values).one() is not None
+        # Delete even when the read saw nothing: a tombstone is harmless, a missed row is not.
+        session.execute(delete, key.values)
+
+    try:
+        _retrying(CASSANDRA_TRANSIENT, attempt)
+    except Exception as exc:
+        logger.warning("GDPR erasure in Cassandra failed: %s", _describe(exc))
+        return StoreResult(StoreStatus.FAILED, _describe(exc))
+    return StoreResult(StoreStatus.SUCCESS if found else StoreStatus.NOT_FOUND)
+
+
+def delete_from_postgres(mapping: TableMapping, key: RecordKey) -> StoreResult:
+    """Delete the row from the target table; NOT_FOUND when no row had that key."""
+    found = False
+
+    def attempt() -> None:
+        nonlocal found
+        with target_connection() as conn:
+            conn.execute("SET TIME ZONE 'UTC'")  # a `timestamp` key column is read as UTC
+            types = _postgres_column_types(conn, mapping)
+            if not types:
+                raise LookupError(
+                    f"Target table {mapping.postgres_schema}.{mapping.postgres_table} "
+                    "does not exist."
+                )
+            missing = [column for column in key.columns if column not in types]
+            if missing:
+                raise LookupError(
+                    f"Key column {missing[0]!r} is missing on the target table "
+                    f"{mapping.postgres_schema}.{mapping.postgres_table}."
+                )
+            # Canonical text bound as an untyped literal lets PostgreSQL read it as the
+            # column's own type (a uuid key kept in a text column still matches); bytea
+            # needs the bytes themselves.
+            values = [
+                value if types[column] == "bytea" else text
+                for column, value, text in zip(key.columns, key.values, key.part_texts, strict=True)
+            ]
+            query = sql.SQL("DELETE FROM {}.{} WHERE {} RETURNING 1").format(
+                sql.Identifier(mapping.postgres_schema),
+                sql.Identifier(mapping.postgres_table),
+                sql.SQL(" AND ").join(
+                    sql.SQL("{} = %s").format(sql.Identifier(column)) for column in key.columns
+                ),
+            )
+            deleted = conn.execute(query, values).fetchall()
+            found = found or bool(deleted)
+
+    try:
+        _retrying(POSTGRES_TRANSIENT, attempt)
+    except Exception as exc:
+        logger.warning("GDPR erasure in PostgreSQL failed: %s", _describe(exc))
+        return StoreResult(StoreStatus.FAILED, _describe(exc))
+    return StoreResult(StoreStatus.SUCCESS if found else StoreStatus.NOT_FOUND)
+
+
+# --- our own copies ---------------------------------------------------------------------------
+
+
+def redaction_marker(entry: AuditLogEntry) -> dict[str, str]:
+    return {"_redacted": f"GDPR erasure {entry.pk}"}
+
+
+def scrub_mismatches(
+    mapping: TableMapping, key_texts: Collection[str], entry: AuditLogEntry
+) -> int:
+    """Replace the captured rows (and their checksums) of that key's mismatches with a marker.
+
+    The mismatches keep their ids and resolution status; ``erased_at`` says when.  A side
+    that had no row (NULL) stays NULL.  Returns how many mismatches were scrubbed.
+    """
+    marker = Value(redaction_marker(entry), output_field=JSONField())
+    return Mismatch.objects.filter(
+        table_name=mapping.name, primary_key_value__in=set(key_texts), erased_at__isnull=True
+    ).update(
+        cassandra_data=Case(
+            When(cassandra_data__isnull=True, then=F("cassandra_data")),
+            default=marker,
+            output_field=JSONField(),
+        ),
+        postgres_data=Case(
+            When(postgres_data__isnull=True, then=F("postgres_data")),
+            default=marker,
+            output_field=JSONField(),
+        ),
+        # A checksum of personal data is still personal data (a guessable hash).
+        cassandra_checksum=None,
+        postgres_checksum=None,
+        erased_at=timezone.now(),
+    )
+
+
+def redact_audit_details(
+    mapping: TableMapping, key_texts: Collection[str], entry: AuditLogEntry
+) -> int:
+    """Remove copies of the row from earlier completed audit entries about the same key.
+
+    Only ``details`` changes: keys that may hold row data are dropped and a ``_redacted``
+    note added, the one change the audit trigger allows on a completed entry.  Who asked,
+    why, when and what each store answered stay.  Returns how many entries were redacted.
+    """
+    marker = redaction_marker(entry)["_redacted"]
+    earlier = (
+        AuditLogEntry.objects.filter(
+            keyspace=mapping.cassandra_keyspace,
+            table=mapping.cassandra_table,
+            primary_key__in=set(key_texts),
+            completed_at__isnull=False,
+        )
+        .exclude(pk=entry.pk)
+        .exclude(details__has_key="_redacted")
+    )
+    redacted = 0
+    for other in earlier:
+        kept = {k: v for k, v in other.details.items() if k in NON_PERSONAL_DETAIL_KEYS}
+        if kept == other.details:
+            continue
+        AuditLogEntry.objects.filter(pk=other.pk).update(details={**kept, "_redacted": marker})
+        redacted += 1
+    return redacted
+
+
+# --- the whole erasure ------------------------------------------------------------------------
+
+
+def is_complete_erasure(entry: AuditLogEntry) -> bool:
+    """True when neither store holds the row any more (deleted now or already absent)."""
+    done = {StoreStatus.SUCCESS, StoreStatus.NOT_FOUND}
+    return entry.cassandra_status in done and entry.postgres_status in done
+
+
+def _record(entry: AuditLogEntry, **fields: Any) -> None:
+    """Update a PENDING entry (the audit trigger refuses to touch a completed one)."""
+    AuditLogEntry.objects.filter(pk=entry.pk, completed_at__isnull=True).update(**fields)
+    for name, value in fields.items():
+        setattr(entry, name, value)
+
+
+def erase_record(
+    mapping: TableMapping, key_text: str, *, requester: str, reason: str
+) -> AuditLogEntry:
+    """Erase the row with primary key ``key_text`` from both stores; return its audit entry.
+
+    Raises ``BadKey`` or ``UnknownRecordTable`` (nothing written anywhere) when the key does
+    not fit the table or the table does not exist.  Store failures do not raise: they are
+    recorded on the entry as FAILED with the error text.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("A reason is required for an erasure.")
+    try:
+        key: RecordKey | None = resolve_key(mapping, key_text)
+        key_error = ""
+    except StoreUnavailable as exc:  # neither store could give the key's types
+        key, key_error = None, str(exc)
+
+    # Written and committed before any store is touched: a crash leaves a PENDING entry.
+    entry = AuditLogEntry.objects.create(
+        action=AuditAction.ERASURE,
+        requester=requester,
+        reason=reason,
+        keyspace=mapping.cassandra_keyspace,
+        table=mapping.cassandra_table,
+        primary_key=key.text if key else key_text,
+    )
+
+    if key is None:
+        cassandra = StoreResult(StoreStatus.FAILED, key_error)
+        postgres = StoreResult(StoreStatus.SKIPPED, "Not attempted: the key could not be checked.")
+    else:
+        cassandra = delete_from_cassandra(mapping, key)
+        _record(entry, cassandra_status=cassandra.status, cassandra_error=cassandra.error)
+        postgres = delete_from_postgres(mapping, key)
+
+    key_texts = {key_text, entry.primary_key} - {""}
+    scrubbed = scrub_mismatches(mapping, key_texts, entry)
+    redacted = redact_audit_details(mapping, key_texts, entry)
+    _record(
+        entry,
+        cassandra_status=cassandra.status,
+        cassandra_error=cassandra.error,
+        postgres_status=postgres.status,
+        postgres_error=postgres.error,
+        details={
+            "table_name": mapping.name,
+            "postgres_table": f"{mapping.postgres_schema}.{mapping.postgres_table}",
+            "mismatches_scrubbed": scrubbed,
+            "audit_entries_redacted": redacted,
+        },
+        completed_at=timezone.now(),
+    )
+    return entry
