@@ -1,0 +1,317 @@
+"""cdcrecon's reconciliation metrics, served at ``/metrics`` next to django-prometheus' own.
+
+Design
+------
+Jobs run in Celery workers (other processes, often other machines); Prometheus scrapes the
+web processes, of which there may be several, each restarted at will.  In-process
+``Counter``/``Gauge`` objects incremented by the worker that ran a job would therefore be
+invisible to the scraped process, split between processes and lost on every restart.
+
+So nothing is counted in memory.  ``ReconciliationCollector`` is a custom prometheus_client
+collector, registered once on the default ``REGISTRY`` (from ``ReconciliationConfig.ready()``
+through :func:`register`), that reads the job and mismatch tables **at scrape time** with a
+few aggregate queries.  Whatever process ran a job and whichever web process is scraped,
+the answer is the same, and it survives restarts:
+
+* gauges ``cdc_reconciliation_drift_percentage``, ``cdc_reconciliation_cassandra_rows``,
+  ``cdc_reconciliation_postgres_rows`` and ``cdc_reconciliation_last_completed_timestamp_seconds``
+  ``{table}``: from each table's latest COMPLETED job (one ``DISTINCT ON`` query served by
+  the ``(table_name, status, started_at)`` index);
+* counters ``cdc_reconciliation_jobs_completed_total{table,status}`` (COMPLETED, FAILED) and
+  histogram ``cdc_reconciliation_duration_seconds{table}`` (COMPLETED jobs, ``completed_at -
+  started_at``): one ``GROUP BY table_name, status`` query with one conditional count per
+  bucket;
+* counter ``cdc_reconciliation_mismatches_total{table,type}``: one ``GROUP BY table_name,
+  mismatch_type`` query (an index-only scan of ``mismatch_table_type_status``);
+* gauges ``cdc_reconciliation_drift_warning_threshold`` and
+  ``cdc_reconciliation_drift_critical_threshold`` ``{table}``: each TableMapping's effective
+  thresholds (per-table value, else RECONCILIATION_DRIFT_*_THRESHOLD), so that the alert rules
+  in docker/monitoring/prometheus-alerts.yml honour per-table thresholds;
+* gauge ``cdc_reconciliation_metrics_up``: 1 when the queries succeeded, 0 when the database
+  could not answer (the rest of /metrics is still served, with the error logged).
+
+Counters derived from persisted rows only go up while those rows are kept (resolving a
+mismatch does not delete it; a status only moves RUNNING -> COMPLETED/FAILED).  Deleting
+jobs (or their mismatches) makes the counter drop, which Prometheus reads as a counter
+reset; purge old rows rarely and expect ``increase()`` to see one spurious jump then.
+Every known table (a TableMapping, or any job or mismatch row) gets all its counter series,
+at 0 when nothing happened, so that ``increase()`` sees the first failure of a table as an
+increase from 0 rather than as a new series.
+
+Scrape cost is bounded: five small queries whose work grows with the number of jobs and
+mismatch rows only through index scans, never with the size of the reconciled tables, under
+a statement timeout (``SCRAPE_STATEMENT_TIMEOUT_MS``).  This does not use
+prometheus_client's multiprocess mode: if ``PROMETHEUS_MULTIPROC_DIR`` is set,
+django-prometheus builds its own registry and these metrics would not appear.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, cast
+
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from prometheus_client.core import (
+    REGISTRY,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from reconciliation.choices import JobStatus, MismatchType
+
+logger = logging.getLogger(__name__)
+
+#: Upper bounds (seconds) of the duration histogram: 1 s up to 8 h (+Inf is added).
+DURATION_BUCKETS: tuple[float, ...] = (
+    1,
+    5,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    1200,
+    1800,
+    3600,
+    7200,
+    14400,
+    28800,
+)
+#: The statuses ``cdc_reconciliation_jobs_completed_total`` counts (a RUNNING job has not ended).
+FINISHED_STATUSES: tuple[str, ...] = (JobStatus.COMPLETED.value, JobStatus.FAILED.value)
+#: The longest any one scrape query may take before the scrape gives up on our metrics.
+SCRAPE_STATEMENT_TIMEOUT_MS = 5000
+
+PREFIX = "cdc_reconciliation"
+
+
+@dataclass
+class _Histogram:
+    buckets: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
+    count: int = 0
+    sum: float = 0.0
+
+
+@dataclass
+class Snapshot:
+    """Everything one scrape reads from the database."""
+
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[tuple[str, str], int] = field(default_factory=dict)
+    durations: dict[str, _Histogram] = field(default_factory=dict)
+    mismatches: dict[tuple[str, str], int] = field(default_factory=dict)
+    thresholds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def tables(self) -> list[str]:
+        names = set(self.latest) | set(self.durations) | set(self.thresholds)
+        names |= {table for table, _ in self.jobs} | {table for table, _ in self.mismatches}
+        return sorted(names)
+
+
+def read_snapshot() -> Snapshot:
+    """Run the scrape's aggregate queries (one transaction, under a statement timeout)."""
+    from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
+
+    snap = Snapshot()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # set_config(..., true) is SET LOCAL: it ends with this (sub)transaction.
+            cursor.execute(
+                "SELECT set_config('statement_timeout', %s, true)",
+                [str(SCRAPE_STATEMENT_TIMEOUT_MS)],
+            )
+
+        latest = (
+            ReconciliationJob.objects.filter(status=JobStatus.COMPLETED)
+            .order_by("table_name", "-started_at")
+            .distinct("table_name")
+            .values(
+                "table_name",
+                "drift_percentage",
+                "cassandra_row_count",
+                "postgres_row_count",
+                "completed_at",
+            )
+        )
+        snap.latest = {row["table_name"]: dict(row) for row in latest}
+
+        buckets = {
+            f"le_{i}": Count(
+                "pk",
+                filter=Q(
+                    status=JobStatus.COMPLETED,
+                    completed_at__lte=F("started_at") + timedelta(seconds=bound),
+                ),
+            )
+            for i, bound in enumerate(DURATION_BUCKETS)
+        }
+        duration = ExpressionWrapper(
+            F("completed_at") - F("started_at"), output_field=DurationField()
+        )
+        per_status = (
+            ReconciliationJob.objects.filter(status__in=FINISHED_STATUSES)
+            .order_by()
+            .values("table_name", "status")
+            .annotate(
+                n=Count("pk"),
+                timed=Count("pk", filter=Q(completed_at__isnull=False)),
+                total=Sum(duration),
+                **buckets,
+            )
+        )
+        for typed_row in per_status:
+            row = cast(dict[str, Any], typed_row)
+            table, status = row["table_name"], row["status"]
+            snap.jobs[(table, status)] = row["n"]
+            if status == JobStatus.COMPLETED:
+                total = row["total"]
+                snap.durations[table] = _Histogram(
+                    buckets=[row[f"le_{i}"] for i in range(len(DURATION_BUCKETS))],
+                    count=row["timed"],
+                    sum=total.total_seconds() if total is not None else 0.0,
+                )
+
+        per_type = (
+            Mismatch.objects.order_by()
+            .values("table_name", "mismatch_type")
+            .annotate(n=Count("pk"))
+        )
+        snap.mismatches = {(row["table_name"], row["mismatch_type"]): row["n"] for row in per_type}
+
+        for mapping in TableMapping.objects.only("name", "warning_threshold", "critical_threshold"):
+            snap.thresholds[mapping.name] = (
+                mapping.effective_warning_threshold,
+                mapping.effective_critical_threshold,
+            )
+    return snap
+
+
+def _families() -> dict[str, Metric]:
+    """Empty metric families, in exposition order (also what ``describe()`` announces)."""
+    t = ["table"]
+    return {
+        "drift": GaugeMetricFamily(
+            f"{PREFIX}_drift_percentage",
+            "Drift percentage found by the table's latest completed reconciliation job.",
+            labels=t,
+        ),
+        "cassandra": GaugeMetricFamily(
+            f"{PREFIX}_cassandra_rows",
+            "Rows in Cassandra (the source) per the table's latest completed job.",
+            labels=t,
+        ),
+        "postgres": GaugeMetricFamily(
+            f"{PREFIX}_postgres_rows",
+            "Rows in PostgreSQL (the target) per the table's latest completed job.",
+            labels=t,
+        ),
+        "last": GaugeMetricFamily(
+            f"{PREFIX}_last_completed_timestamp_seconds",
+            "Unix time at which the table's latest completed job finished.",
+            labels=t,
+        ),
+        "warning": GaugeMetricFamily(
+            f"{PREFIX}_drift_warning_threshold",
+            "Drift percentage above which the table's drift is a warning.",
+            labels=t,
+        ),
+        "critical": GaugeMetricFamily(
+            f"{PREFIX}_drift_critical_threshold",
+            "Drift percentage above which the table's drift is critical.",
+            labels=t,
+        ),
+        "mismatches": CounterMetricFamily(
+            f"{PREFIX}_mismatches",
+            "Mismatched rows recorded by reconciliation jobs, by table and mismatch type.",
+            labels=["table", "type"],
+        ),
+        "jobs": CounterMetricFamily(
+            f"{PREFIX}_jobs_completed",
+            "Reconciliation jobs that ended, by table and final status (COMPLETED, FAILED).",
+            labels=["table", "status"],
+        ),
+        "duration": HistogramMetricFamily(
+            f"{PREFIX}_duration_seconds",
+            "Run time of completed reconciliation jobs (completed_at - started_at).",
+            labels=t,
+        ),
+        "up": GaugeMetricFamily(
+            f"{PREFIX}_metrics_up",
+            "1 if the reconciliation metrics could be read from the database at this scrape.",
+        ),
+    }
+
+
+def families_from(snap: Snapshot) -> Iterator[Metric]:
+    fam = _families()
+    for table, row in sorted(snap.latest.items()):
+        for key, column in (
+            ("drift", "drift_percentage"),
+            ("cassandra", "cassandra_row_count"),
+            ("postgres", "postgres_row_count"),
+        ):
+            if row[column] is not None:
+                fam[key].add_metric([table], float(row[column]))  # type: ignore[attr-defined]
+        if row["completed_at"] is not None:
+            fam["last"].add_metric([table], row["completed_at"].timestamp())  # type: ignore[attr-defined]
+    for table, (warning, critical) in sorted(snap.thresholds.items()):
+        fam["warning"].add_metric([table], warning)  # type: ignore[attr-defined]
+        fam["critical"].add_metric([table], critical)  # type: ignore[attr-defined]
+    for table in snap.tables:
+        for kind in MismatchType.values:
+            fam["mismatches"].add_metric([table, kind], snap.mismatches.get((table, kind), 0))  # type: ignore[attr-defined]
+        for status in FINISHED_STATUSES:
+            fam["jobs"].add_metric([table, status], snap.jobs.get((table, status), 0))  # type: ignore[attr-defined]
+        hist = snap.durations.get(table, _Histogram())
+        points = [(_bound(b), n) for b, n in zip(DURATION_BUCKETS, hist.buckets, strict=True)]
+        points.append(("+Inf", hist.count))
+        fam["duration"].add_metric([table], points, sum_value=hist.sum)  # type: ignore[attr-defined]
+    fam["up"].add_metric([], 1.0)  # type: ignore[attr-defined]
+    yield from fam.values()
+
+
+def _bound(value: float) -> str:
+    return str(float(value))
+
+
+class ReconciliationCollector(Collector):
+    """Reads the reconciliation metrics from the database at every scrape."""
+
+    def describe(self) -> Iterable[Metric]:
+        # Announcing the names without samples keeps registration free of database access.
+        return list(_families().values())
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            snap = read_snapshot()
+        except DatabaseError:
+            logger.exception("Could not read the reconciliation metrics from the database")
+            down = _families()["up"]
+            down.add_metric([], 0.0)  # type: ignore[attr-defined]
+            return [down]
+        return list(families_from(snap))
+
+
+_lock = threading.Lock()
+_registered: dict[int, ReconciliationCollector] = {}
+
+
+def register(registry: CollectorRegistry = REGISTRY) -> ReconciliationCollector:
+    """Register the collector on ``registry`` once; later calls return the same collector."""
+    with _lock:
+        collector = _registered.get(id(registry))
+        if collector is None:
+            collector = ReconciliationCollector()
+            registry.register(collector)
+            _registered[id(registry)] = collector
+        return collector
