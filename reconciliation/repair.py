@@ -1,0 +1,763 @@
+"""Repair one mismatch from the source of truth, Cassandra.
+
+The only code in cdcrecon that writes to the reconciled stores (besides GDPR erasure).  The
+row is read from Cassandra *now*, not taken from what the job captured:
+
+* the row exists in Cassandra → upsert it into the target table
+  (``INSERT … ON CONFLICT (key) DO UPDATE``), columns matched by name (the columns both sides
+  have, minus the mapping's excluded columns), each value converted to the target column's
+  type (``information_schema.columns``);
+* the row is absent from Cassandra → delete the target row (for MISSING_IN_CASSANDRA this is
+  the confirming second read the repair needs before it deletes anything).
+
+When the source row changed since the job detected the mismatch, what is there now is
+written and the note says so.  A successful repair closes the mismatch as AUTO_RESOLVED
+(``Mismatch.resolve``) with a note saying what was written; every attempt that reached the
+stores leaves an ``AuditLogEntry`` (action REPAIR) with the target row before and after.
+A failed repair raises ``RepairFailed`` and leaves the mismatch PENDING.
+
+Used by the admin action and by ``POST /reconciliation/mismatches/{id}/repair``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import fnmatch
+import ipaddress
+import json
+import math
+import struct
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from cassandra import DriverException
+from cassandra.cluster import NoHostAvailable, Session
+from cassandra.util import Date, Duration, SortedSet, Time
+from django.db import transaction
+from django.utils import timezone
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Json, Jsonb
+
+from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
+from reconciliation.choices import MismatchType, ResolutionStatus
+from reconciliation.connections import StoreUnavailable, cassandra_session, target_connection
+from reconciliation.engine.canonical import to_canonical
+from reconciliation.engine.cqltypes import UnsupportedType, parse_cql_type
+from reconciliation.engine.identifiers import UnsafeIdentifier, cql_column, cql_table
+from reconciliation.engine.keys import BadKey, parse_key
+from reconciliation.engine.schema import cassandra_udts
+from reconciliation.models import AlreadyResolved, Mismatch, TableMapping
+from reconciliation.registry import TableNotFound, UnknownTable, ensure_key_columns, get_mapping
+
+Row = dict[str, Any]
+
+INTEGER_UDTS = {"int2", "int4", "int8"}
+FLOAT_UDTS = {"float4", "float8"}
+TEXT_UDTS = {"text", "varchar", "bpchar", "name", "citext"}
+NUMERIC_CQL = {"tinyint", "smallint", "int", "bigint", "varint", "counter", "decimal"}
+FLOAT_CQL = {"float", "double"}
+
+
+class RepairFailed(Exception):
+    """Nothing was repaired; the mismatch is still PENDING.  ``http_status`` is for the API."""
+
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        http_status: int = 409,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.http_status = http_status
+        self.fields = fields or {}
+
+
+class CannotConvert(ValueError):
+    """A Cassandra value that has no faithful form in the target column's type."""
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    name: str
+    data_type: str  # information_schema's data_type, e.g. "ARRAY", "jsonb", "integer"
+    udt_name: str  # e.g. "_text", "jsonb", "int4", "timestamptz"
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    mismatch: Mismatch
+    action: str  # "upserted", "deleted" or "already_absent"
+    note: str
+    changed_columns: list[str] | None  # None: the source row did not change since detection
+    before: Row | None
+    after: Row | None
+    audit_entry: AuditLogEntry
+
+
+@dataclass
+class _Progress:
+    """How far an attempt got, for the audit entry (also written when it fails)."""
+
+    started_at: dt.datetime = field(default_factory=timezone.now)
+    cassandra_status: str = StoreStatus.PENDING
+    cassandra_error: str = ""
+    postgres_status: str = StoreStatus.SKIPPED
+    postgres_error: str = ""
+    before: Row | None = None
+    after: Row | None = None
+    action: str = ""
+    changed_columns: list[str] | None = None
+    note: str = ""
+
+
+# --------------------------------------------------------------------------------------
+# The entry point
+
+
+def repair_mismatch(mismatch: Mismatch, user: Any) -> RepairResult:
+    """Make the target row equal to the Cassandra row now, and close the mismatch.
+
+    The mismatch row is locked for the duration, so two operators repairing (or one
+    repairing while another resolves) the same mismatch cannot both act: the second sees
+    who closed it first.
+    """
+    failure: RepairFailed | None = None
+    with transaction.atomic():
+        locked = Mismatch.objects.select_for_update().get(pk=mismatch.pk)
+        if locked.resolution_status != ResolutionStatus.PENDING:
+            raise RepairFailed("already_resolved", str(AlreadyResolved(locked)), 409)
+        mapping = _mapping_for(locked)
+        progress = _Progress()
+        try:
+            _repair_in_stores(mapping, locked, progress)
+        except RepairFailed as exc:
+            _audit(mapping, locked, user, progress)
+            failure = exc
+        else:
+            locked.resolve(user, ResolutionStatus.AUTO_RESOLVED, progress.note)
+            entry = _audit(mapping, locked, user, progress)
+    if failure is not None:
+        raise failure
+    for name in ("resolution_status", "resolution_notes", "resolved_at", "resolved_by"):
+        setattr(mismatch, name, getattr(locked, name))
+    return RepairResult(
+        mismatch=mismatch,
+        action=progress.action,
+        note=progress.note,
+        changed_columns=progress.changed_columns,
+        before=progress.before,
+        after=progress.after,
+        audit_entry=entry,
+    )
+
+
+def _mapping_for(mismatch: Mismatch) -> TableMapping:
+    try:
+        return get_mapping(mismatch.table_name)
+    except UnknownTable as exc:
+        raise RepairFailed(
+            "table_not_registered",
+            f"Cannot repair: {exc}",
+            409,
+            {"table_name": [f"{mismatch.table_name!r} is no longer registered."]},
+        ) from exc
+
+
+def _audit(
+    mapping: TableMapping, mismatch: Mismatch, user: Any, progress: _Progress
+) -> AuditLogEntry:
+    details: dict[str, Any] = {
+        "before": progress.before,
+        "after": progress.after,
+        "mismatch_id": str(mismatch.mismatch_id),
+        "mismatch_type": mismatch.mismatch_type,
+        "target": f"{mapping.postgres_schema}.{mapping.postgres_table}",
+        "action": progress.action or "failed",
+        "source_changed_columns": progress.changed_columns,
+    }
+    return AuditLogEntry.objects.create(
+        action=AuditAction.REPAIR,
+        requester=_username(user),
+        reason=f"repair of mismatch {mismatch.mismatch_id}",
+        keyspace=mapping.cassandra_keyspace,
+        table=mapping.cassandra_table,
+        primary_key=mismatch.primary_key_value,
+        requested_at=progress.started_at,
+        completed_at=timezone.now(),
+        cassandra_status=progress.cassandra_status,
+        cassandra_error=progress.cassandra_error,
+        postgres_status=progress.postgres_status,
+        postgres_error=progress.postgres_error,
+        details=details,
+    )
+
+
+def _username(user: Any) -> str:
+    getter = getattr(user, "get_username", None)
+    return str(getter()) if callable(getter) and getter() else "unknown"
+
+
+# --------------------------------------------------------------------------------------
+# Reading the source and writing the target
+
+
+def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Progress) -> None:
+    session = _session(progress)
+    try:
+        ensure_key_columns(mapping, session)
+        cql_types = cassandra_column_types(session, mapping)
+    except TableNotFound as exc:
+        progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, str(exc)
+        raise RepairFailed("table_not_found", str(exc), 409) from exc
+    except (DriverException, NoHostAvailable) as exc:
+        raise _cassandra_failed(progress, exc) from exc
+    try:
+        key_values = parse_key(
+            mismatch.primary_key_value, [cql_types[c] for c in mapping.key_columns]
+        )
+    except (BadKey, KeyError) as exc:
+        progress.cassandra_status = StoreStatus.FAILED
+        progress.cassandra_error = f"Bad primary key {mismatch.primary_key_value!r}: {exc}"
+        raise RepairFailed(
+            "bad_key", progress.cassandra_error, 409, {"primary_key_value": [str(exc)]}
+        ) from exc
+
+    source_row = _read_source_row(session, mapping, key_values, progress)
+    try:
+        source_now = canonical_source_row(session, mapping, cql_types, source_row)
+    except (DriverException, NoHostAvailable) as exc:
+        raise _cassandra_failed(progress, exc) from exc
+    target_name = f"{mapping.postgres_schema}.{mapping.postgres_table}"
+    try:
+        with target_connection() as conn:
+            progress.postgres_status = StoreStatus.PENDING
+            target_columns = target_column_types(conn, mapping)
+            columns = compared_columns(mapping, cql_types, target_columns)
+            target_key = [
+                to_target(v, target_columns[c])
+                for c, v in zip(mapping.key_columns, key_values, strict=True)
+            ]
+            progress.before = _lock_target_row(conn, mapping, target_key)
+            progress.changed_columns = source_changes(mismatch, source_now, columns)
+            if source_row is not None:
+                values = {c: to_target(source_row.get(c), target_columns[c]) for c in columns}
+                progress.after = _upsert(conn, mapping, values)
+                progress.action = "upserted"
+                progress.postgres_status = StoreStatus.SUCCESS
+            else:
+                deleted = _delete(conn, mapping, target_key)
+                progress.action = "deleted" if deleted else "already_absent"
+                progress.postgres_status = StoreStatus.SUCCESS if deleted else StoreStatus.NOT_FOUND
+            progress.note = _note(mismatch, progress, columns, target_name)
+    except StoreUnavailable as exc:
+        progress.postgres_status, progress.postgres_error = StoreStatus.FAILED, str(exc)
+        raise RepairFailed("target_unavailable", str(exc), 502) from exc
+    except CannotConvert as exc:
+        progress.postgres_status, progress.postgres_error = StoreStatus.FAILED, str(exc)
+        progress.after = None
+        raise RepairFailed("cannot_convert", str(exc), 409) from exc
+    except _SchemaProblem as exc:
+        progress.postgres_status, progress.postgres_error = StoreStatus.FAILED, str(exc)
+        raise RepairFailed("schema_mismatch", str(exc), 409) from exc
+    except psycopg.Error as exc:
+        message = f"Writing to PostgreSQL table {target_name} failed: {exc}".strip()
+        progress.postgres_status, progress.postgres_error = StoreStatus.FAILED, message
+        progress.after, progress.action = None, ""
+        raise RepairFailed("target_write_failed", message, 502) from exc
+
+
+class _SchemaProblem(Exception):
+    pass
+
+
+def _session(progress: _Progress) -> Session:
+    try:
+        return cassandra_session()
+    except StoreUnavailable as exc:
+        progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, str(exc)
+        raise RepairFailed("cassandra_unavailable", str(exc), 502) from exc
+
+
+def _cassandra_failed(progress: _Progress, exc: Exception) -> RepairFailed:
+    message = f"Reading from Cassandra failed: {exc}"
+    progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, message
+    return RepairFailed("cassandra_unavailable", message, 502)
+
+
+def cassandra_column_types(session: Session, mapping: TableMapping) -> dict[str, str]:
+    """Every column of the mapped Cassandra table and its CQL type, from system_schema."""
+    rows = session.execute(
+        "SELECT column_name, type FROM system_schema.columns "
+        "WHERE keyspace_name = %s AND table_name = %s",
+        (mapping.cassandra_keyspace, mapping.cassandra_table),
+    )
+    types = {row["column_name"]: row["type"] for row in rows}
+    if not types:
+        raise TableNotFound(
+            f"Cassandra table {mapping.cassandra_keyspace}.{mapping.cassandra_table} does not exist."
+        )
+    return types
+
+
+def _read_source_row(
+    session: Session, mapping: TableMapping, key_values: Sequence[Any], progress: _Progress
+) -> Row | None:
+    try:
+        where = " AND ".join(f"{cql_column(c)} = ?" for c in mapping.key_columns)
+        statement = session.prepare(
+            f"SELECT * FROM {cql_table(mapping.cassandra_keyspace, mapping.cassandra_table)} "
+            f"WHERE {where}"
+        )
+        row = session.execute(statement, list(key_values)).one()
+    except UnsafeIdentifier as exc:
+        progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, str(exc)
+        raise RepairFailed("table_not_found", str(exc), 409) from exc
+    except (DriverException, NoHostAvailable) as exc:
+        raise _cassandra_failed(progress, exc) from exc
+    progress.cassandra_status = StoreStatus.SUCCESS if row is not None else StoreStatus.NOT_FOUND
+    return dict(row) if row is not None else None
+
+
+def target_column_types(conn: psycopg.Connection, mapping: TableMapping) -> dict[str, TargetColumn]:
+    rows = conn.execute(
+        "SELECT column_name, data_type, udt_name FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        (mapping.postgres_schema, mapping.postgres_table),
+    ).fetchall()
+    if not rows:
+        raise _SchemaProblem(
+            f"PostgreSQL table {mapping.postgres_schema}.{mapping.postgres_table} does not exist."
+        )
+    return {name: TargetColumn(name, data_type, udt) for name, data_type, udt in rows}
+
+
+def is_excluded(column: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(column, pattern) for pattern in patterns)
+
+
+def compared_columns(
+    mapping: TableMapping, cql_types: Mapping[str, str], target_columns: Mapping[str, TargetColumn]
+) -> list[str]:
+    """The columns a repair writes: key columns first, then the shared, non-excluded ones."""
+    missing_keys = [c for c in mapping.key_columns if c not in target_columns]
+    if missing_keys:
+        raise _SchemaProblem(
+            f"Key column(s) {', '.join(missing_keys)} missing in PostgreSQL table "
+            f"{mapping.postgres_schema}.{mapping.postgres_table}."
+        )
+    excluded = list(mapping.excluded_columns or [])
+    others = sorted(
+        c
+        for c in cql_types
+        if c in target_columns and c not in mapping.key_columns and not is_excluded(c, excluded)
+    )
+    return [*mapping.key_columns, *others]
+
+
+def _table(mapping: TableMapping) -> sql.Composable:
+    return sql.Identifier(mapping.postgres_schema, mapping.postgres_table)
+
+
+def _key_condition(mapping: TableMapping) -> sql.Composable:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = %s").format(sql.Identifier(c)) for c in mapping.key_columns
+    )
+
+
+def _lock_target_row(conn: psycopg.Connection, mapping: TableMapping, key: list[Any]) -> Row | None:
+    query = sql.SQL("SELECT * FROM {} WHERE {} FOR UPDATE").format(
+        _table(mapping), _key_condition(mapping)
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(query, key).fetchone()
+    return to_json(row) if row is not None else None
+
+
+def _upsert(conn: psycopg.Connection, mapping: TableMapping, values: dict[str, Any]) -> Row:
+    columns = list(values)
+    non_key = [c for c in columns if c not in mapping.key_columns] or mapping.key_columns
+    query = sql.SQL(
+        "INSERT INTO {table} ({columns}) VALUES ({values}) "
+        "ON CONFLICT ({keys}) DO UPDATE SET {updates} RETURNING *"
+    ).format(
+        table=_table(mapping),
+        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        values=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        keys=sql.SQL(", ").join(map(sql.Identifier, mapping.key_columns)),
+        updates=sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in non_key
+        ),
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(query, list(values.values())).fetchone()
+    assert row is not None  # RETURNING of an upsert always yields the row
+    return to_json(row)
+
+
+def _delete(conn: psycopg.Connection, mapping: TableMapping, key: list[Any]) -> bool:
+    query = sql.SQL("DELETE FROM {} WHERE {}").format(_table(mapping), _key_condition(mapping))
+    return conn.execute(query, key).rowcount > 0
+
+
+# --------------------------------------------------------------------------------------
+# Did the source change since detection?
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """The Cassandra row now, in the engine's canonical form (``engine/canonical.py``) so
+    that it compares exactly with ``Mismatch.cassandra_data``; ``loose`` names the columns
+    whose type has no canonical rule here (compared with ``values_agree`` instead)."""
+
+    values: dict[str, Any]
+    loose: frozenset[str]
+
+
+def canonical_source_row(
+    session: Session, mapping: TableMapping, cql_types: Mapping[str, str], row: Row | None
+) -> SourceRow | None:
+    if row is None:
+        return None
+    udts: dict[str, tuple[list[str], list[str]]] | None = None
+    values: dict[str, Any] = {}
+    loose: set[str] = set()
+    for name, value in row.items():
+        type_text = cql_types.get(name, "")
+        try:
+            try:
+                ctype = parse_cql_type(type_text, udts)
+            except UnsupportedType:
+                if udts is not None:
+                    raise
+                udts = cassandra_udts(session, mapping.cassandra_keyspace)
+                ctype = parse_cql_type(type_text, udts)
+            values[name] = to_canonical(ctype, value)
+        except (UnsupportedType, ValueError, TypeError):
+            values[name] = to_json(value)
+            loose.add(name)
+    return SourceRow(values, frozenset(loose))
+
+
+def source_changes(
+    mismatch: Mismatch, source: SourceRow | None, columns: Sequence[str]
+) -> list[str] | None:
+    """The columns that differ from what the job captured; None when nothing changed.
+
+    ``["(row created)"]`` / ``["(row deleted)"]`` when the row appeared or vanished.
+    """
+    captured = mismatch.cassandra_data
+    expected_absent = mismatch.mismatch_type == MismatchType.MISSING_IN_CASSANDRA
+    if expected_absent:
+        return ["(row created)"] if source is not None else None
+    if source is None:
+        return ["(row deleted)"]
+    if not isinstance(captured, dict):
+        return None  # nothing captured to compare with (e.g. scrubbed by an erasure)
+    changed = []
+    for column in columns:
+        before, now = captured.get(column), source.values.get(column)
+        same = values_agree(before, now) if column in source.loose else canonical_equal(before, now)
+        if not same:
+            changed.append(column)
+    return changed or None
+
+
+def canonical_equal(a: Any, b: Any) -> bool:
+    """Equality of two canonical values (both sides of a mismatch are stored canonical)."""
+    return a == b or (_is_empty(a) and _is_empty(b))
+
+
+def _note(mismatch: Mismatch, progress: _Progress, columns: Sequence[str], target: str) -> str:
+    changed = progress.changed_columns
+    if progress.action == "upserted":
+        text = (
+            f"Repaired from Cassandra: upserted the current source row into {target} "
+            f"(columns written: {', '.join(columns)})."
+        )
+        if changed == ["(row created)"]:
+            text += (
+                " The row now exists in Cassandra (written since detection), so it was "
+                "upserted instead of deleted."
+            )
+        elif changed:
+            text += (
+                " The source row changed since detection (columns: "
+                f"{', '.join(changed)}); what Cassandra holds now was written."
+            )
+        return text
+    if mismatch.mismatch_type == MismatchType.MISSING_IN_CASSANDRA:
+        confirm = "Cassandra was read again and the row is still absent"
+    else:
+        confirm = (
+            "The row no longer exists in Cassandra (deleted since detection), so the target "
+            "row was deleted instead of written"
+        )
+    if progress.action == "deleted":
+        return f"Repaired from Cassandra: deleted the row from {target}. {confirm}."
+    return f"Repaired from Cassandra: nothing to write, the row is absent from {target} too. {confirm}."
+
+
+# --------------------------------------------------------------------------------------
+# Values: Cassandra → target column type, and → JSON (audit, display)
+
+
+def plain(value: Any) -> Any:
+    """The driver's own value types as standard Python ones."""
+    if isinstance(value, Date):
+        try:
+            return value.date()
+        except ValueError:  # outside Python's date range
+            return value
+    if isinstance(value, Time):
+        return dt.time(value.hour, value.minute, value.second, value.nanosecond // 1000)
+    if isinstance(value, SortedSet):
+        return set(value)
+    return value
+
+
+def _is_udt(value: Any) -> bool:
+    return isinstance(value, tuple) and hasattr(value, "_fields")
+
+
+def _sorted(values: Iterable[Any]) -> list[Any]:
+    items = list(values)
+    try:
+        return sorted(items)
+    except TypeError:
+        return sorted(items, key=lambda v: json.dumps(to_json(v), sort_keys=True))
+
+
+def text_of(value: Any) -> str:
+    """Canonical text of a scalar (keys.py's rules; datetimes keep microseconds if any)."""
+    value = plain(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        spec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
+        return value.isoformat(timespec=spec) + "Z"
+    if isinstance(value, decimal.Decimal):
+        text = format(value.normalize(), "f")
+        return "0" if text in {"-0", "0"} else text
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def to_json(value: Any) -> Any:
+    """A JSON-safe copy of a value from either store (for jsonb, the audit log, display)."""
+    value = plain(value)
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            return str(value)
+        if value == value.to_integral_value() and abs(value) < 2**53:
+            return int(value)
+        as_float = float(value)
+        return as_float if decimal.Decimal(repr(as_float)) == value else text_of(value)
+    if isinstance(value, Mapping):
+        return {text_of(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return [to_json(v) for v in _sorted(value)]
+    if _is_udt(value):
+        return {name: to_json(getattr(value, name)) for name in value._fields}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return text_of(value)
+
+
+def to_target(value: Any, column: TargetColumn) -> Any:
+    """``value`` (as the Cassandra driver returns it) in the form the target column takes."""
+    value = plain(value)
+    udt = column.udt_name.lower()
+    if value is None:
+        return None
+    if udt in {"json", "jsonb"}:
+        wrapper = Jsonb if udt == "jsonb" else Json
+        return wrapper(to_json(value))
+    if column.data_type.upper() == "ARRAY":
+        if isinstance(value, Mapping) or not isinstance(value, list | tuple | set | frozenset):
+            raise CannotConvert(
+                f"Column {column.name}: a {type(value).__name__} cannot go into an array column."
+            )
+        items = _sorted(value) if isinstance(value, set | frozenset) else list(value)
+        element = TargetColumn(column.name, "", udt[1:] if udt.startswith("_") else udt)
+        return [to_target(item, element) for item in items]
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        if not value:
+            return None  # an empty Cassandra collection is NULL
+        if udt in TEXT_UDTS:
+            return json.dumps(to_json(value), ensure_ascii=False, separators=(",", ":"))
+        raise CannotConvert(
+            f"Column {column.name}: a collection or UDT needs a jsonb, json, array or text "
+            f"column, not {column.udt_name}."
+        )
+    try:
+        return _scalar_to_target(value, udt)
+    except (TypeError, ValueError, decimal.InvalidOperation) as exc:
+        raise CannotConvert(
+            f"Column {column.name}: {value!r} does not fit type {column.udt_name}: {exc}"
+        ) from exc
+
+
+def _scalar_to_target(value: Any, udt: str) -> Any:
+    if udt in TEXT_UDTS:
+        return value if isinstance(value, str) else text_of(value)
+    if udt in {"timestamptz", "timestamp"}:
+        if not isinstance(value, dt.datetime):
+            raise TypeError("not a timestamp")
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        aware = aware.astimezone(dt.UTC)
+        return aware if udt == "timestamptz" else aware.replace(tzinfo=None)
+    if udt == "date":
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if not isinstance(value, dt.date):
+            raise TypeError("not a date")
+        return value
+    if udt in {"time", "timetz"}:
+        if not isinstance(value, dt.time):
+            raise TypeError("not a time")
+        return value
+    if udt == "uuid":
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    if udt in {"inet", "cidr"}:
+        return ipaddress.ip_address(str(value))
+    if udt == "bytea":
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value)
+        raise TypeError("not bytes")
+    if udt in INTEGER_UDTS:
+        if isinstance(value, bool) or int(value) != value:
+            raise ValueError("not a whole number")
+        return int(value)
+    if udt == "numeric":
+        if isinstance(value, bool):
+            raise TypeError("not a number")
+        return value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value))
+    if udt in FLOAT_UDTS:
+        if isinstance(value, bool):
+            raise TypeError("not a number")
+        return float(value)
+    if udt == "bool":
+        if not isinstance(value, bool):
+            raise TypeError("not a boolean")
+        return value
+    if isinstance(value, Duration):
+        return str(value)
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# Comparing captured JSON values (display, change detection)
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == [] or value == {}
+
+
+def _as_decimal(value: Any) -> decimal.Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float | decimal.Decimal):
+        return decimal.Decimal(repr(value)) if isinstance(value, float) else decimal.Decimal(value)
+    if isinstance(value, str):
+        try:
+            return decimal.Decimal(value.strip())
+        except decimal.InvalidOperation:
+            return None
+    return None
+
+
+def _as_instant(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or "T" not in value and " " not in value.strip():
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def values_agree(a: Any, b: Any, cql_type: str | None = None) -> bool:
+    """Whether two captured values (JSON) mean the same thing.
+
+    Tolerates the encodings two sides may use for one value: 1.10 and "1.1" for a decimal,
+    ``…Z`` and ``…+00:00`` for a timestamp, a set in any order, NULL and an empty collection.
+    With ``cql_type`` text columns compare as exact strings.
+    """
+    if _is_empty(a) and _is_empty(b):
+        return True
+    if a is None or b is None:
+        return False
+    kind = (cql_type or "").lower()
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(values_agree(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return False
+        if all(values_agree(x, y) for x, y in zip(a, b, strict=True)):
+            return True
+        if kind.startswith(("list", "frozen<list", "tuple", "frozen<tuple", "vector")):
+            return False
+        # a set (or a column of unknown type): the two sides may list it in another order
+        a_sorted, b_sorted = sorted(a, key=_json_key), sorted(b, key=_json_key)
+        return all(values_agree(x, y) for x, y in zip(a_sorted, b_sorted, strict=True))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if a == b:
+        return True
+    if kind in {"text", "varchar", "ascii"}:
+        return False
+    if kind in FLOAT_CQL or (isinstance(a, float) or isinstance(b, float)):
+        fa, fb = _as_float(a), _as_float(b)
+        if fa is not None and fb is not None:
+            if math.isnan(fa) and math.isnan(fb):
+                return True
+            if kind == "float":
+                return struct.pack("f", fa) == struct.pack("f", fb)
+            return fa == fb
+    da, db = _as_decimal(a), _as_decimal(b)
+    both_text = isinstance(a, str) and isinstance(b, str)
+    if da is not None and db is not None and (kind in NUMERIC_CQL or not both_text):
+        return da == db
+    ta, tb = _as_instant(a), _as_instant(b)
+    if ta is not None and tb is not None:
+        if kind == "timestamp":
+            return ta.replace(microsecond=ta.microsecond // 1000 * 1000) == tb.replace(
+                microsecond=tb.microsecond // 1000 * 1000
+            )
+        return ta == tb
+    if isinstance(a, str) and isinstance(b, str) and kind in {"uuid", "timeuuid"}:
+        return a.lower() == b.lower()
+    return False
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _json_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
