@@ -16,3 +16,7 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("", include("django_prometheus.urls")),
 ]
+
+# JSON 404/500 bodies (`{"error", "detail", "fields"}`) outside the admin.
+handler404 = "reconciliation.api.errors.page_not_found"
+handler500 = "reconciliation.api.errors.server_error"

@@ -41,8 +41,12 @@ from reconciliation.connections import (
 from reconciliation.engine.identifiers import cql_column, cql_table
 from reconciliation.engine.keys import BadKey, format_key, parse_key_part, split_key
 from reconciliation.models import Mismatch, TableMapping
-from reconciliation.registry import UnknownTable, get_mapping_for_cassandra_table
-from reconciliation.registry import TableNotFound, ensure_key_columns
+from reconciliation.registry import (
+    TableNotFound,
+    UnknownTable,
+    ensure_key_columns,
+    get_mapping_for_cassandra_table,
+)
 
 logger = logging.getLogger(__name__)
 

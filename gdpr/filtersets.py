@@ -6,6 +6,7 @@ import django_filters
 from django.db.models import Q, QuerySet
 
 from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
+from reconciliation.filtersets import DateRangeForm, Iso8601Filter
 
 
 class AuditLogFilterSet(django_filters.FilterSet):
@@ -19,16 +20,23 @@ class AuditLogFilterSet(django_filters.FilterSet):
         help_text="Entries where either store has this status.",
     )
     primary_key = django_filters.CharFilter(field_name="primary_key")
-    from_date = django_filters.IsoDateTimeFilter(
-        field_name="requested_at", lookup_expr="gte", help_text="Requested at or after (ISO 8601)."
+    from_date = Iso8601Filter(
+        field_name="requested_at",
+        lookup_expr="gte",
+        help_text="Requested at or after this ISO 8601 date or date-time (UTC if no offset).",
     )
-    to_date = django_filters.IsoDateTimeFilter(
-        field_name="requested_at", lookup_expr="lt", help_text="Requested before (ISO 8601)."
+    to_date = Iso8601Filter(
+        field_name="requested_at",
+        lookup_expr="lte",
+        end_of_day=True,
+        help_text="Requested at or before this ISO 8601 date or date-time; a date alone "
+        "includes that whole day.",
     )
 
     class Meta:
         model = AuditLogEntry
         fields: list[str] = []
+        form = DateRangeForm
 
     def filter_status(
         self, queryset: QuerySet[AuditLogEntry], name: str, value: str

@@ -1,5 +1,10 @@
 """Creating and running reconciliation jobs (the Django side of the engine).
 
+``run_job`` resolves the job's table mapping, runs the engine (``reconciliation.engine``,
+which knows nothing of Django) and records the outcome: counters, drift, alert level and
+the mismatches (``bulk_create``, a thousand at a time).  Whatever goes wrong, the job ends
+FAILED with a message saying which store or which column, never RUNNING.
+
 ``create_job`` claims a table atomically: the partial unique index
 ``one_running_job_per_table`` lets PostgreSQL refuse a second RUNNING job for one table, so
 two beats, two API calls or a CLI run racing each other can never run one table twice.
@@ -8,15 +13,30 @@ two beats, two API calls or a CLI run racing each other can never run one table 
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import psycopg
+from cassandra import DriverException, OperationTimedOut, Unauthorized
+from cassandra.cluster import NoHostAvailable
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from cdcrecon.conf import MAX_SAMPLE_SIZE
-from reconciliation.choices import JobStatus, JobType, ValidationStrategy
-from reconciliation.models import ReconciliationJob, TableMapping
+from cdcrecon.conf import MAX_SAMPLE_SIZE, settings
+from reconciliation.choices import AlertLevel, JobStatus, JobType, ValidationStrategy
+from reconciliation.connections import (
+    StoreUnavailable,
+    cassandra_session,
+    consistency_level,
+    target_connection,
+)
+from reconciliation.engine.keys import BadKey
+from reconciliation.engine.schema import SchemaError, TableSpec
+from reconciliation.engine.strategies import Difference, Options, Outcome, reconcile
+from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
+from reconciliation.registry import TableNotFound, UnknownTable, ensure_key_columns, get_mapping
 
 
 class JobAlreadyRunning(Exception):
@@ -112,3 +132,190 @@ def build_parameters(
             )
         parameters["sample_size"] = sample_size
     return parameters
+
+
+# -- running a job ------------------------------------------------------------------------------
+
+MISMATCH_BATCH = 1000
+TOUCH_EVERY_SECONDS = 2.0
+
+
+class _Touch:
+    """The engine's progress callback: ``job.touch`` every couple of seconds, and at once
+    whenever the job passes a tenth (0.3 = the target is read, 0.9 = the re-check starts)."""
+
+    def __init__(self, job: ReconciliationJob, also: Callable[[float], None] | None = None) -> None:
+        self.job = job
+        self.also = also
+        self.last = 0.0
+        self.last_fraction = 0.0
+
+    def __call__(self, fraction: float) -> None:
+        if self.also is not None:
+            self.also(fraction)
+        now = time.monotonic()
+        if now - self.last >= TOUCH_EVERY_SECONDS or int(fraction * 10) > int(
+            self.last_fraction * 10
+        ):
+            self.last, self.last_fraction = now, fraction
+            self.job.touch(fraction)
+
+
+class _MismatchWriter:
+    """The engine's report callback: ``bulk_create`` mismatches a thousand at a time."""
+
+    def __init__(self, job: ReconciliationJob) -> None:
+        self.job = job
+        self.pending: list[Mismatch] = []
+        self.written = 0
+
+    def __call__(self, difference: Difference) -> None:
+        self.pending.append(
+            Mismatch(
+                job=self.job,
+                table_name=self.job.table_name,
+                primary_key_value=difference.primary_key_value,
+                mismatch_type=difference.mismatch_type,
+                cassandra_checksum=difference.cassandra_checksum,
+                postgres_checksum=difference.postgres_checksum,
+                cassandra_data=difference.cassandra_data,
+                postgres_data=difference.postgres_data,
+            )
+        )
+        if len(self.pending) >= MISMATCH_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            Mismatch.objects.bulk_create(self.pending, batch_size=MISMATCH_BATCH)
+            self.written += len(self.pending)
+            self.pending = []
+
+
+def table_spec(mapping: TableMapping) -> TableSpec:
+    """The engine's plain view of a mapping (the engine knows no Django models)."""
+    return TableSpec(
+        name=mapping.name,
+        cassandra_keyspace=mapping.cassandra_keyspace,
+        cassandra_table=mapping.cassandra_table,
+        postgres_schema=mapping.postgres_schema,
+        postgres_table=mapping.postgres_table,
+        partition_key=tuple(mapping.partition_key_columns),
+        clustering=tuple(mapping.clustering_columns),
+        timestamp_column=mapping.timestamp_column,
+        excluded_columns=tuple(mapping.excluded_columns or ()),
+    )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def engine_options(job: ReconciliationJob) -> Options:
+    conf = settings.reconciliation
+    parameters = job.parameters or {}
+    return Options(
+        consistency=consistency_level(),
+        recheck_delay_seconds=conf.recheck_delay_seconds,
+        sample_size=int(parameters.get("sample_size") or conf.sample_size),
+        window_from=_parse_time(parameters.get("from")),
+        window_to=_parse_time(parameters.get("to")),
+        interval_minutes=conf.interval_minutes,
+        target_url=settings.target.database_url,
+    )
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A message for ``job.error_message``: which store failed and why, in a sentence."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, UnknownTable | TableNotFound | SchemaError | StoreUnavailable):
+        return text
+    if isinstance(exc, BadKey | BadJobRequest):
+        return f"Bad job parameters: {text}"
+    if isinstance(exc, psycopg.OperationalError):
+        return f"Target PostgreSQL is unreachable or failed: {text}"
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return f"Target PostgreSQL refused access (check the user's permissions): {text}"
+    if isinstance(exc, psycopg.Error):
+        return f"Target PostgreSQL failed: {text}"
+    if isinstance(exc, NoHostAvailable | OperationTimedOut):
+        return f"Cassandra is unreachable: {text}"
+    if isinstance(exc, Unauthorized):
+        return f"Cassandra refused access (check the user's permissions): {text}"
+    if isinstance(exc, DriverException):
+        return f"Cassandra failed: {text}"
+    if type(exc).__name__ == "SoftTimeLimitExceeded":
+        return (
+            f"Stopped: the job time limit of {settings.reconciliation.job_time_limit_seconds} s "
+            "(RECONCILIATION_JOB_TIME_LIMIT_SECONDS) was exceeded."
+        )
+    if isinstance(exc, KeyboardInterrupt):
+        return "Interrupted."
+    return f"The job failed unexpectedly: {type(exc).__name__}: {text}"
+
+
+def run_job(
+    job: ReconciliationJob, *, on_progress: Callable[[float], None] | None = None
+) -> ReconciliationJob:
+    """Run a RUNNING job's strategy and record its result: COMPLETED, or FAILED with a
+    message.  It never leaves the job RUNNING; only non-``Exception`` errors (a
+    KeyboardInterrupt, SystemExit) are raised again, after the job is marked FAILED.
+
+    ``on_progress`` (the CLI's progress bar) gets every progress fraction the engine reports.
+    """
+    if job.status != JobStatus.RUNNING:
+        return job
+    writer = _MismatchWriter(job)
+    try:
+        job.touch(0.0)
+        mapping = get_mapping(job.table_name)
+        session = cassandra_session()
+        ensure_key_columns(mapping, session)
+        outcome = reconcile(
+            job.validation_strategy,
+            table_spec(mapping),
+            session,
+            target_connection,
+            engine_options(job),
+            writer,
+            _Touch(job, on_progress),
+        )
+        writer.flush()
+        _complete(job, mapping, outcome)
+    except BaseException as exc:
+        job.mark_failed(describe_failure(exc))
+        if not isinstance(exc, Exception):
+            raise
+    return job
+
+
+def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -> None:
+    level = mapping.alert_level_for(outcome.drift_percentage)
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "status": JobStatus.COMPLETED,
+        "completed_at": now,
+        "heartbeat_at": now,
+        "progress": 1.0,
+        "cassandra_row_count": outcome.cassandra_row_count,
+        "postgres_row_count": outcome.postgres_row_count,
+        "keys_examined": outcome.keys_examined,
+        "mismatch_count": outcome.mismatch_count,
+        "transient_count": outcome.transient_count,
+        "drift_percentage": outcome.drift_percentage,
+        "drift_ci_low": outcome.drift_ci_low,
+        "drift_ci_high": outcome.drift_ci_high,
+        "alert_level": level,
+        "alert_fired": level != AlertLevel.NONE,
+        "schema_warnings": outcome.schema_warnings,
+        "parameters": {**(job.parameters or {}), **outcome.parameters},
+    }
+    # Conditional, like every status change: a job the reaper already failed stays FAILED.
+    if ReconciliationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(**fields):
+        for name, value in fields.items():
+            setattr(job, name, value)
+    else:
+        job.refresh_from_db()

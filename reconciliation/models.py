@@ -224,8 +224,9 @@ class Mismatch(models.Model):
         help_text="Canonical text of the key; a JSON array for a composite key."
     )
     mismatch_type = models.CharField(max_length=24, choices=MismatchType.choices)
-    cassandra_checksum = models.CharField(max_length=64, null=True, blank=True)
-    postgres_checksum = models.CharField(max_length=64, null=True, blank=True)
+    # NULL, not "": the guide shows a missing side's checksum as null.
+    cassandra_checksum = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    postgres_checksum = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     cassandra_data = models.JSONField(null=True, blank=True)
     postgres_data = models.JSONField(null=True, blank=True)
     detected_at = models.DateTimeField(default=timezone.now)

@@ -1,4 +1,5 @@
-"""Fixtures for the real services the tests use: Cassandra, the target PostgreSQL, Redis.
+"""Fixtures for the real services the tests use: Cassandra, the target PostgreSQL, Redis,
+and a real Celery worker process.
 
 A test that needs a service and cannot reach it FAILS with a message saying how to start
 it (`make services`); nothing here skips.  The test keyspace and target database are
@@ -7,6 +8,10 @@ created on first use and belong to the test run (see tests/settings.py).
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +23,12 @@ from psycopg import sql
 
 from cdcrecon.conf import settings
 from reconciliation.connections import StoreUnavailable, cassandra_session
+from tests.support import REPO, child_env, wait_until
+
+# The Celery worker fixtures' private broker: a Redis database of their own and a queue
+# named after this pytest process, so no other worker on the machine takes their tasks.
+TEST_BROKER_URL = os.environ.get("CDCRECON_TEST_BROKER_URL", "redis://127.0.0.1:6379/3")
+TEST_QUEUE = f"cdcrecon_test{os.environ.get('CDCRECON_TEST_SUFFIX', '')}_{os.getpid()}"
 
 
 def _admin_url(database: str) -> str:
@@ -122,3 +133,83 @@ def table_pair(
     for name in created:
         cassandra_session().execute(f"DROP TABLE IF EXISTS {keyspace}.{name}")
         target.execute(f"DROP TABLE IF EXISTS public.{name}")
+
+
+def use_broker(url: str, queue: str) -> None:
+    """Send this process's Celery tasks to ``queue`` on ``url``.
+
+    Pools and routes are built lazily from the configuration of their time, so the ones
+    made earlier (for the default broker and queue) are dropped.
+    """
+    from cdcrecon.celery import app
+
+    app.conf.broker_url = url
+    app.conf.task_default_queue = queue
+    app._pool = None
+    app.__dict__.pop("amqp", None)  # a cached_property: rebuilt with the new queue
+
+
+@pytest.fixture(scope="session")
+def celery_broker() -> Iterator[str]:
+    """This run's private broker: a Redis database of its own and a queue named after this
+    pytest process, emptied before use (two runs never take each other's tasks)."""
+    from cdcrecon.celery import app
+
+    use_broker(TEST_BROKER_URL, TEST_QUEUE)
+    try:
+        app.control.purge()
+    except Exception as exc:
+        pytest.fail(
+            f"Redis at {TEST_BROKER_URL} is unreachable: {exc}\nStart it: make services",
+            pytrace=False,
+        )
+    yield TEST_BROKER_URL
+    app.control.purge()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(
+    django_db_setup: None, django_db_blocker: Any, celery_broker: str, tmp_path_factory: Any
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process on the test database and the private broker."""
+    suffix = os.environ.get("CDCRECON_TEST_SUFFIX", "")
+    log_path = tmp_path_factory.mktemp("celery") / "worker.log"
+    env = child_env(CELERY_BROKER_URL=celery_broker)
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "cdcrecon",
+        "worker",
+        "--pool=prefork",
+        "--concurrency=1",
+        f"--queues={TEST_QUEUE}",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+        f"--hostname=cdcrecon-test{suffix}-{os.getpid()}@%h",
+    ]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            pytest.fail(
+                f"The Celery worker exited ({process.returncode}):\n{log_path.read_text()}",
+                pytrace=False,
+            )
+        return b" ready." in log_path.read_bytes()
+
+    wait_until(ready, 90, f"the Celery worker did not start; its log: {log_path}")
+    process.log_path = log_path  # type: ignore[attr-defined]
+    yield process
+
+    process.send_signal(signal.SIGTERM)  # warm shutdown: finish the current task
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the worker's own process group
+        process.wait(timeout=10)

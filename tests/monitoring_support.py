@@ -1,74 +1,14 @@
-"""Helpers shared by the monitoring tests: the test database's URL, free ports, /metrics text.
-
-Nothing here is a fixture; the tests that use these start real processes (a Django process
-writing jobs, gunicorn, Prometheus) against the pytest-django test database.
-"""
+"""Helpers of the monitoring tests: /metrics text parsing and the exported names."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-from pathlib import Path
-from urllib.parse import quote
-
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support import REPO
+
 MONITORING = REPO / "docker" / "monitoring"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def current_database_url() -> str:
-    """A postgres:// URL for the database the current test runs against (the test DB)."""
-    from django.db import connection
-
-    s = connection.settings_dict
-    user = quote(s.get("USER") or "", safe="")
-    password = quote(s.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host = s.get("HOST") or "127.0.0.1"
-    port = s.get("PORT") or "5432"
-    return f"postgres://{auth}{host}:{port}/{s['NAME']}"
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a child Django process using the test settings and test DB."""
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=current_database_url(),
-        CDCRECON_TEST_SUFFIX=os.environ.get("CDCRECON_TEST_SUFFIX", ""),
-        PYTHONPATH=str(REPO),
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(extra)
-    return env
-
-
-def run_django_code(code: str, timeout: float = 60) -> str:
-    """Run ``code`` in a separate Python process with Django set up on the test DB."""
-    script = "import django\ndjango.setup()\n" + code
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert result.returncode == 0, f"child process failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def parse_samples(text: str) -> Samples:
@@ -82,21 +22,6 @@ def parse_samples(text: str) -> Samples:
 
 def sample(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
-
-
-def require_binary(name: str, package: str) -> str:
-    """The path of a Debian-packaged tool; FAIL (never skip) with the fix when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        import pytest
-
-        pytest.fail(
-            f"`{name}` is not installed. It comes from the Debian package `{package}`: "
-            f"run `make test-tools` (scripts/ensure-packages {package}) or "
-            f"`apt-get install {package}`.",
-            pytrace=False,
-        )
-    return path
 
 
 def exported_names() -> set[str]:

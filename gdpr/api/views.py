@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
-from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,77 +19,17 @@ from gdpr.erasure import UnknownRecordTable, erase_record, find_mapping, is_comp
 from gdpr.filtersets import AuditLogFilterSet
 from gdpr.models import AuditLogEntry
 from reconciliation.api.errors import error_response
+from reconciliation.api.pagination import EnvelopePagination
 from reconciliation.api.permissions import CanEraseRecords, requires
 from reconciliation.engine.keys import BadKey
 
 CanViewAuditLog = requires("gdpr.view_auditlogentry")
 
 
-class EnvelopePagination(BasePagination):
-    """``limit``/``offset`` paging in the guide's envelope; a bad value is a 400, not ignored."""
-
+class AuditLogPagination(EnvelopePagination):
     results_key = "entries"
     default_limit = 100
     max_limit = 1000
-
-    def _read(self, request: Request, name: str, default: int, low: int, high: int | None) -> int:
-        raw = request.query_params.get(name)
-        if raw is None or raw == "":
-            return default
-        rule = f"a whole number from {low}" + (f" to {high}" if high is not None else " up")
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValidationError({name: [f"{raw!r} is not valid: expected {rule}."]}) from None
-        if value < low or (high is not None and value > high):
-            raise ValidationError({name: [f"{value} is out of range: expected {rule}."]})
-        return value
-
-    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any]:
-        self.limit = self._read(request, "limit", self.default_limit, 1, self.max_limit)
-        self.offset = self._read(request, "offset", 0, 0, None)
-        self.total = queryset.count()
-        return list(queryset[self.offset : self.offset + self.limit])
-
-    def get_paginated_response(self, data: Any) -> Response:
-        return Response(
-            {
-                self.results_key: data,
-                "total": self.total,
-                "limit": self.limit,
-                "offset": self.offset,
-            }
-        )
-
-    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "required": [self.results_key, "total", "limit", "offset"],
-            "properties": {
-                self.results_key: schema,
-                "total": {"type": "integer"},
-                "limit": {"type": "integer"},
-                "offset": {"type": "integer"},
-            },
-        }
-
-    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
-        return [
-            {
-                "name": "limit",
-                "in": "query",
-                "required": False,
-                "description": f"Page size (default {self.default_limit}, at most {self.max_limit}).",
-                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_limit},
-            },
-            {
-                "name": "offset",
-                "in": "query",
-                "required": False,
-                "description": "Entries to skip.",
-                "schema": {"type": "integer", "minimum": 0},
-            },
-        ]
 
 
 class AuditLogListView(ListAPIView):
@@ -102,7 +38,7 @@ class AuditLogListView(ListAPIView):
     queryset = AuditLogEntry.objects.all()
     serializer_class = AuditLogEntrySerializer
     filterset_class = AuditLogFilterSet
-    pagination_class = EnvelopePagination
+    pagination_class = AuditLogPagination
     permission_classes = [CanViewAuditLog]
 
 

@@ -1,5 +1,23 @@
+"""Routes of the guide's API, without trailing slashes (a POST is never redirected)."""
+
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path
+from rest_framework.routers import SimpleRouter
 
-urlpatterns: list[URLPattern] = []
+from reconciliation.api.repair import repair_mismatch_view
+from reconciliation.api.views import MismatchViewSet, ReconciliationJobViewSet, TriggerView
+
+router = SimpleRouter(trailing_slash=False)
+router.register("reconciliation/jobs", ReconciliationJobViewSet, basename="job")
+router.register("reconciliation/mismatches", MismatchViewSet, basename="mismatch")
+
+urlpatterns = [
+    path("reconciliation/trigger", TriggerView.as_view(), name="reconciliation-trigger"),
+    path(
+        "reconciliation/mismatches/<str:mismatch_id>/repair",
+        repair_mismatch_view,
+        name="mismatch-repair",
+    ),
+    *router.urls,
+]

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.monitoring_support import MONITORING, exported_names, require_binary
+from tests.monitoring_support import MONITORING, exported_names
+from tests.support import require_binary
 
 pytestmark = pytest.mark.e2e
 

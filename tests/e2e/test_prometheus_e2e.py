@@ -34,8 +34,8 @@ from reconciliation.choices import JobStatus, MismatchType, ValidationStrategy
 from reconciliation.jobs import create_job
 from reconciliation.models import ReconciliationJob, TableMapping
 from reconciliation.tasks import enqueue_job
-from tests.integration.conftest import celery_broker, celery_worker_process  # noqa: F401
-from tests.monitoring_support import MONITORING, REPO, child_env, free_port, require_binary
+from tests.monitoring_support import MONITORING
+from tests.support import REPO, child_env, free_port, require_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-import socket
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from reconciliation.choices import (
     ValidationStrategy,
 )
 from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
+from tests.support import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -338,7 +338,7 @@ def test_a_failed_repair_shows_the_error_and_leaves_the_mismatch_pending(
     mapping = table_pair("id text PRIMARY KEY, email text", "id text PRIMARY KEY, email text")
     mismatch = make_mismatch(make_job(mapping.name), "r2")
     client.force_login(operator(django_user_model, "fixer", *RESOLVER_PERMS, "repair_mismatch"))
-    settings.CASSANDRA = dataclasses.replace(settings.CASSANDRA, port=_free_port())
+    settings.CASSANDRA = dataclasses.replace(settings.CASSANDRA, port=free_port())
     connections.close_cassandra()
     try:
         done = client.post(
@@ -353,12 +353,6 @@ def test_a_failed_repair_shows_the_error_and_leaves_the_mismatch_pending(
     assert "unreachable" in failures[0] and "It stays PENDING." in failures[0]
     mismatch.refresh_from_db()
     assert mismatch.resolution_status == ResolutionStatus.PENDING
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- jobs -------------------------------------------------------------------------------------
@@ -502,7 +496,7 @@ def test_a_mapping_to_a_cassandra_table_that_does_not_exist_is_refused(
 
 def test_a_mapping_cannot_be_added_while_cassandra_is_down(client, admin_user, settings) -> None:
     client.force_login(admin_user)
-    settings.CASSANDRA = dataclasses.replace(settings.CASSANDRA, port=_free_port())
+    settings.CASSANDRA = dataclasses.replace(settings.CASSANDRA, port=free_port())
     connections.close_cassandra()
     try:
         response = client.post(reverse("admin:reconciliation_tablemapping_add"), mapping_form())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +25,7 @@ import reconciliation.connections as connections
 from gdpr.models import AuditAction, AuditLogEntry
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
 from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
+from tests.support import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -36,12 +36,6 @@ EVENTS_POSTGRES = "tenant text, day date, seq int, payload text, PRIMARY KEY (te
 
 
 # --- helpers and fixtures ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def client_for(user: User | None) -> APIClient:

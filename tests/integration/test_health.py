@@ -14,14 +14,9 @@ from django.conf import settings
 from django.test import Client, override_settings
 
 from reconciliation.connections import close_cassandra
+from tests.support import free_port
 
 pytestmark = pytest.mark.django_db
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

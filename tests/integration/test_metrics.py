@@ -16,7 +16,8 @@ from prometheus_client import REGISTRY
 from reconciliation import metrics
 from reconciliation.choices import JobStatus, MismatchType, ValidationStrategy
 from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
-from tests.monitoring_support import Samples, parse_samples, run_django_code, sample
+from tests.monitoring_support import Samples, parse_samples, sample
+from tests.support import run_django_code
 
 P = "cdc_reconciliation"
 
@@ -195,7 +196,7 @@ def test_a_database_that_cannot_answer_gives_metrics_up_0_not_a_failed_scrape(
 ) -> None:
     import psycopg
 
-    from tests.monitoring_support import current_database_url
+    from tests.support import current_database_url
 
     mapping("obs_users")
     assert sample(scrape(client), f"{P}_metrics_up") == 1

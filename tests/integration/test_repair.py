@@ -6,42 +6,27 @@ import dataclasses
 import datetime as dt
 import decimal
 import ipaddress
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.urls import path
 from rest_framework.authtoken.models import Token
 
-import cdcrecon.urls
 from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
 from reconciliation import connections
-from reconciliation.api.repair import repair_mismatch_view
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
 from reconciliation.jobs import create_job, run_job
 from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
 from reconciliation.repair import RepairFailed, repair_mismatch
+from tests.support import free_port
 
 pytestmark = pytest.mark.django_db
-
-# The repair endpoint as the API's urls.py wires it (this module is the URLconf of the API tests).
-urlpatterns = [
-    path("reconciliation/mismatches/<str:mismatch_id>/repair", repair_mismatch_view),
-    *cdcrecon.urls.urlpatterns,
-]
 
 USERS = "id text PRIMARY KEY, email text, score int"
 USERS_PG = (
     "id text PRIMARY KEY, email text, score integer, _cdc_operation text NOT NULL DEFAULT 'INSERT'"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -436,7 +421,6 @@ def repairer(django_user_model: Any, name: str = "repairer") -> Any:
     return user
 
 
-@pytest.mark.urls(__name__)
 def test_the_api_repairs_a_mismatch_for_a_user_with_the_repair_permission(
     client, cassandra, target, table_pair, django_user_model
 ) -> None:
@@ -460,7 +444,6 @@ def test_the_api_repairs_a_mismatch_for_a_user_with_the_repair_permission(
     assert target_row(target, mapping, "id = %s", "a1")[:3] == ("a1", "api@x", 3)
 
 
-@pytest.mark.urls(__name__)
 def test_the_api_refuses_a_user_without_the_repair_permission(
     client, cassandra, target, table_pair, django_user_model
 ) -> None:
@@ -480,7 +463,6 @@ def test_the_api_refuses_a_user_without_the_repair_permission(
     assert mismatch.resolution_status == ResolutionStatus.PENDING
 
 
-@pytest.mark.urls(__name__)
 def test_the_api_answers_502_with_the_error_when_cassandra_is_down(
     client, cassandra, target, table_pair, django_user_model, take_cassandra_down
 ) -> None:
@@ -502,7 +484,6 @@ def test_the_api_answers_502_with_the_error_when_cassandra_is_down(
     assert mismatch.resolution_status == ResolutionStatus.PENDING
 
 
-@pytest.mark.urls(__name__)
 def test_the_api_answers_404_in_json_for_an_unknown_or_malformed_id(
     client, django_user_model
 ) -> None:

@@ -1,0 +1,155 @@
+"""Latency of GET /reconciliation/mismatches over a million mismatch rows.
+
+    .venv/bin/python bench/api_latency.py [--rows 1000000] [--requests 50] [--reload]
+
+Creates (once) the database ``cdcrecon_bench_api`` on the app's PostgreSQL server, migrates
+it, fills it with ``--rows`` mismatches spread over 1,000 jobs and three tables with one
+``INSERT ... SELECT generate_series`` (about a minute for a million), then times requests
+through Django's test client (the full middleware, authentication, filter, pagination and
+JSON rendering path; no network) and prints p50/p95/max per query.  Not a test: nothing
+asserts, it reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+BENCH_DB = "cdcrecon_bench_api"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def database_url() -> str:
+    base = os.environ.get("DATABASE_URL", "postgres://cdcrecon@127.0.0.1:5432/cdcrecon")
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
+
+
+def ensure_database(url: str) -> None:
+    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+            print(f"created database {BENCH_DB}")
+
+
+FILL_SQL = """
+INSERT INTO reconciliation_reconciliationjob
+    (job_id, table_name, job_type, validation_strategy, parameters, status, started_at,
+     completed_at, heartbeat_at, progress, cassandra_row_count, postgres_row_count,
+     keys_examined, mismatch_count, transient_count, drift_percentage, alert_fired,
+     alert_level, schema_warnings, error_message)
+SELECT gen_random_uuid(), (ARRAY['users','orders','sessions'])[1 + j % 3], 'HOURLY_SCHEDULED',
+       'CHECKSUM', '{}', 'COMPLETED', now() - j * interval '1 hour',
+       now() - j * interval '1 hour' + interval '45 seconds', now() - j * interval '1 hour',
+       1.0, 1000000, 999000, 1000000, 1000, 0, 0.1, false, 'NONE', '[]', ''
+FROM generate_series(1, 1000) AS j;
+
+INSERT INTO reconciliation_mismatch
+    (mismatch_id, job_id, table_name, primary_key_value, mismatch_type, cassandra_checksum,
+     postgres_checksum, cassandra_data, postgres_data, detected_at, resolution_status,
+     resolution_notes)
+SELECT gen_random_uuid(), jobs.job_id, jobs.table_name, 'user-' || i,
+       (ARRAY['MISSING_IN_POSTGRES','MISSING_IN_CASSANDRA','DATA_MISMATCH'])[1 + i % 3],
+       md5(i::text) || md5((i + 1)::text), md5((i + 2)::text) || md5((i + 3)::text),
+       jsonb_build_object('id', 'user-' || i, 'email', 'old' || i || '@example.com',
+                          'name', 'User ' || i, 'balance', i % 1000),
+       jsonb_build_object('id', 'user-' || i, 'email', 'new' || i || '@example.com',
+                          'name', 'User ' || i, 'balance', i % 1000),
+       now() - (i * interval '3 seconds'),
+       (ARRAY['PENDING','PENDING','PENDING','MANUAL_RESOLVED','IGNORED'])[1 + i % 5], ''
+FROM generate_series(1, %(rows)s) AS i
+JOIN (SELECT job_id, table_name, row_number() OVER () - 1 AS n
+      FROM reconciliation_reconciliationjob) AS jobs ON jobs.n = i %% 1000;
+"""
+
+
+def fill(url: str, rows: int, reload: bool) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        have = conn.execute("SELECT count(*) FROM reconciliation_mismatch").fetchone()[0]
+        if have == rows and not reload:
+            print(f"{have:,} mismatch rows already there")
+            return
+        print(f"loading {rows:,} mismatch rows ...", flush=True)
+        started = time.perf_counter()
+        conn.execute("TRUNCATE reconciliation_mismatch, reconciliation_reconciliationjob CASCADE")
+        with conn.transaction():
+            for statement in FILL_SQL.split(";\n\n"):
+                conn.execute(statement.replace("%(rows)s", str(int(rows))).replace("%%", "%"))
+        conn.execute("VACUUM ANALYZE reconciliation_mismatch")
+        conn.execute("VACUUM ANALYZE reconciliation_reconciliationjob")
+        print(f"loaded in {time.perf_counter() - started:.1f} s")
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--reload", action="store_true", help="refill even if already loaded")
+    args = parser.parse_args()
+
+    url = database_url()
+    ensure_database(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdcrecon.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.test import Client
+    from rest_framework.authtoken.models import Token
+
+    call_command("migrate", verbosity=0)
+    fill(url, args.rows, args.reload)
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench", defaults={"is_superuser": True, "is_staff": True}
+    )
+    token, _ = Token.objects.get_or_create(user=user)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+
+    queries = [
+        "/reconciliation/mismatches?limit=1000",
+        "/reconciliation/mismatches?limit=1000&offset=50000",
+        "/reconciliation/mismatches?limit=1000&table=users",
+        "/reconciliation/mismatches?limit=1000&table=users&mismatch_type=DATA_MISMATCH"
+        "&resolution_status=PENDING",
+        "/reconciliation/mismatches?limit=10000",
+        "/reconciliation/jobs?limit=1000",
+    ]
+    print(f"\n{args.requests} requests each, {args.rows:,} mismatch rows\n")
+    print(f"{'query':<92} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'KiB':>6}")
+    for path in queries:
+        client.get(path)  # warm caches and connections
+        samples: list[float] = []
+        size = 0
+        for _ in range(args.requests):
+            started = time.perf_counter()
+            response = client.get(path)
+            samples.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.content[:300]
+            size = len(response.content)
+        print(
+            f"{path:<92} {statistics.median(samples):8.1f} {percentile(samples, 95):8.1f} "
+            f"{max(samples):8.1f} {size / 1024:6.0f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The guide's REST API: trigger, jobs, job details, mismatches, resolve.
+
+Declarative viewsets (queryset, serializer, filterset, pagination, permission); the one state
+change, resolve, is an action that calls ``Mismatch.resolve`` like the admin does.  Jobs are
+only created and queued here; a Celery worker runs them (``reconciliation.tasks``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from reconciliation.api.errors import ApiError
+from reconciliation.api.pagination import JobPagination, MismatchPagination
+from reconciliation.api.permissions import CanResolveMismatches, CanTriggerJobs, CanViewJobs
+from reconciliation.api.serializers import (
+    JOB_FIELDS,
+    MISMATCH_FIELDS,
+    ErrorSerializer,
+    JobConflictSerializer,
+    JobDetailSerializer,
+    JobSerializer,
+    MismatchSerializer,
+    ResolveConflictSerializer,
+    ResolveResponseSerializer,
+    ResolveSerializer,
+    TriggerResponseSerializer,
+    TriggerSerializer,
+    iso,
+)
+from reconciliation.filtersets import MismatchFilterSet, ReconciliationJobFilterSet
+from reconciliation.jobs import BadJobRequest, JobAlreadyRunning, build_parameters, create_job
+from reconciliation.models import AlreadyResolved, Mismatch, ReconciliationJob
+from reconciliation.registry import UnknownTable, get_mapping, registered_names
+from reconciliation.tasks import enqueue_job
+
+TAG = "reconciliation"
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    meaning = {
+        400: "Invalid request: a body field or query parameter is wrong (named in `fields`).",
+        401: "No or invalid credentials (send `Authorization: Bearer <token>`).",
+        403: "Authenticated, but without the permission this endpoint needs.",
+        404: "No such job or mismatch.",
+        415: "The body is not `application/json`.",
+    }
+    return {code: OpenApiResponse(ErrorSerializer, description=meaning[code]) for code in codes}
+
+
+class PagedListMixin:
+    """Check paging parameters before filtering, so a bad limit never costs a query."""
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.paginator.check_parameters(request)  # type: ignore[attr-defined]
+        return super().list(request, *args, **kwargs)  # type: ignore[misc]
+
+
+@extend_schema(tags=[TAG])
+class ReconciliationJobViewSet(PagedListMixin, viewsets.ReadOnlyModelViewSet):
+    """Reconciliation job history and details."""
+
+    queryset = ReconciliationJob.objects.only(*JOB_FIELDS).order_by("-started_at", "-job_id")
+    serializer_class = JobSerializer
+    filterset_class = ReconciliationJobFilterSet
+    pagination_class = JobPagination
+    permission_classes = [IsAuthenticated, CanViewJobs]
+    lookup_field = "job_id"
+    lookup_url_kwarg = "job_id"
+
+    def get_serializer_class(self) -> type[JobSerializer]:
+        return JobDetailSerializer if self.action == "retrieve" else JobSerializer
+
+    def get_queryset(self) -> QuerySet[ReconciliationJob]:
+        if self.action == "retrieve":
+            return ReconciliationJob.objects.all()
+        return super().get_queryset()
+
+    def filter_queryset(self, queryset: Any) -> Any:
+        # The filters are the list's; a job's detail page ignores query parameters.
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
+
+    @extend_schema(
+        operation_id="list_jobs",
+        summary="List reconciliation jobs",
+        description="Newest first. `from_date`/`to_date` bound `started_at` (ISO 8601).",
+        responses={200: JobSerializer(many=True), **_errors(400, 401, 403)},
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="get_job",
+        summary="Get a reconciliation job with its mismatches",
+        description="The job's fields plus up to 1000 of its mismatches, newest first "
+        "(the rest: `GET /reconciliation/mismatches?job_id=...`).",
+        parameters=[OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={200: JobDetailSerializer, **_errors(401, 403, 404)},
+    )
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().retrieve(request, *args, **kwargs)
+
+
+@extend_schema(tags=[TAG])
+class MismatchViewSet(PagedListMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Rows that differ between Cassandra and PostgreSQL, and their resolution."""
+
+    # .values(): no model instances for up to 10,000 rows a page; ordered by the
+    # detected_at index (newest first), mismatch_id breaking ties for stable pages.
+    queryset = Mismatch.objects.order_by("-detected_at", "mismatch_id")
+    serializer_class = MismatchSerializer
+    filterset_class = MismatchFilterSet
+    pagination_class = MismatchPagination
+    permission_classes = [IsAuthenticated, CanViewJobs]
+    lookup_field = "mismatch_id"
+    lookup_url_kwarg = "mismatch_id"
+
+    def get_permissions(self) -> Sequence[Any]:
+        if self.action == "resolve":
+            return [IsAuthenticated(), CanResolveMismatches()]
+        return super().get_permissions()
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if self.action == "list":
+            return super().get_queryset().values(*MISMATCH_FIELDS)
+        return Mismatch.objects.select_related("resolved_by")
+
+    @extend_schema(
+        operation_id="list_mismatches",
+        summary="List data mismatches",
+        description="Newest first, with both sides' captured rows.",
+        responses={200: MismatchSerializer(many=True), **_errors(400, 401, 403)},
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="resolve_mismatch",
+        summary="Resolve (or ignore) a mismatch",
+        description="Close a PENDING mismatch as MANUAL_RESOLVED, AUTO_RESOLVED or IGNORED, "
+        "recording who, when and why. A mismatch can be closed once: a second attempt is a 409 "
+        "naming who closed it.",
+        parameters=[OpenApiParameter("mismatch_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        request=ResolveSerializer,
+        responses={
+            200: ResolveResponseSerializer,
+            **_errors(400, 401, 403, 404, 415),
+            409: OpenApiResponse(
+                ResolveConflictSerializer,
+                description="Already resolved: `detail` says by whom and when.",
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "Manual fix",
+                value={
+                    "resolution_status": "MANUAL_RESOLVED",
+                    "resolution_notes": "Fixed by manual data sync",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
+    def resolve(self, request: Request, mismatch_id: str | None = None) -> Response:
+        mismatch = self.get_object()
+        body = ResolveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            mismatch.resolve(
+                request.user,
+                body.validated_data["resolution_status"],
+                body.validated_data["resolution_notes"],
+            )
+        except AlreadyResolved as exc:
+            closed = exc.mismatch
+            raise ApiError(
+                "already_resolved",
+                str(exc),
+                status.HTTP_409_CONFLICT,
+                resolution_status=closed.resolution_status,
+                resolved_by=closed.resolved_by.get_username() if closed.resolved_by else None,
+                resolved_at=iso(closed.resolved_at),
+            ) from None
+        except ValueError as exc:  # e.g. notes that are only whitespace
+            field = "resolution_notes" if "notes" in str(exc) else "resolution_status"
+            raise ApiError(
+                "invalid_request", str(exc), status.HTTP_400_BAD_REQUEST, {field: [str(exc)]}
+            ) from None
+        return Response(
+            {
+                "status": "success",
+                "mismatch": {
+                    "mismatch_id": str(mismatch.mismatch_id),
+                    "resolution_status": mismatch.resolution_status,
+                    "resolved_at": iso(mismatch.resolved_at),
+                },
+            }
+        )
+
+
+class TriggerView(APIView):
+    """POST /reconciliation/trigger: create one MANUAL job per table and queue them.
+
+    All or nothing: every table is checked first (an unknown one is a 400 naming it), then
+    all jobs are created in one transaction (a table with a RUNNING job is a 409 naming that
+    job, and no job of the request is kept).  The answer is 202 Accepted: the jobs exist and
+    are RUNNING, but a worker has yet to do the work; poll GET /reconciliation/jobs/{job_id}.
+    """
+
+    permission_classes = [IsAuthenticated, CanTriggerJobs]
+
+    @extend_schema(
+        tags=[TAG],
+        operation_id="trigger_reconciliation",
+        summary="Trigger reconciliation for tables",
+        request=TriggerSerializer,
+        responses={
+            202: OpenApiResponse(
+                TriggerResponseSerializer, description="Jobs created (RUNNING) and queued."
+            ),
+            **_errors(400, 401, 403, 415),
+            409: OpenApiResponse(
+                JobConflictSerializer,
+                description="A listed table already has a RUNNING job (its `job_id` is given); "
+                "no job was created.",
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "Row counts",
+                value={"tables": ["users", "orders"], "validation_strategy": "ROW_COUNT"},
+                request_only=True,
+            ),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        body = TriggerSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        strategy = data["validation_strategy"]
+        try:
+            parameters = build_parameters(
+                strategy,
+                window_from=data.get("from"),
+                window_to=data.get("to"),
+                sample_size=data.get("sample_size"),
+            )
+        except BadJobRequest as exc:
+            raise ApiError(
+                "invalid_request", str(exc), status.HTTP_400_BAD_REQUEST, {exc.field: [str(exc)]}
+            ) from None
+
+        mappings, unknown = [], []
+        for name in data["tables"]:
+            try:
+                mappings.append(get_mapping(name))
+            except UnknownTable:
+                unknown.append(name)
+        if unknown:
+            message = (
+                f"Unknown table{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}. "
+                f"Registered tables: {', '.join(registered_names()) or 'none'}. No job was created."
+            )
+            raise ApiError(
+                "unknown_table", message, status.HTTP_400_BAD_REQUEST, {"tables": [message]}
+            )
+
+        try:
+            with transaction.atomic():
+                jobs = [
+                    create_job(mapping, strategy, parameters=parameters, requested_by=request.user)
+                    for mapping in mappings
+                ]
+                for job in jobs:
+                    enqueue_job(job)  # sent when (and only if) the transaction commits
+        except JobAlreadyRunning as exc:
+            running = exc.job
+            raise ApiError(
+                "job_already_running",
+                f"{exc} No job was created.",
+                status.HTTP_409_CONFLICT,
+                {"tables": [f"Table {running.table_name!r} already has a running job."]},
+                job_id=str(running.job_id),
+                table_name=running.table_name,
+            ) from None
+        return Response(
+            {"job_ids": [str(job.job_id) for job in jobs], "status": "RUNNING"},
+            status=status.HTTP_202_ACCEPTED,
+        )

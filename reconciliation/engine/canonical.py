@@ -1,0 +1,714 @@
+"""Equality across type systems: every value, from either store, in one canonical form.
+
+A Cassandra value (as the python driver returns it) and a PostgreSQL value (as psycopg
+returns it: a native column, an array, or JSON decoded from jsonb) are *equal* when their
+canonical forms are equal.  The canonical form is always read in terms of the **Cassandra
+column type** and is made of JSON values only, so it is also what a person reads in
+``Mismatch.cassandra_data`` / ``postgres_data``:
+
+=====================================  =========================================================
+Cassandra type                         canonical form
+=====================================  =========================================================
+text, varchar, ascii                   the string (``""`` is a value, not NULL)
+tinyint … bigint, varint, counter      the integer (PostgreSQL ``numeric(…,0)`` too)
+decimal                                string without exponent or trailing zeros (``"1.1"``)
+float                                  the 32-bit value, as the shortest decimal that rounds
+                                       back to it (``0.1``); NaN/±Inf as ``"NaN"``,
+                                       ``"Infinity"``, ``"-Infinity"``; -0.0 is 0.0
+double                                 the 64-bit value; the same specials (NaN equals NaN)
+boolean                                ``true`` / ``false``
+uuid, timeuuid                         lower-case hyphenated text (PG uuid, or text holding one)
+timestamp                              ISO 8601 UTC at milliseconds: ``2025-11-25T10:00:00.123Z``
+                                       (PG sub-millisecond parts truncated, like Cassandra;
+                                       ``timestamp without time zone`` read as UTC)
+date                                   ``YYYY-MM-DD``
+time                                   ``HH:MM:SS.ffffff`` (microseconds)
+blob                                   lower-case hex
+inet                                   the address text (``::1``, ``10.0.0.1``)
+duration                               ``<months>mo<days>d<nanoseconds>ns``
+list<T>, vector<T, n>                  array, in order
+set<T>                                 array, sorted
+map<K, V>                              object, keys as the canonical *text* of K, sorted
+tuple<…>                               array, field by field
+UDT                                    object, field by field in the type's field order
+=====================================  =========================================================
+
+NULL is ``null``.  An empty top-level collection is ``null`` (Cassandra cannot tell an empty
+collection from NULL), so it equals NULL, ``{}`` or ``[]`` on the target.  A value that cannot
+be read as the column's type (e.g. text that is not a uuid) becomes ``"<invalid …>"``, which
+equals no valid value of the type.
+
+**Checksum**: SHA-256, as lower-case hex, of the UTF-8 bytes of
+``json.dumps({column: canonical value, …}, sort_keys=True, separators=(",", ":"),
+ensure_ascii=False, allow_nan=False)`` over the compared columns — a JSON object in
+column-name order.  Equal rows give the same checksum on both sides.
+
+**Compare form.**  Scanning millions of rows, the engine does not build the readable form
+for every value: each store's values first become a cheap *compare form* (a uuid is its
+16 bytes, a timestamp its epoch milliseconds, a date its day number, a float the exact
+32-bit value…), chosen per column and per store so that most values need one attribute read
+or none (``cassandra_converter``, ``postgres_converter``).  ``display_value`` maps a compare
+form to the canonical form above, one to one, so equal compare forms mean equal canonical
+forms and equal checksums; it only runs for the rows a job reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import ipaddress
+import json
+import math
+import struct
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import attrgetter
+from typing import Any
+
+from reconciliation.engine.cqltypes import CqlType
+from reconciliation.engine.keys import format_key
+
+Converter = Callable[[Any], Any]
+
+TEXT_TYPES = frozenset({"text", "varchar", "ascii"})
+INTEGER_TYPES = frozenset({"tinyint", "smallint", "int", "bigint", "varint", "counter"})
+
+_FLOAT32 = struct.Struct("<f")
+_EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_MILLISECOND = dt.timedelta(milliseconds=1)
+_INF = math.inf
+
+
+def _invalid(value: Any) -> str:
+    # Only made for non-text types, whose valid compare forms are never such a string.
+    return f"<invalid {value!r}>"
+
+
+# -- compare forms of simple types, from any representation (the general path) ---------------
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _integer(value: Any) -> Any:
+    if isinstance(value, bool):
+        return _invalid(value)
+    if isinstance(value, int):
+        return value
+    try:
+        number = decimal.Decimal(value.strip()) if isinstance(value, str) else value
+        if isinstance(number, float) and not number.is_integer():
+            return _invalid(value)
+        if isinstance(number, decimal.Decimal) and number != number.to_integral_value():
+            return _invalid(value)
+        return int(number)
+    except (ValueError, TypeError, ArithmeticError):
+        return _invalid(value)
+
+
+def _decimal_form(number: decimal.Decimal) -> str:
+    """A decimal's compare form: its text without exponent or trailing zeros (``1.10`` and
+    ``1.1`` give ``1.1``), as PostgreSQL's ``trim_scale(x)::text`` writes it."""
+    if not number:
+        return "0"
+    if not number.is_finite():
+        return "NaN" if number.is_nan() else ("Infinity" if number > 0 else "-Infinity")
+    return format(number.normalize(), "f")
+
+
+def _decimal(value: Any) -> Any:
+    try:
+        if isinstance(value, bool):
+            return _invalid(value)
+        if isinstance(value, decimal.Decimal):
+            return _decimal_form(value)
+        if isinstance(value, float):
+            return _decimal_form(decimal.Decimal(repr(value)))
+        return _decimal_form(decimal.Decimal(str(value).strip()))
+    except (ValueError, ArithmeticError):
+        return _invalid(value)
+
+
+def _special_float(value: float) -> str:
+    if value != value:
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def _finite_or_special(value: float) -> Any:
+    # value - value is 0.0 for finite numbers only; + 0.0 turns -0.0 into 0.0.
+    return value + 0.0 if value - value == 0 else _special_float(value)
+
+
+def _to_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int | decimal.Decimal):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in {"nan", "infinity", "+infinity", "-infinity", "inf", "-inf"}:
+            return float(text.replace("infinity", "inf"))
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return None
+
+
+def _double(value: Any) -> Any:
+    number = _to_float(value)
+    return _invalid(value) if number is None else _finite_or_special(number)
+
+
+def _float32(value: Any) -> Any:
+    """The exact 32-bit float nearest the value (how Cassandra stores a float)."""
+    number = _to_float(value)
+    if number is None:
+        return _invalid(value)
+    if number - number != 0:
+        return _special_float(number)
+    try:
+        return _finite_or_special(_FLOAT32.unpack(_FLOAT32.pack(number))[0])
+    except OverflowError:
+        return _special_float(math.copysign(_INF, number))
+
+
+def _round_float32(value: float) -> Any:
+    if value - value != 0:
+        return _special_float(value)
+    return _FLOAT32.unpack(_FLOAT32.pack(value))[0] + 0.0
+
+
+def _boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false", "t", "f"}:
+        return value.strip().lower() in {"true", "t"}
+    return _invalid(value)
+
+
+def _uuid(value: Any) -> Any:
+    """A uuid's compare form is its 16 bytes (as Cassandra serialises it)."""
+    if isinstance(value, uuid.UUID):
+        return value.bytes
+    if isinstance(value, bytes) and len(value) == 16:
+        return value
+    try:
+        return uuid.UUID(str(value).strip()).bytes
+    except ValueError:
+        return _invalid(value)
+
+
+def _timestamp_ms(value: dt.datetime) -> int:
+    if value.tzinfo is None:
+        return (value - _EPOCH) // _MILLISECOND
+    return (value - _EPOCH_UTC) // _MILLISECOND
+
+
+def _timestamp(value: Any) -> Any:
+    """A timestamp's compare form is its epoch milliseconds (sub-milliseconds cut)."""
+    if isinstance(value, dt.datetime):
+        return _timestamp_ms(value)
+    if isinstance(value, int) and not isinstance(value, bool):  # epoch milliseconds
+        return value
+    if isinstance(value, str):
+        try:
+            return _timestamp_ms(dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+        except ValueError:
+            return _invalid(value)
+    if isinstance(value, dt.date):
+        return _timestamp_ms(dt.datetime(value.year, value.month, value.day))
+    return _invalid(value)
+
+
+def _date(value: Any) -> Any:
+    """A date's compare form is its day number from 1970-01-01."""
+    if isinstance(value, dt.datetime):
+        return _invalid(value)
+    if isinstance(value, dt.date):
+        return value.toordinal() - _EPOCH_ORDINAL
+    days = getattr(value, "days_from_epoch", None)  # the driver's Date
+    if isinstance(days, int):
+        return days
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip()).toordinal() - _EPOCH_ORDINAL
+        except ValueError:
+            return _invalid(value)
+    return _invalid(value)
+
+
+def _micros_of(value: dt.time) -> int:
+    return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
+
+
+def _time(value: Any) -> Any:
+    """A time's compare form is its microseconds since midnight (nanoseconds cut)."""
+    if isinstance(value, dt.time):
+        return _micros_of(value)
+    nanoseconds = getattr(value, "nanosecond_time", None)  # the driver's Time
+    if isinstance(nanoseconds, int):
+        return nanoseconds // 1000
+    if isinstance(value, str):
+        try:
+            return _micros_of(dt.time.fromisoformat(value.strip()))
+        except ValueError:
+            return _invalid(value)
+    return _invalid(value)
+
+
+def _blob(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        for prefix in ("\\x", "0x"):
+            if text.startswith(prefix):
+                text = text[len(prefix) :]
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            return _invalid(value)
+    return _invalid(value)
+
+
+def _inet(value: Any) -> Any:
+    if isinstance(value, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
+        if value.network.prefixlen == value.max_prefixlen:
+            return str(value.ip)
+        return str(value)
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return str(value)
+    text = str(value).strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        try:
+            return _inet(ipaddress.ip_interface(text))
+        except ValueError:
+            return _invalid(value)
+
+
+def _duration(value: Any) -> Any:
+    if hasattr(value, "months") and hasattr(value, "nanoseconds"):  # the driver's Duration
+        return f"{value.months}mo{value.days}d{value.nanoseconds}ns"
+    if isinstance(value, dt.timedelta):
+        nanos = (value.seconds * 1_000_000 + value.microseconds) * 1000
+        return f"0mo{value.days}d{nanos}ns"
+    return _text(value)
+
+
+SIMPLE_CONVERTERS: dict[str, Converter] = {
+    **dict.fromkeys(TEXT_TYPES, _text),
+    **dict.fromkeys(INTEGER_TYPES, _integer),
+    "decimal": _decimal,
+    "float": _float32,
+    "double": _double,
+    "boolean": _boolean,
+    "uuid": _uuid,
+    "timeuuid": _uuid,
+    "timestamp": _timestamp,
+    "date": _date,
+    "time": _time,
+    "blob": _blob,
+    "inet": _inet,
+    "duration": _duration,
+}
+
+
+# -- containers ---------------------------------------------------------------------------------
+
+
+def _sorted(values: list[Any]) -> list[Any]:
+    try:
+        return sorted(values)
+    except TypeError:  # mixed or unorderable compare forms (an invalid value, objects in a set)
+        return sorted(values, key=repr)
+
+
+def _maybe_json(value: Any) -> Any:
+    # jsonb read as text (or a JSON array kept in a text column) is still a container.
+    if isinstance(value, str | bytes):
+        try:
+            return json.loads(value, parse_float=decimal.Decimal)
+        except ValueError:
+            return value
+    return value
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping)
+
+
+def _sequence(element: Converter, ordered: bool) -> Converter:
+    def convert(value: Any) -> Any:
+        value = _maybe_json(value)
+        if not _is_sequence(value):
+            return _invalid(value)
+        items = [None if item is None else element(item) for item in value]
+        return items if ordered else _sorted(items)
+
+    return convert
+
+
+def _map(key: Converter, value_converter: Converter) -> Converter:
+    def convert(value: Any) -> Any:
+        value = _maybe_json(value)
+        if not isinstance(value, Mapping):
+            return _invalid(value)
+        pairs = {key(k): None if v is None else value_converter(v) for k, v in value.items()}
+        return {k: pairs[k] for k in _sorted(list(pairs))}
+
+    return convert
+
+
+def _tuple(elements: Sequence[Converter]) -> Converter:
+    def convert(value: Any) -> Any:
+        value = _maybe_json(value)
+        if not _is_sequence(value):
+            return _invalid(value)
+        items = list(value)
+        if len(items) > len(elements):
+            return _invalid(value)
+        items += [None] * (len(elements) - len(items))
+        return [None if v is None else c(v) for c, v in zip(elements, items, strict=True)]
+
+    return convert
+
+
+def _udt(fields: Sequence[tuple[str, Converter]]) -> Converter:
+    names = [name for name, _ in fields]
+
+    def convert(value: Any) -> Any:
+        value = _maybe_json(value)
+        extra: dict[str, Any] = {}
+        if isinstance(value, Mapping):
+            raw = [value.get(name) for name in names]
+            extra = {k: v for k, v in value.items() if k not in names}
+        elif isinstance(value, tuple):  # the driver's namedtuple for an unregistered UDT
+            raw = list(value) + [None] * (len(names) - len(value))
+        else:
+            raw = [getattr(value, name, None) for name in names]
+        result = {
+            name: None if v is None else c(v) for (name, c), v in zip(fields, raw, strict=True)
+        }
+        for k, v in extra.items():  # fields the type does not have: never equal
+            result[f"<unknown field {k}>"] = _invalid(v)
+        return result
+
+    return convert
+
+
+def canonicalizer(ctype: CqlType) -> Converter:
+    """A function from either store's value of a ``ctype`` column to its compare form.
+
+    The general path: it accepts any representation (native, array, JSON, text).  It does
+    not handle None (callers skip NULLs) nor empty top-level collections
+    (``column_canonicalizer`` does).
+    """
+    if ctype.name in SIMPLE_CONVERTERS:
+        return SIMPLE_CONVERTERS[ctype.name]
+    if ctype.name in {"list", "vector"}:
+        return _sequence(canonicalizer(ctype.params[0]), ordered=True)
+    if ctype.name == "set":
+        return _sequence(canonicalizer(ctype.params[0]), ordered=False)
+    if ctype.name == "map":
+        return _map(canonicalizer(ctype.params[0]), canonicalizer(ctype.params[1]))
+    if ctype.name == "tuple":
+        return _tuple([canonicalizer(p) for p in ctype.params])
+    if ctype.name == "udt":
+        return _udt([(name, canonicalizer(t)) for name, t in ctype.fields])
+    raise ValueError(f"No equality rule for CQL type {ctype}")
+
+
+def _nullable(ctype: CqlType, convert: Converter) -> Converter:
+    """NULL stays NULL; an empty top-level collection becomes NULL."""
+    if ctype.is_collection:
+
+        def collection(value: Any) -> Any:
+            if value is None:
+                return None
+            result = convert(value)
+            return None if result == [] or result == {} else result
+
+        return collection
+
+    def simple(value: Any) -> Any:
+        return None if value is None else convert(value)
+
+    return simple
+
+
+def column_canonicalizer(ctype: CqlType) -> Converter:
+    """``canonicalizer`` for a whole column value: NULL kept, empty collections NULL."""
+    return _nullable(ctype, canonicalizer(ctype))
+
+
+# -- per-store fast paths: one attribute read or nothing, for the types rows are made of -------
+
+_CASSANDRA_FAST: dict[str, Converter | None] = {
+    **dict.fromkeys(TEXT_TYPES | INTEGER_TYPES | {"boolean", "blob"}, None),
+    "decimal": _decimal_form,
+    "float": _finite_or_special,  # the driver's float is the exact 32-bit value
+    "double": _finite_or_special,
+    "uuid": attrgetter("bytes"),
+    "timeuuid": attrgetter("bytes"),
+    "timestamp": lambda v: (v - _EPOCH) // _MILLISECOND,  # naive UTC from the driver
+    "date": attrgetter("days_from_epoch"),
+    "time": lambda v: v.nanosecond_time // 1000,
+}
+
+_POSTGRES_FAST: dict[tuple[str, str], Converter | None] = {
+    **{(t, p): None for t in TEXT_TYPES for p in ("text", "varchar", "bpchar", "citext")},
+    **{(t, p): None for t in INTEGER_TYPES for p in ("int2", "int4", "int8")},
+    ("boolean", "bool"): None,
+    ("blob", "bytea"): _blob,
+    ("decimal", "numeric"): _decimal_form,
+    ("float", "float4"): _round_float32,  # exact from binary COPY, not from text results
+    ("double", "float8"): _finite_or_special,
+    ("double", "float4"): _finite_or_special,
+    ("uuid", "uuid"): attrgetter("bytes"),
+    ("timeuuid", "uuid"): attrgetter("bytes"),
+    # Columns the target's SELECT already turns into compare forms (postgres.py, "@…").
+    ("uuid", "@bytes"): None,
+    ("timeuuid", "@bytes"): None,
+    ("timestamp", "@ms"): None,
+    ("decimal", "@decimal"): None,
+    ("timestamp", "timestamptz"): lambda v: (v - _EPOCH_UTC) // _MILLISECOND,
+    ("timestamp", "timestamp"): lambda v: (v - _EPOCH) // _MILLISECOND,
+    ("date", "date"): lambda v: v.toordinal() - _EPOCH_ORDINAL,
+    ("time", "time"): _micros_of,
+}
+
+
+def _fast_sequence(ctype: CqlType, element: Converter | None, ordered: bool) -> Converter:
+    if element is None:
+
+        def convert(value: Any) -> Any:
+            return list(value) if ordered else _sorted(list(value))
+
+    elif ordered:
+
+        def convert(value: Any) -> Any:
+            return [None if v is None else element(v) for v in value]
+
+    else:
+
+        def convert(value: Any) -> Any:
+            return _sorted([None if v is None else element(v) for v in value])
+
+    return _nullable(ctype, convert)
+
+
+# The same fast paths as expressions over a non-NULL value ``{v}``, for the record builders
+# the engine compiles per table (one Python call less per value, on millions of values).
+_CASSANDRA_INLINE: dict[str, str] = {
+    "decimal": "_decimal_form({v})",
+    "float": "({v} + 0.0 if {v} - {v} == 0 else _special_float({v}))",
+    "double": "({v} + 0.0 if {v} - {v} == 0 else _special_float({v}))",
+    "uuid": "{v}.bytes",
+    "timeuuid": "{v}.bytes",
+    "timestamp": "({v} - _EPOCH) // _MILLISECOND",
+    "date": "{v}.days_from_epoch",
+    "time": "({v}.nanosecond_time // 1000)",
+}
+_POSTGRES_INLINE: dict[tuple[str, str], str] = {
+    ("decimal", "numeric"): "_decimal_form({v})",
+    ("float", "float4"): "_round_float32({v})",
+    ("double", "float8"): "({v} + 0.0 if {v} - {v} == 0 else _special_float({v}))",
+    ("uuid", "uuid"): "{v}.bytes",
+    ("timeuuid", "uuid"): "{v}.bytes",
+    ("timestamp", "timestamptz"): "({v} - _EPOCH_UTC) // _MILLISECOND",
+    ("timestamp", "timestamp"): "({v} - _EPOCH) // _MILLISECOND",
+    ("date", "date"): "({v}.toordinal() - _EPOCH_ORDINAL)",
+    ("time", "time"): "_micros_of({v})",
+    ("blob", "bytea"): "_blob({v})",
+}
+INLINE_NAMESPACE: dict[str, Any] = {
+    "_decimal_form": _decimal_form,
+    "_special_float": _special_float,
+    "_round_float32": _round_float32,
+    "_micros_of": _micros_of,
+    "_blob": _blob,
+    "_EPOCH": _EPOCH,
+    "_EPOCH_UTC": _EPOCH_UTC,
+    "_EPOCH_ORDINAL": _EPOCH_ORDINAL,
+    "_MILLISECOND": _MILLISECOND,
+}
+
+
+def cassandra_inline(ctype: CqlType) -> str | None:
+    """``cassandra_converter`` as an expression template over a non-NULL ``{v}``, if any."""
+    return _CASSANDRA_INLINE.get(ctype.name)
+
+
+def postgres_inline(ctype: CqlType, pg_type: str) -> str | None:
+    """``postgres_converter`` as an expression template over a non-NULL ``{v}``, if any."""
+    return _POSTGRES_INLINE.get((ctype.name, pg_type))
+
+
+def cassandra_converter(ctype: CqlType) -> Converter | None:
+    """The converter for a Cassandra column's driver values to compare forms; None when
+    they are compare forms already."""
+    if ctype.name in _CASSANDRA_FAST:
+        fast = _CASSANDRA_FAST[ctype.name]
+        return None if fast is None else _nullable(ctype, fast)
+    element = ctype.params[0] if ctype.params else None
+    if ctype.name in {"list", "set"} and element is not None and element.name in _CASSANDRA_FAST:
+        return _fast_sequence(ctype, _CASSANDRA_FAST[element.name], ctype.name == "list")
+    return column_canonicalizer(ctype)
+
+
+def postgres_converter(ctype: CqlType, pg_type: str) -> Converter | None:
+    """The converter for a PostgreSQL column (``pg_type`` is its typname, ``_int4`` for an
+    array) mapped to ``ctype``; None when psycopg's values are compare forms already."""
+    if (ctype.name, pg_type) in _POSTGRES_FAST:
+        fast = _POSTGRES_FAST[(ctype.name, pg_type)]
+        return None if fast is None else _nullable(ctype, fast)
+    element = ctype.params[0] if ctype.params else None
+    if (
+        ctype.name in {"list", "set", "vector"}
+        and element is not None
+        and pg_type.startswith("_")
+        and (element.name, pg_type[1:]) in _POSTGRES_FAST
+    ):
+        return _fast_sequence(
+            ctype, _POSTGRES_FAST[(element.name, pg_type[1:])], ctype.name != "set"
+        )
+    return column_canonicalizer(ctype)
+
+
+# -- the canonical (readable, documented) form --------------------------------------------------
+
+
+def _shortest_float32(value: float) -> float:
+    for digits in range(6, 10):
+        shortest = float(f"{value:.{digits}g}")
+        if _FLOAT32.unpack(_FLOAT32.pack(shortest))[0] == value:
+            return shortest
+    return value
+
+
+def _display_timestamp(ms: int) -> str:
+    try:
+        return (_EPOCH + dt.timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + "Z"
+    except OverflowError:
+        return str(ms)
+
+
+def _display_date(days: int) -> str:
+    try:
+        return dt.date.fromordinal(days + _EPOCH_ORDINAL).isoformat()
+    except (ValueError, OverflowError):
+        return str(days)
+
+
+def _display_time(micros: int) -> str:
+    seconds, micro = divmod(micros, 1_000_000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return f"{hour:02d}:{minute:02d}:{second:02d}.{micro:06d}"
+
+
+def _display_decimal(text: str) -> str:
+    try:
+        number = decimal.Decimal(text)
+    except ArithmeticError:
+        return text
+    return format(number, "f") if number.is_finite() else text
+
+
+_SIMPLE_DISPLAY: dict[str, Callable[[Any], Any]] = {
+    "decimal": _display_decimal,
+    "float": lambda v: _shortest_float32(v) if isinstance(v, float) else v,
+    "uuid": lambda v: str(uuid.UUID(bytes=v)),
+    "timeuuid": lambda v: str(uuid.UUID(bytes=v)),
+    "timestamp": _display_timestamp,
+    "date": _display_date,
+    "time": _display_time,
+    "blob": lambda v: v.hex(),
+}
+
+
+def key_text(value: Any) -> str:
+    """The text of a canonical value used as a map key (and in ``primary_key_value``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def display_value(ctype: CqlType, value: Any) -> Any:
+    """The canonical form (the table above) of a compare form."""
+    if value is None or (isinstance(value, str) and value.startswith("<invalid ")):
+        return value
+    name = ctype.name
+    if name in _SIMPLE_DISPLAY:
+        if name == "decimal" or not isinstance(value, str):
+            return _SIMPLE_DISPLAY[name](value)
+        return value  # NaN / Infinity of a float
+    if name in {"list", "vector", "set"}:
+        return [display_value(ctype.params[0], v) for v in value]
+    if name == "tuple":
+        return [display_value(t, v) for t, v in zip(ctype.params, value, strict=False)]
+    if name == "map":
+        pairs = {
+            key_text(display_value(ctype.params[0], k)): display_value(ctype.params[1], v)
+            for k, v in value.items()
+        }
+        return {k: pairs[k] for k in sorted(pairs)}
+    if name == "udt":
+        types = dict(ctype.fields)
+        return {k: display_value(types[k], v) if k in types else v for k, v in value.items()}
+    return value
+
+
+# -- checksums and keys -----------------------------------------------------------------------
+
+
+def canonical_json(names: Sequence[str], values: Sequence[Any]) -> str:
+    """The documented canonical encoding of a row: a JSON object in column-name order."""
+    return json.dumps(
+        dict(zip(names, values, strict=True)),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+
+
+def row_checksum(names: Sequence[str], values: Sequence[Any]) -> str:
+    """SHA-256 (hex) of ``canonical_json`` of canonical values: the same on both sides for
+    equal rows."""
+    return hashlib.sha256(canonical_json(names, values).encode("utf-8")).hexdigest()
+
+
+def display_row(names: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+    """A row of canonical values as a person reads it (``Mismatch.cassandra_data``)."""
+    return dict(zip(names, values, strict=True))
+
+
+def primary_key_text(values: Sequence[Any]) -> str:
+    """``Mismatch.primary_key_value`` from a key's canonical values (keys.format_key)."""
+    return format_key([v if isinstance(v, str) else key_text(v) for v in values])
+
+
+def to_canonical(ctype: CqlType, value: Any) -> Any:
+    """One value, from either store, in canonical form."""
+    return display_value(ctype, column_canonicalizer(ctype)(value))

@@ -1,0 +1,605 @@
+"""The four validation strategies, and the key-by-key diff that three of them share.
+
+Key-by-key diff with bounded memory (CHECKSUM, TIMESTAMP_RANGE, and SAMPLE on small tables)
+------------------------------------------------------------------------------------------
+PostgreSQL cannot order rows by Cassandra's Murmur3 token, and Cassandra cannot order rows by
+key, so the engine brings both sides into **token order** and merges them:
+
+1. *Target*: one REPEATABLE READ snapshot streamed with binary COPY.  Each row becomes a
+   record ``(token, key bytes, row bytes)`` (``records.py``: the compare forms of
+   ``canonical.py``, marshalled), its partition key hashed to its Murmur3 token in Python
+   exactly as Cassandra would, and goes to an external sort (``spill.SortedRuns``: sorted
+   runs of 100k records on disk).  For a large table this runs in a child process
+   (``target_worker.py``) on another core, *while* the source scan starts: the source's
+   first records wait in a disk spool until the target is sorted.
+2. *Source*: the ring is split into token segments read concurrently but handed over in
+   order (``cassandra.CassandraTable.stream``), so rows arrive in token order with
+   ``token(pk)`` computed by Cassandra; each becomes the same kind of record.
+3. *Merge*: the two token-ordered streams are walked together (``merge_by_token``), a
+   token at a time (one row, one partition, or a rare token collision).  Within a token
+   rows pair up by key: a key on one side only is MISSING_IN_POSTGRES /
+   MISSING_IN_CASSANDRA; a pair whose bytes differ is a DATA_MISMATCH.  Differences go to a
+   disk spool.
+4. *Verdict*: after the pass (and after ``recheck_delay_seconds``, when not 0) each
+   differing key is read again from both sides, in batches of 500; keys that now agree are
+   transient, the rest are reported with SHA-256 checksums and readable data.
+
+Memory is bounded by constants (a sort run, one block per run while merging, a few
+Cassandra pages in flight, one token group, one verdict batch), not by the table: what grows
+with the table is temporary disk space (about the size of both sides' compared data).
+
+ROW_COUNT counts by token segment on Cassandra (never one whole-table ``count(*)``);
+SAMPLE looks up random keys from both sides (random ring positions on Cassandra,
+``TABLESAMPLE`` on PostgreSQL) on both sides, and gives a 95% Wilson interval; a table no
+larger than the sample is examined whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import marshal
+import math
+import random
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from cassandra.cluster import Session
+
+from reconciliation.engine.canonical import (
+    Converter,
+    primary_key_text,
+)
+from reconciliation.engine.cassandra import CassandraTable, token_segments
+from reconciliation.engine.drift import drift_percentage, row_count_drift, wilson_interval
+from reconciliation.engine.postgres import PostgresTable
+from reconciliation.engine.records import MARSHAL_VERSION, Codec, fast_token_function
+from reconciliation.engine.schema import SchemaError, TableSpec, Window, discover_layout
+from reconciliation.engine.spill import SortedRuns, Spool
+from reconciliation.engine.target_worker import TargetJob, TargetProcess, spill_target
+
+ROW_COUNT = "ROW_COUNT"
+CHECKSUM = "CHECKSUM"
+TIMESTAMP_RANGE = "TIMESTAMP_RANGE"
+SAMPLE = "SAMPLE"
+STRATEGIES = (ROW_COUNT, CHECKSUM, TIMESTAMP_RANGE, SAMPLE)
+
+MISSING_IN_POSTGRES = "MISSING_IN_POSTGRES"
+MISSING_IN_CASSANDRA = "MISSING_IN_CASSANDRA"
+DATA_MISMATCH = "DATA_MISMATCH"
+
+VERDICT_BATCH = 500
+
+Connect = Callable[[], psycopg.Connection]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run: consistency, re-check delay, window, sample size, and scan tuning."""
+
+    consistency: int
+    recheck_delay_seconds: float = 0.0
+    sample_size: int = 1000
+    window_from: dt.datetime | None = None
+    window_to: dt.datetime | None = None
+    interval_minutes: int = 60
+    window_overlap_minutes: int = 5
+    parallel: int = 4
+    page_size: int = 2000
+    rows_per_segment: int = 50_000
+    run_size: int = 100_000
+    seed: int | None = None
+    # The target's URL lets a big table's target be read by a child process, beside the
+    # Cassandra scan (from ``target_process_min_rows`` estimated rows).
+    target_url: str | None = None
+    target_process_min_rows: int = 50_000
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One row that differs, as the job stores it (a ``Mismatch``)."""
+
+    primary_key_value: str
+    mismatch_type: str
+    cassandra_checksum: str | None
+    postgres_checksum: str | None
+    cassandra_data: dict[str, Any] | None
+    postgres_data: dict[str, Any] | None
+
+
+@dataclass
+class Outcome:
+    """What a strategy found (the job's counters)."""
+
+    cassandra_row_count: int | None = None
+    postgres_row_count: int | None = None
+    keys_examined: int = 0
+    mismatch_count: int = 0
+    transient_count: int = 0
+    drift_percentage: float = 0.0
+    drift_ci_low: float | None = None
+    drift_ci_high: float | None = None
+    schema_warnings: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+Report = Callable[[Difference], None]
+Progress = Callable[[float], None]
+
+
+def _no_progress(fraction: float) -> None:
+    return None
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+# A difference found by a pass: (key bytes, Cassandra row bytes or None, target row bytes...)
+# — a target without a primary key may hold a key more than once.
+Diff = tuple[bytes, bytes | None, tuple[bytes, ...]]
+
+
+def _agree(cassandra_row: bytes | None, postgres_rows: tuple[bytes, ...]) -> bool:
+    if cassandra_row is None:
+        return not postgres_rows
+    return len(postgres_rows) == 1 and postgres_rows[0] == cassandra_row
+
+
+# -- the merge --------------------------------------------------------------------------------
+
+
+@dataclass
+class PassCounts:
+    cassandra_rows: int = 0
+    postgres_rows: int = 0
+    keys: int = 0
+
+
+def merge_by_token(
+    source: Iterator[tuple[int, bytes, bytes]],
+    target: Iterator[tuple[int, bytes, bytes]],
+    differences: Spool,
+    counts: PassCounts,
+) -> None:
+    """Walk two token-ordered record streams together, spooling every differing key.
+
+    The common case, one row per token on each side, takes a fast path; a token with
+    several rows (a partition with clustering rows, a token collision, a duplicated target
+    key) is compared as a group, by key.
+    """
+    add = differences.add
+    c_rows = p_rows = keys = 0
+    c = next(source, None)
+    p = next(target, None)
+    while c is not None and p is not None:
+        token = c[0]
+        if token == p[0]:
+            c_next = next(source, None)
+            p_next = next(target, None)
+            if (c_next is None or c_next[0] != token) and (p_next is None or p_next[0] != token):
+                c_rows += 1
+                p_rows += 1
+                if c[1] == p[1]:
+                    keys += 1
+                    if c[2] != p[2]:
+                        add((c[1], c[2], (p[2],)))
+                else:  # a token collision between two different keys
+                    keys += 2
+                    add((c[1], c[2], ()))
+                    add((p[1], None, (p[2],)))
+                c, p = c_next, p_next
+                continue
+            c_group, c = _group(c, c_next, source)
+            p_group, p = _group(p, p_next, target)
+        elif token < p[0]:
+            c_group, c = _group(c, next(source, None), source)
+            p_group = []
+        else:
+            p_group, p = _group(p, next(target, None), target)
+            c_group = []
+        c_rows += len(c_group)
+        p_rows += len(p_group)
+        keys += _compare_group(c_group, p_group, add)
+    while c is not None:  # the source's last tokens: not on the target
+        group, c = _group(c, next(source, None), source)
+        c_rows += len(group)
+        keys += _compare_group(group, [], add)
+    while p is not None:  # the target's last tokens: not in the source
+        group, p = _group(p, next(target, None), target)
+        p_rows += len(group)
+        keys += _compare_group([], group, add)
+    counts.cassandra_rows += c_rows
+    counts.postgres_rows += p_rows
+    counts.keys += keys
+
+
+def _group(
+    first: tuple[int, bytes, bytes],
+    following: tuple[int, bytes, bytes] | None,
+    stream: Iterator[tuple[int, bytes, bytes]],
+) -> tuple[list[tuple[int, bytes, bytes]], tuple[int, bytes, bytes] | None]:
+    """``first`` and the records after it with the same token; and the next record."""
+    group = [first]
+    while following is not None and following[0] == first[0]:
+        group.append(following)
+        following = next(stream, None)
+    return group, following
+
+
+def _compare_group(
+    c_group: list[tuple[int, bytes, bytes]],
+    p_group: list[tuple[int, bytes, bytes]],
+    add: Callable[[Diff], None],
+) -> int:
+    """Pair one token's rows by key, ``add`` each difference; the number of keys."""
+    target: dict[bytes, list[bytes]] = {}
+    for _, key, row in p_group:
+        target.setdefault(key, []).append(row)
+    keys = 0
+    for _, key, row in c_group:
+        rows = tuple(target.pop(key, ()))
+        keys += 1
+        if not _agree(row, rows):
+            add((key, row, rows))
+    for key, only_on_target in target.items():
+        keys += 1
+        add((key, None, tuple(only_on_target)))
+    return keys
+
+
+def plan_segments(options: Options, estimate: int) -> list[tuple[int, int]]:
+    """Token segments for a table of about ``estimate`` rows: ``rows_per_segment`` each, and
+    at least four per reader thread."""
+    count = max(options.parallel * 4, estimate // options.rows_per_segment)
+    return token_segments(min(count, 16384))
+
+
+# -- verdicts -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdicts:
+    mismatches: int = 0
+    transient: int = 0
+    agreed: int = 0
+
+
+class Engine:
+    """One reconciliation of one table: the stores, the layout and the codec."""
+
+    def __init__(
+        self,
+        spec: TableSpec,
+        session: Session,
+        connect: Connect,
+        options: Options,
+        report: Report,
+        progress: Progress = _no_progress,
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        self.report = report
+        self.progress = progress
+        with connect() as conn:
+            self.layout = discover_layout(session, conn, spec)
+        self.cassandra = CassandraTable(
+            session,
+            self.layout,
+            options.consistency,
+            page_size=options.page_size,
+            parallel=options.parallel,
+        )
+        self.postgres = PostgresTable(connect, self.layout)
+        self.codec = Codec(self.layout, self.cassandra.token_function)
+        self.child_peak_rss_mb: float | None = None  # of the target's child process, if any
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def _read_both(
+        self, keys: Sequence[bytes], *, cassandra: bool = True, postgres: bool = True
+    ) -> tuple[list[bytes | None], list[tuple[bytes, ...]]]:
+        values = [self.codec.key_values(k) for k in keys]
+        c_rows: list[bytes | None] = [None] * len(keys)
+        p_rows: list[tuple[bytes, ...]] = [()] * len(keys)
+        if cassandra:
+            for i, row in enumerate(self.cassandra.lookup(values)):
+                if row is not None:
+                    c_rows[i] = self.codec.cassandra_record(row)[2]
+        if postgres:
+            for i, rows in enumerate(self.postgres.lookup(values)):
+                p_rows[i] = tuple(self.codec.postgres_record(r)[2] for r in rows)
+        return c_rows, p_rows
+
+    def _emit(self, key: bytes, c_row: bytes | None, p_rows: tuple[bytes, ...]) -> None:
+        codec = self.codec
+        if c_row is None:
+            kind = MISSING_IN_CASSANDRA
+        elif not p_rows:
+            kind = MISSING_IN_POSTGRES
+        else:
+            kind = DATA_MISMATCH
+        p_row = next((r for r in p_rows if r != c_row), p_rows[0]) if p_rows else None
+        self.report(
+            Difference(
+                primary_key_value=primary_key_text(codec.key_values(key)),
+                mismatch_type=kind,
+                cassandra_checksum=None if c_row is None else codec.checksum(key, c_row),
+                postgres_checksum=None if p_row is None else codec.checksum(key, p_row),
+                cassandra_data=None if c_row is None else codec.display(key, c_row),
+                postgres_data=None if p_row is None else codec.display(key, p_row),
+            )
+        )
+
+    def judge(
+        self, differences: Spool, *, resolve_one_sided: bool = False, start: float = 0.9
+    ) -> Verdicts:
+        """Decide every spooled difference: re-check it (after the grace delay) and report
+        the ones that still differ."""
+        verdicts = Verdicts()
+        if not differences.count:
+            return verdicts
+        delay = self.options.recheck_delay_seconds
+        self.progress(start)
+        if delay > 0:
+            time.sleep(delay)
+        done = 0
+        for batch in differences.batches(VERDICT_BATCH):
+            keys = [d[0] for d in batch]
+            if delay > 0:
+                c_rows, p_rows = self._read_both(keys)
+                for key, c_row, p_rows_now in zip(keys, c_rows, p_rows, strict=True):
+                    if _agree(c_row, p_rows_now):
+                        verdicts.transient += 1
+                    else:
+                        verdicts.mismatches += 1
+                        self._emit(key, c_row, p_rows_now)
+            else:
+                if resolve_one_sided:
+                    batch = self._resolve_one_sided(batch)
+                for key, c_row, p_rows_then in batch:
+                    if _agree(c_row, p_rows_then):
+                        verdicts.agreed += 1
+                    else:
+                        verdicts.mismatches += 1
+                        self._emit(key, c_row, p_rows_then)
+            done += len(batch)
+            self.progress(start + (1 - start) * done / differences.count)
+        return verdicts
+
+    def _resolve_one_sided(self, batch: list[Diff]) -> list[Diff]:
+        """Read the other side of keys seen on one side only (TIMESTAMP_RANGE: the row may
+        be there with a timestamp outside the window)."""
+        need_c = [d[0] for d in batch if d[1] is None]
+        need_p = [d[0] for d in batch if not d[2]]
+        found_c = dict(zip(need_c, self._read_both(need_c, postgres=False)[0], strict=True))
+        found_p = dict(zip(need_p, self._read_both(need_p, cassandra=False)[1], strict=True))
+        return [
+            (
+                key,
+                found_c.get(key, c_row) if c_row is None else c_row,
+                p_rows or found_p.get(key, ()),
+            )
+            for key, c_row, p_rows in batch
+        ]
+
+    # -- strategies -------------------------------------------------------------------------------
+
+    def segments(self, estimate: int) -> list[tuple[int, int]]:
+        return plan_segments(self.options, estimate)
+
+    def estimate(self) -> int:
+        return max(self.cassandra.estimated_rows(), self.postgres.estimated_rows())
+
+    def row_count(self) -> Outcome:
+        self.progress(0.05)
+        postgres_rows = self.postgres.count()
+        self.progress(0.2)
+        segments = self.segments(max(self.estimate(), postgres_rows))
+        cassandra_rows = self.cassandra.count(segments)
+        return Outcome(
+            cassandra_row_count=cassandra_rows,
+            postgres_row_count=postgres_rows,
+            keys_examined=max(cassandra_rows, postgres_rows),
+            mismatch_count=abs(cassandra_rows - postgres_rows),
+            drift_percentage=row_count_drift(cassandra_rows, postgres_rows),
+        )
+
+    def full_diff(self, window: Window | None = None) -> Outcome:
+        """CHECKSUM (every row) or TIMESTAMP_RANGE (the window's rows on either side)."""
+        estimate = self.estimate()
+        segments = self.segments(estimate)
+        counts = PassCounts()
+        with SortedRuns(self.options.run_size) as target, Spool() as head, Spool() as differences:
+            if self._target_in_child(estimate):
+                source = self._scan_beside_target_process(segments, window, target, head)
+            else:
+                source = self._scan_after_target(segments, window, target)
+            merge_by_token(source, target.merged(), differences, counts)
+            verdicts = self.judge(differences, resolve_one_sided=window is not None)
+        return Outcome(
+            cassandra_row_count=counts.cassandra_rows,
+            postgres_row_count=counts.postgres_rows,
+            keys_examined=counts.keys,
+            mismatch_count=verdicts.mismatches,
+            transient_count=verdicts.transient,
+            drift_percentage=drift_percentage(verdicts.mismatches, counts.keys),
+        )
+
+    def _target_in_child(self, estimate: int) -> bool:
+        return (
+            self.options.target_url is not None
+            and estimate >= self.options.target_process_min_rows
+            and fast_token_function(self.layout) is not None
+        )
+
+    def _source_pages(
+        self, segments: list[tuple[int, int]], window: Window | None
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
+        def segment_done(done: int) -> None:
+            self.progress(0.85 * done / len(segments))
+
+        return self.cassandra.stream(segments, window, on_segment_done=segment_done)
+
+    def _scan_after_target(
+        self, segments: list[tuple[int, int]], window: Window | None, target: SortedRuns
+    ) -> Iterator[tuple[int, bytes, bytes]]:
+        """Small tables: read the target, then stream the source."""
+        with self.postgres.snapshot(window) as rows:
+            spill_target(rows, self.codec.postgres_record, target)
+        record = self.codec.cassandra_record
+        return (record(row) for page in self._source_pages(segments, window) for row in page)
+
+    def _scan_beside_target_process(
+        self,
+        segments: list[tuple[int, int]],
+        window: Window | None,
+        target: SortedRuns,
+        head: Spool,
+    ) -> Iterator[tuple[int, bytes, bytes]]:
+        """Large tables: a child process reads the target into ``target`` while the source
+        scan starts, its first records going to the ``head`` spool (the merge needs the
+        whole target sorted first).  Returns the source's records in token order: the
+        spooled head, then the rest as it streams."""
+        assert self.options.target_url is not None
+        child = TargetProcess(
+            TargetJob(
+                self.layout,
+                self.options.target_url,
+                window,
+                self.options.run_size,
+                target.directory,
+            )
+        )
+        record = self.codec.cassandra_record
+        pages = self._source_pages(segments, window)
+        try:
+            for page in pages:
+                head.extend([record(row) for row in page])
+                if child.done():
+                    break
+            target.adopt(*child.result())
+            self.child_peak_rss_mb = child.peak_rss_mb
+        except BaseException:
+            child.kill()
+            pages.close()
+            raise
+        rest = (record(row) for page in pages for row in page)
+        return itertools.chain(head.records(), rest)
+
+    def timestamp_range(self) -> Outcome:
+        window = self.window()
+        column = window.column
+        types = self.layout.cassandra_types
+        if column not in types:
+            raise SchemaError(
+                f"Timestamp column {column!r} does not exist in {self.spec.cassandra_label}."
+            )
+        if types[column].name != "timestamp":
+            raise SchemaError(
+                f"Timestamp column {column!r} of {self.spec.cassandra_label} is "
+                f"{types[column]}, not timestamp."
+            )
+        if column not in self.layout.postgres_types:
+            raise SchemaError(
+                f"Timestamp column {column!r} is missing on the target table "
+                f"{self.spec.postgres_label}."
+            )
+        outcome = self.full_diff(window)
+        outcome.parameters = {"from": _iso(window.start), "to": _iso(window.end)}
+        return outcome
+
+    def window(self) -> Window:
+        options = self.options
+        end = options.window_to or dt.datetime.now(dt.UTC)
+        span = dt.timedelta(minutes=options.interval_minutes + options.window_overlap_minutes)
+        start = options.window_from or end - span
+        if start >= end:
+            raise SchemaError(
+                f"The window's start {_iso(start)} is not before its end {_iso(end)}."
+            )
+        return Window(self.spec.timestamp_column, start, end)
+
+    def sample(self) -> Outcome:
+        size = self.options.sample_size
+        estimate = self.estimate()
+        if estimate < 2 * size:
+            estimate = max(estimate, self.postgres.count())
+        if estimate <= size:
+            # A table no bigger than the sample is examined whole: the "sample" is exact.
+            outcome = self.full_diff()
+            outcome.cassandra_row_count = outcome.postgres_row_count = None
+        else:
+            outcome = self._random_sample(size, estimate)
+        low, high = wilson_interval(outcome.mismatch_count, outcome.keys_examined)
+        outcome.drift_ci_low, outcome.drift_ci_high = low, high
+        outcome.parameters = {"sample_size": size}
+        return outcome
+
+    def _random_sample(self, size: int, estimate: int) -> Outcome:
+        rng = random.Random(self.options.seed)
+        keys: dict[bytes, None] = {}
+        for row in self.cassandra.sample_keys(math.ceil(size / 2), rng):
+            keys[self._key_bytes(row, self.codec._cassandra)] = None
+        self.progress(0.2)
+        for row in self.postgres.sample_keys(size // 2, estimate):
+            keys[self._key_bytes(row, self.codec._postgres)] = None
+        self.progress(0.4)
+        examined = list(keys)
+        with Spool() as differences:
+            for start in range(0, len(examined), VERDICT_BATCH):
+                batch = examined[start : start + VERDICT_BATCH]
+                c_rows, p_rows = self._read_both(batch)
+                for key, c_row, rows in zip(batch, c_rows, p_rows, strict=True):
+                    if not _agree(c_row, rows):
+                        differences.add((key, c_row, rows))
+                self.progress(0.4 + 0.5 * (start + len(batch)) / len(examined))
+            verdicts = self.judge(differences)
+        return Outcome(
+            keys_examined=len(examined),
+            mismatch_count=verdicts.mismatches,
+            transient_count=verdicts.transient,
+            drift_percentage=drift_percentage(verdicts.mismatches, len(examined)),
+        )
+
+    def _key_bytes(self, key_row: Sequence[Any], converters: list[tuple[int, Converter]]) -> bytes:
+        size = self.codec.key_size
+        values = list(key_row[:size])
+        for index, convert in converters:
+            if index < size and values[index] is not None:
+                values[index] = convert(values[index])
+        return marshal.dumps(tuple(values), MARSHAL_VERSION)
+
+    def run(self, strategy: str) -> Outcome:
+        runners = {
+            ROW_COUNT: self.row_count,
+            CHECKSUM: self.full_diff,
+            TIMESTAMP_RANGE: self.timestamp_range,
+            SAMPLE: self.sample,
+        }
+        if strategy not in runners:
+            raise ValueError(f"Unknown validation strategy {strategy!r}.")
+        outcome = runners[strategy]()
+        outcome.schema_warnings = list(self.layout.warnings)
+        self.progress(1.0)
+        return outcome
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def reconcile(
+    strategy: str,
+    spec: TableSpec,
+    session: Session,
+    connect: Connect,
+    options: Options,
+    report: Report,
+    progress: Progress = _no_progress,
+) -> Outcome:
+    """Run ``strategy`` over ``spec``: differences go to ``report`` as they are decided, the
+    counters come back.  Read-only on both stores."""
+    return Engine(spec, session, connect, options, report, progress).run(strategy)

@@ -1,0 +1,155 @@
+"""Reading the target in a child process, so that it runs beside the Cassandra scan.
+
+The target's side of a key-by-key diff (COPY, canonical forms, Murmur3 tokens, sorting) is
+CPU-bound Python; in a thread it would fight the Cassandra scan for the GIL and stall it.
+A child process (``python -m reconciliation.engine.target_worker``, started with
+``subprocess``, which also works inside Celery's daemonic prefork workers) does it on
+another core while the parent streams the source: the parent sends the job as a pickle on
+stdin, the child writes sorted runs into the parent's temporary directory and answers
+with one JSON line on stdout naming them (or the error, pickled).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from reconciliation.engine.records import Codec, fast_token_function
+from reconciliation.engine.schema import Layout, Window
+from reconciliation.engine.spill import SortedRuns
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class TargetJob:
+    layout: Layout
+    database_url: str
+    window: Window | None
+    run_size: int
+    directory: str
+
+
+def spill_target(
+    rows: Any, record: Any, target: SortedRuns, cancelled: threading.Event | None = None
+) -> None:
+    """Records of every target row into ``target`` (in batches, checking ``cancelled``)."""
+    batch: list[tuple[int, bytes, bytes]] = []
+    for row in rows:
+        batch.append(record(row))
+        if len(batch) >= 10_000:
+            target.extend(batch)
+            batch = []
+            if cancelled is not None and cancelled.is_set():
+                return
+    target.extend(batch)
+
+
+def _run(job: TargetJob) -> dict[str, Any]:
+    from reconciliation.engine.postgres import PostgresTable
+
+    token = fast_token_function(job.layout)
+    if token is None:
+        raise ValueError("The partition key has no fast token function.")
+    codec = Codec(job.layout, lambda display_key: token)
+    table = PostgresTable(lambda: psycopg.connect(job.database_url), job.layout)
+    runs = SortedRuns(job.run_size, directory=job.directory)
+    with table.snapshot(job.window) as rows:
+        spill_target(rows, codec.postgres_record, runs)
+    return {"runs": runs.finish(), "count": runs.count, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def main() -> None:
+    job: TargetJob = pickle.load(sys.stdin.buffer)
+    try:
+        answer = _run(job)
+    except Exception as exc:
+        try:
+            pickled = base64.b64encode(pickle.dumps(exc)).decode()
+        except Exception:
+            pickled = ""
+        answer = {"error": f"{type(exc).__name__}: {exc}", "exception": pickled}
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+
+
+class TargetProcess:
+    """A running child process reading the target; ``result()`` adopts its runs."""
+
+    def __init__(self, job: TargetJob) -> None:
+        self.peak_rss_mb: float | None = None
+        self._stderr = tempfile.TemporaryFile(prefix="cdcrecon-target-")
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "reconciliation.engine.target_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            cwd=ROOT,
+            env=env,
+        )
+        assert self.process.stdin is not None
+        self.process.stdin.write(pickle.dumps(job))
+        self.process.stdin.close()
+
+    def done(self) -> bool:
+        return self.process.poll() is not None
+
+    def result(self) -> tuple[list[str], int]:
+        """Wait for the child; its run files and record count, or its error raised here."""
+        assert self.process.stdout is not None
+        output = self.process.stdout.read()
+        self.process.wait()
+        self._stderr.seek(0)
+        errors = self._stderr.read().decode("utf-8", "replace").strip()
+        self._stderr.close()
+        try:
+            answer = json.loads(output.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            last = errors.splitlines()[-1] if errors else f"exit status {self.process.returncode}"
+            raise RuntimeError(f"Reading the target in a child process failed: {last}") from None
+        if "error" in answer:
+            try:
+                error = pickle.loads(base64.b64decode(answer.get("exception") or ""))
+            except Exception:  # not every exception survives a pickle round trip
+                error = None
+            if isinstance(error, Exception):
+                raise error
+            raise RuntimeError(answer["error"])
+        self.peak_rss_mb = answer.get("peak_rss_mb")
+        return answer["runs"], int(answer["count"])
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self._stderr.close()
+
+
+if __name__ == "__main__":
+    main()

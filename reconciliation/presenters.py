@@ -1,0 +1,71 @@
+"""Jobs as the API shows them, for every caller that is not a DRF view (the CLI's --json).
+
+``job_detail(job)`` is the body of ``GET /reconciliation/jobs/{job_id}``: the guide's job
+fields plus its mismatches (at most ``JOB_DETAIL_MISMATCH_LIMIT``, newest first).
+Datetimes are ISO 8601 in UTC with a ``Z`` suffix; ids are UUID strings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from reconciliation.models import Mismatch, ReconciliationJob
+
+JOB_FIELDS = (
+    "job_id",
+    "table_name",
+    "job_type",
+    "validation_strategy",
+    "started_at",
+    "completed_at",
+    "status",
+    "cassandra_row_count",
+    "postgres_row_count",
+    "mismatch_count",
+    "drift_percentage",
+    "alert_fired",
+)
+MISMATCH_SUMMARY_FIELDS = (
+    "mismatch_id",
+    "primary_key_value",
+    "mismatch_type",
+    "cassandra_checksum",
+    "postgres_checksum",
+    "detected_at",
+    "resolution_status",
+)
+JOB_DETAIL_MISMATCH_LIMIT = 1000
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with ``Z`` (``2025-11-25T10:00:00Z``; microseconds when any)."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return iso(value)
+    if hasattr(value, "hex") and type(value).__name__ == "UUID":
+        return str(value)
+    return value
+
+
+def job_summary(job: ReconciliationJob) -> dict[str, Any]:
+    """One job as in ``GET /reconciliation/jobs``."""
+    return {name: _json_value(getattr(job, name)) for name in JOB_FIELDS}
+
+
+def mismatch_summary(mismatch: Mismatch) -> dict[str, Any]:
+    """One mismatch as embedded in a job's details."""
+    return {name: _json_value(getattr(mismatch, name)) for name in MISMATCH_SUMMARY_FIELDS}
+
+
+def job_detail(job: ReconciliationJob, limit: int = JOB_DETAIL_MISMATCH_LIMIT) -> dict[str, Any]:
+    """The job as ``GET /reconciliation/jobs/{job_id}`` returns it."""
+    mismatches = job.mismatches.only(*MISMATCH_SUMMARY_FIELDS).order_by(
+        "-detected_at", "mismatch_id"
+    )[:limit]
+    return {**job_summary(job), "mismatches": [mismatch_summary(m) for m in mismatches]}

@@ -1,0 +1,225 @@
+"""``manage.py reconcile``: run as a real process against the test databases."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from reconciliation.choices import JobStatus
+from reconciliation.models import ReconciliationJob
+
+REPO = Path(__file__).resolve().parents[2]
+JOB_FIELDS = {
+    "job_id",
+    "table_name",
+    "job_type",
+    "validation_strategy",
+    "started_at",
+    "completed_at",
+    "status",
+    "cassandra_row_count",
+    "postgres_row_count",
+    "mismatch_count",
+    "drift_percentage",
+    "alert_fired",
+}
+MISMATCH_FIELDS = {
+    "mismatch_id",
+    "primary_key_value",
+    "mismatch_type",
+    "cassandra_checksum",
+    "postgres_checksum",
+    "detected_at",
+    "resolution_status",
+}
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def reconcile(*args: str, target_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command in a child process that uses pytest-django's test database."""
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
+    if target_url is not None:
+        env["TEST_TARGET_DATABASE_URL"] = target_url
+    return subprocess.run(
+        [sys.executable, "manage.py", "reconcile", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def users(cassandra, target, table_pair):
+    mapping = table_pair(
+        "id text PRIMARY KEY, email text, updated_at timestamp",
+        "id text PRIMARY KEY, email text, updated_at timestamptz, _cdc_lsn bigint",
+    )
+    for i in range(4):
+        cassandra.execute(
+            f"INSERT INTO {mapping.name} (id, email) VALUES (%s, %s)", (f"u{i}", f"{i}@x")
+        )
+    for i in range(3):
+        target.execute(
+            f"INSERT INTO public.{mapping.name} (id, email) VALUES (%s, %s)", (f"u{i}", f"{i}@x")
+        )
+    return mapping
+
+
+def test_it_runs_a_manual_checksum_job_and_prints_a_summary(users) -> None:
+    result = reconcile(users.name)
+
+    assert result.returncode == 0, result.stderr
+    assert "COMPLETED" in result.stdout
+    assert "mismatches: 1 (MISSING_IN_POSTGRES 1)" in result.stdout
+    assert "drift: 25%" in result.stdout
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+    job = ReconciliationJob.objects.get(table_name=users.name)
+    assert (job.job_type, job.validation_strategy, job.status) == (
+        "MANUAL",
+        "CHECKSUM",
+        "COMPLETED",
+    )
+
+
+def test_json_prints_only_the_job_as_the_api_returns_it(users) -> None:
+    result = reconcile(users.name, "--json")
+
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert set(body) == JOB_FIELDS | {"mismatches"}
+    assert body["table_name"] == users.name
+    assert body["status"] == "COMPLETED"
+    assert (body["cassandra_row_count"], body["postgres_row_count"]) == (4, 3)
+    assert body["mismatch_count"] == 1
+    assert body["drift_percentage"] == 25.0
+    assert body["alert_fired"] is True
+    assert body["started_at"].endswith("Z") and body["completed_at"].endswith("Z")
+    (mismatch,) = body["mismatches"]
+    assert set(mismatch) == MISMATCH_FIELDS
+    assert mismatch["primary_key_value"] == "u3"
+    assert mismatch["mismatch_type"] == "MISSING_IN_POSTGRES"
+    assert len(mismatch["cassandra_checksum"]) == 64 and mismatch["postgres_checksum"] is None
+    assert mismatch["detected_at"].endswith("Z")
+    assert mismatch["resolution_status"] == "PENDING"
+    assert body["job_id"] == str(ReconciliationJob.objects.get(table_name=users.name).job_id)
+
+
+def test_each_strategy_can_be_chosen(users) -> None:
+    for strategy in ("ROW_COUNT", "TIMESTAMP_RANGE", "SAMPLE"):
+        result = reconcile(users.name, "--strategy", strategy, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["validation_strategy"] == strategy
+
+
+def test_a_window_and_a_sample_size_reach_the_job(users) -> None:
+    windowed = reconcile(
+        users.name,
+        "--strategy",
+        "TIMESTAMP_RANGE",
+        "--from",
+        "2025-11-25T09:00:00Z",
+        "--to",
+        "2025-11-25T10:00:00+00:00",
+    )
+    sampled = reconcile(users.name, "--strategy", "SAMPLE", "--sample-size", "7")
+
+    assert windowed.returncode == 0, windowed.stderr
+    assert sampled.returncode == 0, sampled.stderr
+    jobs = {
+        j.validation_strategy: j for j in ReconciliationJob.objects.filter(table_name=users.name)
+    }
+    assert jobs["TIMESTAMP_RANGE"].parameters == {
+        "from": "2025-11-25T09:00:00Z",
+        "to": "2025-11-25T10:00:00Z",
+    }
+    assert jobs["SAMPLE"].parameters == {"sample_size": 7}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no_such_table"], "'no_such_table' is not registered"),
+        (["{table}", "--strategy", "BOGUS"], "Unknown validation strategy"),
+        (["{table}", "--strategy", "TIMESTAMP_RANGE", "--from", "yesterday"], "ISO 8601"),
+        (
+            ["{table}", "--strategy", "TIMESTAMP_RANGE", "--from", "2025-11-25T10:00:00"],
+            "time zone",
+        ),
+        (
+            [
+                "{table}",
+                "--strategy",
+                "TIMESTAMP_RANGE",
+                "--from",
+                "2025-11-25T10:00:00Z",
+                "--to",
+                "2025-11-25T09:00:00Z",
+            ],
+            "earlier than",
+        ),
+        (["{table}", "--strategy", "SAMPLE", "--sample-size", "0"], "sample_size"),
+        (["{table}", "--strategy", "SAMPLE", "--sample-size", "many"], "whole number"),
+        (["{table}", "--sample-size", "10"], "only to SAMPLE"),
+        (["{table}", "--unknown-flag"], "unrecognized arguments"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line_and_create_no_job(users, args, message) -> None:
+    result = reconcile(*[a.format(table=users.name) for a in args])
+
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+    assert not ReconciliationJob.objects.exists()
+
+
+def test_a_failed_job_exits_1_and_says_why(users, table_pair) -> None:
+    broken = table_pair("id text, seq int, PRIMARY KEY (id, seq)", "id text")
+
+    result = reconcile(broken.name)
+
+    assert result.returncode == 1
+    assert "'seq'" in result.stderr and "missing on the target" in result.stderr
+    job = ReconciliationJob.objects.get(table_name=broken.name)
+    assert job.status == JobStatus.FAILED
+
+
+def test_an_unreachable_target_exits_1_with_json_saying_failed(users) -> None:
+    result = reconcile(
+        users.name, "--json", target_url="postgres://cdcrecon@127.0.0.1:1/warehouse_test_gone"
+    )
+
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["status"] == "FAILED"
+    assert "Target PostgreSQL is unreachable" in result.stderr
+    job = ReconciliationJob.objects.get(table_name=users.name)
+    assert job.status == JobStatus.FAILED
+    assert "Target PostgreSQL is unreachable" in job.error_message
+
+
+def test_a_table_with_a_running_job_exits_1_and_leaves_that_job_alone(users) -> None:
+    from reconciliation.jobs import create_job
+
+    running = create_job(users, "CHECKSUM")
+
+    result = reconcile(users.name)
+
+    assert result.returncode == 1
+    assert "already running" in result.stderr
+    running.refresh_from_db()
+    assert running.status == JobStatus.RUNNING
+    assert ReconciliationJob.objects.filter(table_name=users.name).count() == 1
