@@ -487,6 +487,7 @@ _POSTGRES_FAST: dict[tuple[str, str], Converter | None] = {
     ("timeuuid", "@bytes"): None,
     ("timestamp", "@ms"): None,
     ("decimal", "@decimal"): None,
+    ("float", "@f32"): _finite_or_special,
     ("timestamp", "timestamptz"): lambda v: (v - _EPOCH_UTC) // _MILLISECOND,
     ("timestamp", "timestamp"): lambda v: (v - _EPOCH) // _MILLISECOND,
     ("date", "date"): lambda v: v.toordinal() - _EPOCH_ORDINAL,
@@ -528,6 +529,7 @@ _CASSANDRA_INLINE: dict[str, str] = {
 _POSTGRES_INLINE: dict[tuple[str, str], str] = {
     ("decimal", "numeric"): "_decimal_form({v})",
     ("float", "float4"): "_round_float32({v})",
+    ("float", "@f32"): "({v} + 0.0 if {v} - {v} == 0 else _special_float({v}))",
     ("double", "float8"): "({v} + 0.0 if {v} - {v} == 0 else _special_float({v}))",
     ("uuid", "uuid"): "{v}.bytes",
     ("timeuuid", "uuid"): "{v}.bytes",

@@ -58,7 +58,7 @@ class CassandraTable:
         layout: Layout,
         consistency: int,
         *,
-        page_size: int = 2000,
+        page_size: int = 5000,
         parallel: int = 4,
     ) -> None:
         self.session = session

@@ -151,12 +151,14 @@ _COMPARE_FORMS = {
     "@bytes": "uuid_send({})",  # a uuid's 16 bytes
     "@ms": "floor(extract(epoch FROM {}) * 1000)::int8",  # epoch milliseconds, cut
     "@decimal": "trim_scale({})::text",  # no trailing zeros, no exponent
+    "@f32": "{}::float8",  # a real's exact value
     "text": "{}::text",
 }
 _COPY_TYPES: dict[str, int | str] = {
     "@bytes": "bytea",
     "@ms": "int8",
     "@decimal": "text",
+    "@f32": "float8",
     "text": "text",
 }
 

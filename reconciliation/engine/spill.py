@@ -15,7 +15,8 @@ import marshal
 import os
 import struct
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import IO, Any
 
@@ -144,12 +145,34 @@ class SortedRuns:
 
 
 class Spool:
-    """An append-only, read-once list of records on disk (the differences of a pass)."""
+    """An append-only, read-once list of records on disk (the differences of a pass).
 
-    def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="cdcrecon-diffs-")
+    In a private temporary file, or in the file ``path`` (which the caller removes): how a
+    child process hands its differences to the engine (``Spool.reopen``).
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        if path is None:
+            self._file: IO[bytes] = tempfile.TemporaryFile(prefix="cdcrecon-diffs-")
+        else:
+            self._file = open(path, "w+b")  # noqa: SIM115 - closed by close()
         self._block: list[Any] = []
         self.count = 0
+
+    @classmethod
+    def reopen(cls, path: str, count: int) -> Spool:
+        """The spool another process wrote to ``path`` (and flushed), for reading."""
+        spool = cls.__new__(cls)
+        spool._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        spool._block = []
+        spool.count = count
+        return spool
+
+    def flush(self) -> None:
+        if self._block:
+            _dump_block(self._block, self._file)
+            self._block = []
+        self._file.flush()
 
     def add(self, record: Any) -> None:
         self._block.append(record)
@@ -172,9 +195,7 @@ class Spool:
 
     def batches(self, size: int = BLOCK) -> Iterator[list[Any]]:
         """The records in the order added, ``size`` at a time."""
-        if self._block:
-            _dump_block(self._block, self._file)
-            self._block = []
+        self.flush()
         self._file.seek(0)
         batch: list[Any] = []
         while (block := _load_block(self._file)) is not None:
@@ -194,3 +215,49 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RecordLog:
+    """Blocks of records appended to a file that another process reads as it grows
+    (``follow``); ``close`` writes the end mark."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by close()
+        self.count = 0
+
+    def append(self, records: list[Any]) -> None:
+        if records:
+            data = marshal.dumps(records)
+            self._file.write(_LENGTH.pack(len(data)) + data)
+            self.count += len(records)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.write(_LENGTH.pack(0))
+            self._file.close()
+
+    def abandon(self) -> None:
+        """Stop without the end mark (the reader is being stopped too)."""
+        self._file.close()
+
+
+def follow(path: str, writer_alive: Callable[[], bool], poll: float = 0.005) -> Iterator[Any]:
+    """The records of a RecordLog, as they are written, until its end mark.  Raises
+    RuntimeError if the writer goes away without writing the end mark."""
+    with open(path, "rb", buffering=0) as handle:
+        fd = handle.fileno()
+        offset = 0
+        while True:
+            header = os.pread(fd, _LENGTH.size, offset)
+            if len(header) == _LENGTH.size:
+                size = _LENGTH.unpack(header)[0]
+                if size == 0:
+                    return
+                data = os.pread(fd, size, offset + _LENGTH.size)
+                if len(data) == size:
+                    offset += _LENGTH.size + size
+                    yield from marshal.loads(data)
+                    continue
+            if not writer_alive():
+                raise RuntimeError(f"The writer of {path} stopped before the end.")
+            time.sleep(poll)

@@ -9,17 +9,22 @@ key, so the engine brings both sides into **token order** and merges them:
    record ``(token, key bytes, row bytes)`` (``records.py``: the compare forms of
    ``canonical.py``, marshalled), its partition key hashed to its Murmur3 token in Python
    exactly as Cassandra would, and goes to an external sort (``spill.SortedRuns``: sorted
-   runs of 100k records on disk).  For a large table this runs in a child process
-   (``target_worker.py``) on another core, *while* the source scan starts: the source's
-   first records wait in a disk spool until the target is sorted.
+   runs of 100k records on disk).
 2. *Source*: the ring is split into token segments read concurrently but handed over in
    order (``cassandra.CassandraTable.stream``), so rows arrive in token order with
    ``token(pk)`` computed by Cassandra; each becomes the same kind of record.
-3. *Merge*: the two token-ordered streams are walked together (``merge_by_token``), a
+3. *Merge*: the two token-ordered streams are walked together (``merge.merge_by_token``), a
    token at a time (one row, one partition, or a rare token collision).  Within a token
    rows pair up by key: a key on one side only is MISSING_IN_POSTGRES /
    MISSING_IN_CASSANDRA; a pair whose bytes differ is a DATA_MISMATCH.  Differences go to a
    disk spool.
+
+   For a large table, 1 and 3 run in a child process (``target_worker.py``) on another
+   core, so that they overlap 2: the child sorts the target while this process scans
+   Cassandra into a record log on disk, then merges the log as it grows.  (With
+   ``merge_in_child=False`` the child only sorts the target and this process merges; the
+   source's first records wait in a spool until the target is sorted.)  Small tables are
+   done in-process, one step after the other.
 4. *Verdict*: after the pass (and after ``recheck_delay_seconds``, when not 0) each
    differing key is read again from both sides, in batches of 500; keys that now agree are
    transient, the rest are reported with SHA-256 checksums and readable data.
@@ -29,8 +34,8 @@ Cassandra pages in flight, one token group, one verdict batch), not by the table
 with the table is temporary disk space (about the size of both sides' compared data).
 
 ROW_COUNT counts by token segment on Cassandra (never one whole-table ``count(*)``);
-SAMPLE looks up random keys from both sides (random ring positions on Cassandra,
-``TABLESAMPLE`` on PostgreSQL) on both sides, and gives a 95% Wilson interval; a table no
+SAMPLE takes random keys from both sides (random ring positions on Cassandra,
+``TABLESAMPLE`` on PostgreSQL), reads each from both, and gives a 95% Wilson interval; a table no
 larger than the sample is examined whole.
 """
 
@@ -40,9 +45,10 @@ import datetime as dt
 import itertools
 import marshal
 import math
+import os
 import random
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,10 +61,11 @@ from reconciliation.engine.canonical import (
 )
 from reconciliation.engine.cassandra import CassandraTable, token_segments
 from reconciliation.engine.drift import drift_percentage, row_count_drift, wilson_interval
+from reconciliation.engine.merge import Diff, PassCounts, agree, merge_by_token
 from reconciliation.engine.postgres import PostgresTable
 from reconciliation.engine.records import MARSHAL_VERSION, Codec, fast_token_function
 from reconciliation.engine.schema import SchemaError, TableSpec, Window, discover_layout
-from reconciliation.engine.spill import SortedRuns, Spool
+from reconciliation.engine.spill import RecordLog, SortedRuns, Spool
 from reconciliation.engine.target_worker import TargetJob, TargetProcess, spill_target
 
 ROW_COUNT = "ROW_COUNT"
@@ -88,7 +95,7 @@ class Options:
     interval_minutes: int = 60
     window_overlap_minutes: int = 5
     parallel: int = 4
-    page_size: int = 2000
+    page_size: int = 5000
     rows_per_segment: int = 50_000
     run_size: int = 100_000
     seed: int | None = None
@@ -96,6 +103,10 @@ class Options:
     # Cassandra scan (from ``target_process_min_rows`` estimated rows).
     target_url: str | None = None
     target_process_min_rows: int = 50_000
+    target_process_nice: int = 0
+    # Merge in the child too (the parent then only decodes Cassandra rows): better with
+    # spare cores; on a small host the parent merging costs less CPU overall.
+    merge_in_child: bool = True
 
 
 @dataclass(frozen=True)
@@ -135,119 +146,6 @@ def _no_progress(fraction: float) -> None:
 
 
 # -- records ----------------------------------------------------------------------------------
-
-
-# A difference found by a pass: (key bytes, Cassandra row bytes or None, target row bytes...)
-# — a target without a primary key may hold a key more than once.
-Diff = tuple[bytes, bytes | None, tuple[bytes, ...]]
-
-
-def _agree(cassandra_row: bytes | None, postgres_rows: tuple[bytes, ...]) -> bool:
-    if cassandra_row is None:
-        return not postgres_rows
-    return len(postgres_rows) == 1 and postgres_rows[0] == cassandra_row
-
-
-# -- the merge --------------------------------------------------------------------------------
-
-
-@dataclass
-class PassCounts:
-    cassandra_rows: int = 0
-    postgres_rows: int = 0
-    keys: int = 0
-
-
-def merge_by_token(
-    source: Iterator[tuple[int, bytes, bytes]],
-    target: Iterator[tuple[int, bytes, bytes]],
-    differences: Spool,
-    counts: PassCounts,
-) -> None:
-    """Walk two token-ordered record streams together, spooling every differing key.
-
-    The common case, one row per token on each side, takes a fast path; a token with
-    several rows (a partition with clustering rows, a token collision, a duplicated target
-    key) is compared as a group, by key.
-    """
-    add = differences.add
-    c_rows = p_rows = keys = 0
-    c = next(source, None)
-    p = next(target, None)
-    while c is not None and p is not None:
-        token = c[0]
-        if token == p[0]:
-            c_next = next(source, None)
-            p_next = next(target, None)
-            if (c_next is None or c_next[0] != token) and (p_next is None or p_next[0] != token):
-                c_rows += 1
-                p_rows += 1
-                if c[1] == p[1]:
-                    keys += 1
-                    if c[2] != p[2]:
-                        add((c[1], c[2], (p[2],)))
-                else:  # a token collision between two different keys
-                    keys += 2
-                    add((c[1], c[2], ()))
-                    add((p[1], None, (p[2],)))
-                c, p = c_next, p_next
-                continue
-            c_group, c = _group(c, c_next, source)
-            p_group, p = _group(p, p_next, target)
-        elif token < p[0]:
-            c_group, c = _group(c, next(source, None), source)
-            p_group = []
-        else:
-            p_group, p = _group(p, next(target, None), target)
-            c_group = []
-        c_rows += len(c_group)
-        p_rows += len(p_group)
-        keys += _compare_group(c_group, p_group, add)
-    while c is not None:  # the source's last tokens: not on the target
-        group, c = _group(c, next(source, None), source)
-        c_rows += len(group)
-        keys += _compare_group(group, [], add)
-    while p is not None:  # the target's last tokens: not in the source
-        group, p = _group(p, next(target, None), target)
-        p_rows += len(group)
-        keys += _compare_group([], group, add)
-    counts.cassandra_rows += c_rows
-    counts.postgres_rows += p_rows
-    counts.keys += keys
-
-
-def _group(
-    first: tuple[int, bytes, bytes],
-    following: tuple[int, bytes, bytes] | None,
-    stream: Iterator[tuple[int, bytes, bytes]],
-) -> tuple[list[tuple[int, bytes, bytes]], tuple[int, bytes, bytes] | None]:
-    """``first`` and the records after it with the same token; and the next record."""
-    group = [first]
-    while following is not None and following[0] == first[0]:
-        group.append(following)
-        following = next(stream, None)
-    return group, following
-
-
-def _compare_group(
-    c_group: list[tuple[int, bytes, bytes]],
-    p_group: list[tuple[int, bytes, bytes]],
-    add: Callable[[Diff], None],
-) -> int:
-    """Pair one token's rows by key, ``add`` each difference; the number of keys."""
-    target: dict[bytes, list[bytes]] = {}
-    for _, key, row in p_group:
-        target.setdefault(key, []).append(row)
-    keys = 0
-    for _, key, row in c_group:
-        rows = tuple(target.pop(key, ()))
-        keys += 1
-        if not _agree(row, rows):
-            add((key, row, rows))
-    for key, only_on_target in target.items():
-        keys += 1
-        add((key, None, tuple(only_on_target)))
-    return keys
 
 
 def plan_segments(options: Options, estimate: int) -> list[tuple[int, int]]:
@@ -351,7 +249,7 @@ class Engine:
             if delay > 0:
                 c_rows, p_rows = self._read_both(keys)
                 for key, c_row, p_rows_now in zip(keys, c_rows, p_rows, strict=True):
-                    if _agree(c_row, p_rows_now):
+                    if agree(c_row, p_rows_now):
                         verdicts.transient += 1
                     else:
                         verdicts.mismatches += 1
@@ -360,7 +258,7 @@ class Engine:
                 if resolve_one_sided:
                     batch = self._resolve_one_sided(batch)
                 for key, c_row, p_rows_then in batch:
-                    if _agree(c_row, p_rows_then):
+                    if agree(c_row, p_rows_then):
                         verdicts.agreed += 1
                     else:
                         verdicts.mismatches += 1
@@ -411,14 +309,15 @@ class Engine:
         """CHECKSUM (every row) or TIMESTAMP_RANGE (the window's rows on either side)."""
         estimate = self.estimate()
         segments = self.segments(estimate)
-        counts = PassCounts()
-        with SortedRuns(self.options.run_size) as target, Spool() as head, Spool() as differences:
-            if self._target_in_child(estimate):
-                source = self._scan_beside_target_process(segments, window, target, head)
+        with SortedRuns(self.options.run_size) as target:
+            if self._target_in_child(estimate) and self.options.merge_in_child:
+                counts, differences = self._diff_beside_child(segments, window, target.directory)
+            elif self._target_in_child(estimate):
+                counts, differences = self._diff_with_child_target(segments, window, target)
             else:
-                source = self._scan_after_target(segments, window, target)
-            merge_by_token(source, target.merged(), differences, counts)
-            verdicts = self.judge(differences, resolve_one_sided=window is not None)
+                counts, differences = self._diff_in_process(segments, window, target)
+            with differences:
+                verdicts = self.judge(differences, resolve_one_sided=window is not None)
         return Outcome(
             cassandra_row_count=counts.cassandra_rows,
             postgres_row_count=counts.postgres_rows,
@@ -443,26 +342,29 @@ class Engine:
 
         return self.cassandra.stream(segments, window, on_segment_done=segment_done)
 
-    def _scan_after_target(
+    def _diff_in_process(
         self, segments: list[tuple[int, int]], window: Window | None, target: SortedRuns
-    ) -> Iterator[tuple[int, bytes, bytes]]:
-        """Small tables: read the target, then stream the source."""
+    ) -> tuple[PassCounts, Spool]:
+        """Small tables: read the target, then stream the source and merge, here."""
         with self.postgres.snapshot(window) as rows:
             spill_target(rows, self.codec.postgres_record, target)
         record = self.codec.cassandra_record
-        return (record(row) for page in self._source_pages(segments, window) for row in page)
+        source = (record(row) for page in self._source_pages(segments, window) for row in page)
+        counts = PassCounts()
+        differences = Spool()
+        try:
+            merge_by_token(source, target.merged(), differences, counts)
+        except BaseException:
+            differences.close()
+            raise
+        return counts, differences
 
-    def _scan_beside_target_process(
-        self,
-        segments: list[tuple[int, int]],
-        window: Window | None,
-        target: SortedRuns,
-        head: Spool,
-    ) -> Iterator[tuple[int, bytes, bytes]]:
-        """Large tables: a child process reads the target into ``target`` while the source
-        scan starts, its first records going to the ``head`` spool (the merge needs the
-        whole target sorted first).  Returns the source's records in token order: the
-        spooled head, then the rest as it streams."""
+    def _diff_with_child_target(
+        self, segments: list[tuple[int, int]], window: Window | None, target: SortedRuns
+    ) -> tuple[PassCounts, Spool]:
+        """Large tables: a child process reads and sorts the target while this process
+        starts the source scan, keeping its first records in a disk spool (the merge needs
+        the whole target sorted); then this process merges, as the rest streams."""
         assert self.options.target_url is not None
         child = TargetProcess(
             TargetJob(
@@ -471,23 +373,70 @@ class Engine:
                 window,
                 self.options.run_size,
                 target.directory,
+                self.options.target_process_nice,
+            )
+        )
+        record = self.codec.cassandra_record
+        pages = self._source_pages(segments, window)
+        counts = PassCounts()
+        differences = Spool()
+        try:
+            with Spool() as head:
+                for page in pages:
+                    head.extend([record(row) for row in page])
+                    if child.done():
+                        break
+                answer = child.result()
+                target.adopt(answer["runs"], int(answer["count"]))
+                self.child_peak_rss_mb = child.peak_rss_mb
+                rest = (record(row) for page in pages for row in page)
+                source = itertools.chain(head.records(), rest)
+                merge_by_token(source, target.merged(), differences, counts)
+        except BaseException:
+            child.kill()
+            pages.close()
+            differences.close()
+            raise
+        return counts, differences
+
+    def _diff_beside_child(
+        self, segments: list[tuple[int, int]], window: Window | None, directory: str
+    ) -> tuple[PassCounts, Spool]:
+        """Large tables: a child process reads and sorts the target, then merges it with
+        the source records this process scans and logs meanwhile (``target_worker.py``)."""
+        assert self.options.target_url is not None
+        source_log = os.path.join(directory, "source.log")
+        differences = os.path.join(directory, "differences")
+        log = RecordLog(source_log)
+        child = TargetProcess(
+            TargetJob(
+                self.layout,
+                self.options.target_url,
+                window,
+                self.options.run_size,
+                directory,
+                self.options.target_process_nice,
+                source_log,
+                differences,
             )
         )
         record = self.codec.cassandra_record
         pages = self._source_pages(segments, window)
         try:
             for page in pages:
-                head.extend([record(row) for row in page])
-                if child.done():
-                    break
-            target.adopt(*child.result())
-            self.child_peak_rss_mb = child.peak_rss_mb
+                log.append([record(row) for row in page])
+                if child.done():  # early: it failed (result() raises its error)
+                    child.result()
+                    raise RuntimeError("The target's child process ended before the merge.")
+            log.close()
+            answer = child.result()
         except BaseException:
+            log.abandon()
             child.kill()
             pages.close()
             raise
-        rest = (record(row) for page in pages for row in page)
-        return itertools.chain(head.records(), rest)
+        self.child_peak_rss_mb = child.peak_rss_mb
+        return PassCounts(*answer["counts"]), Spool.reopen(differences, answer["differences"])
 
     def timestamp_range(self) -> Outcome:
         window = self.window()
@@ -553,7 +502,7 @@ class Engine:
                 batch = examined[start : start + VERDICT_BATCH]
                 c_rows, p_rows = self._read_both(batch)
                 for key, c_row, rows in zip(batch, c_rows, p_rows, strict=True):
-                    if not _agree(c_row, rows):
+                    if not agree(c_row, rows):
                         differences.add((key, c_row, rows))
                 self.progress(0.4 + 0.5 * (start + len(batch)) / len(examined))
             verdicts = self.judge(differences)

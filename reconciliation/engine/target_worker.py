@@ -1,12 +1,19 @@
-"""Reading the target in a child process, so that it runs beside the Cassandra scan.
+"""The target's half of a large key-by-key diff, in a child process beside the source scan.
 
-The target's side of a key-by-key diff (COPY, canonical forms, Murmur3 tokens, sorting) is
-CPU-bound Python; in a thread it would fight the Cassandra scan for the GIL and stall it.
-A child process (``python -m reconciliation.engine.target_worker``, started with
-``subprocess``, which also works inside Celery's daemonic prefork workers) does it on
-another core while the parent streams the source: the parent sends the job as a pickle on
-stdin, the child writes sorted runs into the parent's temporary directory and answers
-with one JSON line on stdout naming them (or the error, pickled).
+The target's side (COPY, compare forms, Murmur3 tokens, sorting) and the merge are CPU-bound
+Python; in a thread they would fight the Cassandra scan for the GIL and stall it.  A child
+process (``python -m reconciliation.engine.target_worker``, started with ``subprocess``,
+which also works inside Celery's daemonic prefork workers) does them on another core:
+
+1. it reads the target snapshot into sorted runs (``spill.SortedRuns``), while
+2. the parent scans Cassandra and appends its records, in token order, to a record log
+   (``spill.RecordLog``) in the same temporary directory;
+3. it then follows the log as it grows and merges it with the sorted target
+   (``merge.merge_by_token``), writing the differences to a spool file, and
+4. answers with one JSON line on stdout: the counts and the differences' file (or the
+   error, pickled).  The parent only decodes Cassandra rows; the verdicts are its own.
+
+The job comes as a pickle on stdin.  The child stops when its parent goes away.
 """
 
 from __future__ import annotations
@@ -25,9 +32,10 @@ from typing import Any
 
 import psycopg
 
+from reconciliation.engine.merge import PassCounts, merge_by_token
 from reconciliation.engine.records import Codec, fast_token_function
 from reconciliation.engine.schema import Layout, Window
-from reconciliation.engine.spill import SortedRuns
+from reconciliation.engine.spill import SortedRuns, Spool, follow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,6 +47,12 @@ class TargetJob:
     window: Window | None
     run_size: int
     directory: str
+    nice: int = 0
+    # When set, the child also merges: it follows the parent's RecordLog of Cassandra
+    # records and writes the differences to a Spool file.  Otherwise it only hands over the
+    # sorted runs and the parent merges.
+    source_log: str = ""
+    differences: str = ""
 
 
 def spill_target(
@@ -67,7 +81,20 @@ def _run(job: TargetJob) -> dict[str, Any]:
     runs = SortedRuns(job.run_size, directory=job.directory)
     with table.snapshot(job.window) as rows:
         spill_target(rows, codec.postgres_record, runs)
-    return {"runs": runs.finish(), "count": runs.count, "peak_rss_mb": _peak_rss_mb()}
+    if not job.source_log:  # the parent merges: hand over the sorted runs
+        return {"runs": runs.finish(), "count": runs.count, "peak_rss_mb": _peak_rss_mb()}
+    parent = os.getppid()
+    source = follow(job.source_log, lambda: os.getppid() == parent)
+    counts = PassCounts()
+    with Spool(job.differences) as differences:
+        merge_by_token(source, runs.merged(), differences, counts)
+        differences.flush()
+        found = differences.count
+    return {
+        "counts": [counts.cassandra_rows, counts.postgres_rows, counts.keys],
+        "differences": found,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def _peak_rss_mb() -> float | None:
@@ -83,6 +110,10 @@ def _peak_rss_mb() -> float | None:
 
 def main() -> None:
     job: TargetJob = pickle.load(sys.stdin.buffer)
+    # Yield the CPU to the Cassandra scan beside us (and to Cassandra itself, when it runs on
+    # this machine): the scan is the longer of the two, so it sets the pace.
+    if job.nice and hasattr(os, "nice"):
+        os.nice(job.nice)
     try:
         answer = _run(job)
     except Exception as exc:
@@ -96,7 +127,7 @@ def main() -> None:
 
 
 class TargetProcess:
-    """A running child process reading the target; ``result()`` adopts its runs."""
+    """The running child process; ``result()`` waits for its answer."""
 
     def __init__(self, job: TargetJob) -> None:
         self.peak_rss_mb: float | None = None
@@ -120,8 +151,8 @@ class TargetProcess:
     def done(self) -> bool:
         return self.process.poll() is not None
 
-    def result(self) -> tuple[list[str], int]:
-        """Wait for the child; its run files and record count, or its error raised here."""
+    def result(self) -> dict[str, Any]:
+        """Wait for the child; its answer, or its error raised here."""
         assert self.process.stdout is not None
         output = self.process.stdout.read()
         self.process.wait()
@@ -142,7 +173,7 @@ class TargetProcess:
                 raise error
             raise RuntimeError(answer["error"])
         self.peak_rss_mb = answer.get("peak_rss_mb")
-        return answer["runs"], int(answer["count"])
+        return answer  # type: ignore[no-any-return]
 
     def kill(self) -> None:
         if self.process.poll() is None:

@@ -475,8 +475,9 @@ def test_the_merge_reports_a_key_the_target_holds_twice() -> None:
     assert counts == (1, 2, 1)
 
 
+@pytest.mark.parametrize("merge_in_child", [True, False], ids=["child-merges", "parent-merges"])
 def test_a_large_tables_target_is_read_by_a_child_process_with_the_same_result(
-    cassandra, target, users
+    cassandra, target, users, merge_in_child
 ) -> None:
     from reconciliation.connections import consistency_level, target_connection
     from reconciliation.engine.strategies import Engine, Options
@@ -491,6 +492,7 @@ def test_a_large_tables_target_is_read_by_a_child_process_with_the_same_result(
         consistency=consistency_level(),
         target_url=settings.target.database_url,
         target_process_min_rows=0,  # every table counts as large
+        merge_in_child=merge_in_child,
     )
 
     engine = Engine(

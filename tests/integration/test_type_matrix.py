@@ -13,7 +13,6 @@ import pytest
 from django.test import override_settings
 
 from cdcrecon.conf import settings
-
 from reconciliation.choices import JobStatus, MismatchType, ValidationStrategy
 from reconciliation.jobs import create_job, run_job
 from reconciliation.models import Mismatch, ReconciliationJob
