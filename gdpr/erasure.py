@@ -44,6 +44,7 @@ from reconciliation.models import Mismatch, TableMapping
 from reconciliation.registry import (
     TableNotFound,
     UnknownTable,
+    cassandra_column_types,
     ensure_key_columns,
     get_mapping_for_cassandra_table,
 )
@@ -186,12 +187,10 @@ def _cassandra_key_types(mapping: TableMapping) -> dict[str, str]:
             ensure_key_columns(mapping, session)
         except TableNotFound as exc:  # Cassandra answered: there is no such table
             raise UnknownRecordTable(mapping.cassandra_keyspace, mapping.cassandra_table) from exc
-    statement = session.prepare(
-        "SELECT column_name, type FROM system_schema.columns "
-        "WHERE keyspace_name = ? AND table_name = ?"
-    )
-    rows = session.execute(statement, (mapping.cassandra_keyspace, mapping.cassandra_table))
-    return {row["column_name"]: row["type"] for row in rows}
+    try:
+        return cassandra_column_types(session, mapping.cassandra_keyspace, mapping.cassandra_table)
+    except TableNotFound as exc:
+        raise UnknownRecordTable(mapping.cassandra_keyspace, mapping.cassandra_table) from exc
 
 
 def _postgres_column_types(conn: psycopg.Connection, mapping: TableMapping) -> dict[str, str]:

@@ -28,8 +28,9 @@ from reconciliation.choices import (
     MismatchType,
     ResolutionStatus,
 )
+from reconciliation.engine.schema import is_excluded
 from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
-from reconciliation.repair import canonical_equal, is_excluded
+from reconciliation.repair import canonical_equal
 
 TREND_DAYS = 7
 

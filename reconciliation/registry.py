@@ -69,20 +69,30 @@ def register_configured_tables() -> list[TableMapping]:
     return [get_mapping(name) for name in settings.reconciliation.tables]
 
 
-def discover_key_columns(
-    session: Session, keyspace: str, table: str
-) -> tuple[list[str], list[str]]:
-    """(partition key columns, clustering columns), each in key order, from system_schema."""
+def _system_schema_columns(session: Session, keyspace: str, table: str) -> list[dict[str, Any]]:
     cql_name(keyspace), cql_name(table)  # refuse odd names before asking the store
     rows: list[dict[str, Any]] = list(
         session.execute(
-            "SELECT column_name, kind, position FROM system_schema.columns "
+            "SELECT column_name, type, kind, position FROM system_schema.columns "
             "WHERE keyspace_name = %s AND table_name = %s",
             (keyspace, table),
         )
     )
     if not rows:
         raise TableNotFound(f"Cassandra table {keyspace}.{table} does not exist.")
+    return rows
+
+
+def cassandra_column_types(session: Session, keyspace: str, table: str) -> dict[str, str]:
+    """Every column of a Cassandra table and its CQL type, from system_schema."""
+    return {r["column_name"]: r["type"] for r in _system_schema_columns(session, keyspace, table)}
+
+
+def discover_key_columns(
+    session: Session, keyspace: str, table: str
+) -> tuple[list[str], list[str]]:
+    """(partition key columns, clustering columns), each in key order, from system_schema."""
+    rows = _system_schema_columns(session, keyspace, table)
     partition = sorted(
         (r for r in rows if r["kind"] == "partition_key"), key=lambda r: r["position"]
     )

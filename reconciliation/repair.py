@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import fnmatch
 import ipaddress
 import json
 import math
@@ -50,9 +49,15 @@ from reconciliation.engine.canonical import to_canonical
 from reconciliation.engine.cqltypes import UnsupportedType, parse_cql_type
 from reconciliation.engine.identifiers import UnsafeIdentifier, cql_column, cql_table
 from reconciliation.engine.keys import BadKey, parse_key
-from reconciliation.engine.schema import cassandra_udts
+from reconciliation.engine.schema import cassandra_udts, is_excluded
 from reconciliation.models import AlreadyResolved, Mismatch, TableMapping
-from reconciliation.registry import TableNotFound, UnknownTable, ensure_key_columns, get_mapping
+from reconciliation.registry import (
+    TableNotFound,
+    UnknownTable,
+    cassandra_column_types,
+    ensure_key_columns,
+    get_mapping,
+)
 
 Row = dict[str, Any]
 
@@ -213,7 +218,9 @@ def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Prog
     session = _session(progress)
     try:
         ensure_key_columns(mapping, session)
-        cql_types = cassandra_column_types(session, mapping)
+        cql_types = cassandra_column_types(
+            session, mapping.cassandra_keyspace, mapping.cassandra_table
+        )
     except TableNotFound as exc:
         progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, str(exc)
         raise RepairFailed("table_not_found", str(exc), 409) from exc
@@ -292,21 +299,6 @@ def _cassandra_failed(progress: _Progress, exc: Exception) -> RepairFailed:
     return RepairFailed("cassandra_unavailable", message, 502)
 
 
-def cassandra_column_types(session: Session, mapping: TableMapping) -> dict[str, str]:
-    """Every column of the mapped Cassandra table and its CQL type, from system_schema."""
-    rows = session.execute(
-        "SELECT column_name, type FROM system_schema.columns "
-        "WHERE keyspace_name = %s AND table_name = %s",
-        (mapping.cassandra_keyspace, mapping.cassandra_table),
-    )
-    types = {row["column_name"]: row["type"] for row in rows}
-    if not types:
-        raise TableNotFound(
-            f"Cassandra table {mapping.cassandra_keyspace}.{mapping.cassandra_table} does not exist."
-        )
-    return types
-
-
 def _read_source_row(
     session: Session, mapping: TableMapping, key_values: Sequence[Any], progress: _Progress
 ) -> Row | None:
@@ -337,10 +329,6 @@ def target_column_types(conn: psycopg.Connection, mapping: TableMapping) -> dict
             f"PostgreSQL table {mapping.postgres_schema}.{mapping.postgres_table} does not exist."
         )
     return {name: TargetColumn(name, data_type, udt) for name, data_type, udt in rows}
-
-
-def is_excluded(column: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(column, pattern) for pattern in patterns)
 
 
 def compared_columns(
