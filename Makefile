@@ -40,7 +40,7 @@ run: migrate
 test-tools:
 	scripts/ensure-packages $(TEST_PACKAGES)
 
-test: services test-tools
+test: services test-tools lint
 	$(PY) manage.py check --fail-level WARNING
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
