@@ -1,0 +1,286 @@
+"""The reconciliation job admin: counts, drift against thresholds, progress, run again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin import helpers
+from django.db.models import FloatField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from cdcrecon.conf import settings
+from reconciliation.admin.common import (
+    MISMATCH_PREVIEW_LIMIT,
+    TableNameFilter,
+    all_fields,
+    link,
+    mismatch_list_url,
+    start_job,
+)
+from reconciliation.admin_views import (
+    badge,
+    drift_badge,
+)
+from reconciliation.choices import JobStatus
+from reconciliation.models import (
+    ReconciliationJob,
+    TableMapping,
+)
+
+
+def _threshold_subquery(field: str, default: float) -> Coalesce:
+    return Coalesce(
+        Subquery(TableMapping.objects.filter(name=OuterRef("table_name")).values(field)[:1]),
+        Value(default),
+        output_field=FloatField(),
+    )
+
+
+@admin.register(ReconciliationJob)
+class ReconciliationJobAdmin(admin.ModelAdmin):
+    list_display = [
+        "started_at",
+        "table_name",
+        "validation_strategy",
+        "job_type",
+        "status_badge",
+        "counts",
+        "mismatches_link",
+        "drift",
+        "alert",
+        "duration",
+        "progress_bar",
+    ]
+    list_display_links = ["started_at"]
+    list_filter = [
+        "status",
+        TableNameFilter,
+        "validation_strategy",
+        "job_type",
+        "alert_level",
+        "alert_fired",
+        "started_at",
+    ]
+    search_fields = ["table_name"]
+    date_hierarchy = "started_at"
+    list_select_related = ["requested_by"]
+    list_per_page = 50
+    actions = ["run_again_now"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "job_id",
+                    "table_name",
+                    "validation_strategy",
+                    "job_type",
+                    "parameters",
+                    "status_badge",
+                    "requested_by",
+                    "started_at",
+                    "completed_at",
+                    "duration",
+                    "heartbeat_at",
+                    "progress_bar",
+                ]
+            },
+        ),
+        (
+            "Result",
+            {
+                "fields": [
+                    "cassandra_row_count",
+                    "postgres_row_count",
+                    "keys_examined",
+                    "mismatch_count",
+                    "transient_count",
+                    "drift",
+                    "confidence_interval",
+                    "alert",
+                    "alert_fired",
+                ]
+            },
+        ),
+        ("Problems", {"fields": ["error_message", "schema_warnings_list"]}),
+        ("Mismatches found", {"fields": ["mismatches_preview"]}),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return all_fields(self.fieldsets)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # jobs are started by "run again now", "reconcile now", the API or beat
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deleting a job would delete its mismatches
+
+    def has_trigger_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("reconciliation.add_reconciliationjob")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ReconciliationJob]:
+        config = settings.reconciliation
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                warning_at=_threshold_subquery("warning_threshold", config.drift_warning_threshold),
+                critical_at=_threshold_subquery(
+                    "critical_threshold", config.drift_critical_threshold
+                ),
+            )
+        )
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "POST":
+            return HttpResponseRedirect(request.get_full_path())
+        context = {
+            **(extra_context or {}),
+            "title": "Reconciliation job",
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+            "can_trigger": self.has_trigger_permission(request),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return super().changeform_view(request, object_id, form_url, context)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: ReconciliationJob) -> SafeString:
+        return badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="rows C / P")
+    def counts(self, obj: ReconciliationJob) -> str:
+        def n(value: int | None) -> str:
+            return "—" if value is None else f"{value:,}"
+
+        return f"{n(obj.cassandra_row_count)} / {n(obj.postgres_row_count)}"
+
+    @admin.display(description="mismatches", ordering="mismatch_count")
+    def mismatches_link(self, obj: ReconciliationJob) -> SafeString | str:
+        if not obj.mismatch_count:
+            return "0"
+        return link(mismatch_list_url(job=obj.job_id), f"{obj.mismatch_count:,}")
+
+    @admin.display(description="drift", ordering="drift_percentage")
+    def drift(self, obj: ReconciliationJob) -> SafeString:
+        warning = getattr(obj, "warning_at", None)
+        critical = getattr(obj, "critical_at", None)
+        if warning is None or critical is None:
+            mapping = TableMapping.objects.filter(name=obj.table_name).first()
+            config = settings.reconciliation
+            warning = (
+                mapping.effective_warning_threshold if mapping else config.drift_warning_threshold
+            )
+            critical = (
+                mapping.effective_critical_threshold if mapping else config.drift_critical_threshold
+            )
+        return drift_badge(obj.drift_percentage, warning, critical)
+
+    @admin.display(description="95% CI")
+    def confidence_interval(self, obj: ReconciliationJob) -> str:
+        if obj.drift_ci_low is None or obj.drift_ci_high is None:
+            return "—"
+        return f"{obj.drift_ci_low:.2f}% – {obj.drift_ci_high:.2f}%"
+
+    @admin.display(description="alert", ordering="alert_level")
+    def alert(self, obj: ReconciliationJob) -> SafeString | str:
+        if obj.alert_level == "NONE":
+            return "—"
+        return badge(obj.alert_level, obj.get_alert_level_display())
+
+    @admin.display(description="duration")
+    def duration(self, obj: ReconciliationJob) -> str:
+        end = obj.completed_at or (timezone.now() if obj.status == JobStatus.RUNNING else None)
+        if end is None:
+            return "—"
+        seconds = int((end - obj.started_at).total_seconds())
+        text = (
+            f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+            if seconds >= 3600
+            else (f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s")
+        )
+        return f"{text} so far" if obj.completed_at is None else text
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj: ReconciliationJob) -> SafeString | str:
+        if obj.status != JobStatus.RUNNING:
+            return "—"
+        age = int((timezone.now() - obj.heartbeat_at).total_seconds())
+        return format_html(
+            '<progress value="{}" max="1" style="width:90px"></progress> {}% '
+            '<span style="color:#888" title="last heartbeat">({}s ago)</span>',
+            f"{obj.progress:.3f}",
+            f"{obj.progress * 100:.0f}",
+            age,
+        )
+
+    @admin.display(description="schema warnings")
+    def schema_warnings_list(self, obj: ReconciliationJob) -> SafeString | str:
+        warnings = obj.schema_warnings or []
+        if not warnings:
+            return "—"
+        return format_html(
+            '<ul class="cdc-schema-warnings">{}</ul>',
+            format_html_join("", "<li>{}</li>", ((str(w),) for w in warnings)),
+        )
+
+    @admin.display(description="mismatches")
+    def mismatches_preview(self, obj: ReconciliationJob) -> SafeString | str:
+        mismatches = list(
+            obj.mismatches.select_related("resolved_by").order_by("detected_at", "mismatch_id")[
+                :MISMATCH_PREVIEW_LIMIT
+            ]
+        )
+        if not mismatches:
+            return "None stored (ROW_COUNT jobs and clean runs store no row mismatches)."
+        total = obj.mismatches.count()
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:reconciliation_mismatch_change", args=[m.mismatch_id]),
+                    m.primary_key_value,
+                    badge(m.mismatch_type, m.get_mismatch_type_display()),
+                    badge(m.resolution_status, m.get_resolution_status_display()),
+                    f"{m.detected_at:%Y-%m-%d %H:%M:%S}",
+                )
+                for m in mismatches
+            ),
+        )
+        footer = format_html(
+            '<p class="cdc-mismatch-more">Showing {} of {}. <a href="{}">All {} mismatches of '
+            "this job in the mismatch list →</a></p>",
+            len(mismatches),
+            f"{total:,}",
+            mismatch_list_url(job=obj.job_id),
+            f"{total:,}",
+        )
+        return format_html(
+            '<table class="cdc-job-mismatches"><thead><tr><th>key</th><th>type</th>'
+            "<th>status</th><th>detected</th></tr></thead><tbody>{}</tbody></table>{}",
+            rows,
+            footer,
+        )
+
+    @admin.action(description="Run again now (same table and strategy)", permissions=["trigger"])
+    def run_again_now(self, request: HttpRequest, queryset: QuerySet[ReconciliationJob]) -> None:
+        seen: set[str] = set()
+        for old in queryset.order_by("-started_at"):
+            if old.table_name in seen:
+                continue
+            seen.add(old.table_name)
+            start_job(self, request, old.table_name, old.validation_strategy, old.parameters)
