@@ -26,7 +26,6 @@ import decimal
 import ipaddress
 import json
 import math
-import struct
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,8 +63,6 @@ Row = dict[str, Any]
 INTEGER_UDTS = {"int2", "int4", "int8"}
 FLOAT_UDTS = {"float4", "float8"}
 TEXT_UDTS = {"text", "varchar", "bpchar", "name", "citext"}
-NUMERIC_CQL = {"tinyint", "smallint", "int", "bigint", "varint", "counter", "decimal"}
-FLOAT_CQL = {"float", "double"}
 
 
 class RepairFailed(Exception):
@@ -242,6 +239,9 @@ def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Prog
         source_now = canonical_source_row(session, mapping, cql_types, source_row)
     except (DriverException, NoHostAvailable) as exc:
         raise _cassandra_failed(progress, exc) from exc
+    except _SchemaProblem as exc:
+        progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, str(exc)
+        raise RepairFailed("schema_mismatch", str(exc), 409) from exc
     target_name = f"{mapping.postgres_schema}.{mapping.postgres_table}"
     try:
         with target_connection() as conn:
@@ -402,11 +402,9 @@ def _delete(conn: psycopg.Connection, mapping: TableMapping, key: list[Any]) -> 
 @dataclass(frozen=True)
 class SourceRow:
     """The Cassandra row now, in the engine's canonical form (``engine/canonical.py``) so
-    that it compares exactly with ``Mismatch.cassandra_data``; ``loose`` names the columns
-    whose type has no canonical rule here (compared with ``values_agree`` instead)."""
+    that it compares exactly with ``Mismatch.cassandra_data``: one definition of equal."""
 
     values: dict[str, Any]
-    loose: frozenset[str]
 
 
 def canonical_source_row(
@@ -416,7 +414,6 @@ def canonical_source_row(
         return None
     udts: dict[str, tuple[list[str], list[str]]] | None = None
     values: dict[str, Any] = {}
-    loose: set[str] = set()
     for name, value in row.items():
         type_text = cql_types.get(name, "")
         try:
@@ -428,10 +425,11 @@ def canonical_source_row(
                 udts = cassandra_udts(session, mapping.cassandra_keyspace)
                 ctype = parse_cql_type(type_text, udts)
             values[name] = to_canonical(ctype, value)
-        except (UnsupportedType, ValueError, TypeError):
-            values[name] = to_json(value)
-            loose.add(name)
-    return SourceRow(values, frozenset(loose))
+        except (UnsupportedType, ValueError, TypeError) as exc:
+            raise _SchemaProblem(
+                f"Column {name!r} ({type_text or 'unknown type'}) cannot be compared: {exc}"
+            ) from exc
+    return SourceRow(values)
 
 
 def source_changes(
@@ -452,8 +450,7 @@ def source_changes(
     changed = []
     for column in columns:
         before, now = captured.get(column), source.values.get(column)
-        same = values_agree(before, now) if column in source.loose else canonical_equal(before, now)
-        if not same:
+        if not canonical_equal(before, now):
             changed.append(column)
     return changed or None
 
@@ -658,94 +655,3 @@ def _scalar_to_target(value: Any, udt: str) -> Any:
 
 def _is_empty(value: Any) -> bool:
     return value is None or value == [] or value == {}
-
-
-def _as_decimal(value: Any) -> decimal.Decimal | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float | decimal.Decimal):
-        return decimal.Decimal(repr(value)) if isinstance(value, float) else decimal.Decimal(value)
-    if isinstance(value, str):
-        try:
-            return decimal.Decimal(value.strip())
-        except decimal.InvalidOperation:
-            return None
-    return None
-
-
-def _as_instant(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or "T" not in value and " " not in value.strip():
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
-
-
-def values_agree(a: Any, b: Any, cql_type: str | None = None) -> bool:
-    """Whether two captured values (JSON) mean the same thing.
-
-    Tolerates the encodings two sides may use for one value: 1.10 and "1.1" for a decimal,
-    ``…Z`` and ``…+00:00`` for a timestamp, a set in any order, NULL and an empty collection.
-    With ``cql_type`` text columns compare as exact strings.
-    """
-    if _is_empty(a) and _is_empty(b):
-        return True
-    if a is None or b is None:
-        return False
-    kind = (cql_type or "").lower()
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(values_agree(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return False
-        if all(values_agree(x, y) for x, y in zip(a, b, strict=True)):
-            return True
-        if kind.startswith(("list", "frozen<list", "tuple", "frozen<tuple", "vector")):
-            return False
-        # a set (or a column of unknown type): the two sides may list it in another order
-        a_sorted, b_sorted = sorted(a, key=_json_key), sorted(b, key=_json_key)
-        return all(values_agree(x, y) for x, y in zip(a_sorted, b_sorted, strict=True))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if a == b:
-        return True
-    if kind in {"text", "varchar", "ascii"}:
-        return False
-    if kind in FLOAT_CQL or (isinstance(a, float) or isinstance(b, float)):
-        fa, fb = _as_float(a), _as_float(b)
-        if fa is not None and fb is not None:
-            if math.isnan(fa) and math.isnan(fb):
-                return True
-            if kind == "float":
-                return struct.pack("f", fa) == struct.pack("f", fb)
-            return fa == fb
-    da, db = _as_decimal(a), _as_decimal(b)
-    both_text = isinstance(a, str) and isinstance(b, str)
-    if da is not None and db is not None and (kind in NUMERIC_CQL or not both_text):
-        return da == db
-    ta, tb = _as_instant(a), _as_instant(b)
-    if ta is not None and tb is not None:
-        if kind == "timestamp":
-            return ta.replace(microsecond=ta.microsecond // 1000 * 1000) == tb.replace(
-                microsecond=tb.microsecond // 1000 * 1000
-            )
-        return ta == tb
-    if isinstance(a, str) and isinstance(b, str) and kind in {"uuid", "timeuuid"}:
-        return a.lower() == b.lower()
-    return False
-
-
-def _as_float(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _json_key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
