@@ -67,7 +67,9 @@ class TargetSettings:
     schema: str
 
 
-def _read(env: environ.Env, name: str, rule: str, cast: Callable[..., T], default: Any) -> T:
+def read_variable(
+    env: environ.Env, name: str, rule: str, cast: Callable[..., T], default: Any
+) -> T:
     """Read one variable through django-environ; a value it cannot cast names the variable."""
     try:
         return cast(name, default=default)
@@ -76,7 +78,7 @@ def _read(env: environ.Env, name: str, rule: str, cast: Callable[..., T], defaul
         raise ImproperlyConfigured(f"{name}={raw!r} is not valid: expected {rule}.") from exc
 
 
-def _require(ok: bool, name: str, value: Any, rule: str) -> None:
+def require_valid(ok: bool, name: str, value: Any, rule: str) -> None:
     if not ok:
         raise ImproperlyConfigured(f"{name}={value!r} is not valid: expected {rule}.")
 
@@ -84,10 +86,14 @@ def _require(ok: bool, name: str, value: Any, rule: str) -> None:
 def load_reconciliation_settings(env: environ.Env) -> ReconciliationSettings:
     """Parse the RECONCILIATION_* variables; raise ImproperlyConfigured naming a bad one."""
     percentage = "a percentage >= 0"
-    warning = _read(env, "RECONCILIATION_DRIFT_WARNING_THRESHOLD", percentage, env.float, 1.0)
-    critical = _read(env, "RECONCILIATION_DRIFT_CRITICAL_THRESHOLD", percentage, env.float, 5.0)
-    _require(warning >= 0, "RECONCILIATION_DRIFT_WARNING_THRESHOLD", warning, percentage)
-    _require(critical >= 0, "RECONCILIATION_DRIFT_CRITICAL_THRESHOLD", critical, percentage)
+    warning = read_variable(
+        env, "RECONCILIATION_DRIFT_WARNING_THRESHOLD", percentage, env.float, 1.0
+    )
+    critical = read_variable(
+        env, "RECONCILIATION_DRIFT_CRITICAL_THRESHOLD", percentage, env.float, 5.0
+    )
+    require_valid(warning >= 0, "RECONCILIATION_DRIFT_WARNING_THRESHOLD", warning, percentage)
+    require_valid(critical >= 0, "RECONCILIATION_DRIFT_CRITICAL_THRESHOLD", critical, percentage)
     if warning > critical:
         raise ImproperlyConfigured(
             f"RECONCILIATION_DRIFT_WARNING_THRESHOLD={warning} is above "
@@ -96,22 +102,24 @@ def load_reconciliation_settings(env: environ.Env) -> ReconciliationSettings:
         )
 
     def positive(name: str, default: int, unit: str = "a whole number > 0") -> int:
-        value = _read(env, name, unit, env.int, default)
-        _require(value > 0, name, value, unit)
+        value = read_variable(env, name, unit, env.int, default)
+        require_valid(value > 0, name, value, unit)
         return value
 
     sample_rule = f"a whole number from 1 to {MAX_SAMPLE_SIZE}"
     sample_size = positive("RECONCILIATION_SAMPLE_SIZE", 1000, sample_rule)
-    _require(sample_size <= MAX_SAMPLE_SIZE, "RECONCILIATION_SAMPLE_SIZE", sample_size, sample_rule)
+    require_valid(
+        sample_size <= MAX_SAMPLE_SIZE, "RECONCILIATION_SAMPLE_SIZE", sample_size, sample_rule
+    )
 
     table_rule = "comma-separated, distinct table names (letters, digits, underscores; none empty)"
     tables = tuple(
         name.strip()
-        for name in _read(
+        for name in read_variable(
             env, "RECONCILIATION_TABLES", table_rule, env.str, "users,orders,sessions"
         ).split(",")
     )
-    _require(
+    require_valid(
         all(re.fullmatch(TABLE_NAME_PATTERN, name) for name in tables)
         and len(set(tables)) == len(tables),
         "RECONCILIATION_TABLES",
@@ -119,15 +127,19 @@ def load_reconciliation_settings(env: environ.Env) -> ReconciliationSettings:
         table_rule,
     )
     delay_rule = "a number of seconds >= 0 (0 disables the re-check)"
-    delay = _read(env, "RECONCILIATION_RECHECK_DELAY_SECONDS", delay_rule, env.float, 5.0)
-    _require(delay >= 0, "RECONCILIATION_RECHECK_DELAY_SECONDS", delay, delay_rule)
+    delay = read_variable(env, "RECONCILIATION_RECHECK_DELAY_SECONDS", delay_rule, env.float, 5.0)
+    require_valid(delay >= 0, "RECONCILIATION_RECHECK_DELAY_SECONDS", delay, delay_rule)
 
     # django-environ reads any unknown word as False; an operator's typo must not switch
     # reconciliation off silently, so only its known spellings are accepted.
     enabled_text = (
-        _read(env, "RECONCILIATION_ENABLED", "true or false", env.str, "true").strip().lower()
+        read_variable(env, "RECONCILIATION_ENABLED", "true or false", env.str, "true")
+        .strip()
+        .lower()
     )
-    _require(enabled_text in BOOLEAN_WORDS, "RECONCILIATION_ENABLED", enabled_text, "true or false")
+    require_valid(
+        enabled_text in BOOLEAN_WORDS, "RECONCILIATION_ENABLED", enabled_text, "true or false"
+    )
 
     return ReconciliationSettings(
         enabled=BOOLEAN_WORDS[enabled_text],

@@ -14,9 +14,9 @@ from django.core.exceptions import ImproperlyConfigured
 from cdcrecon.conf import (
     CassandraSettings,
     TargetSettings,
-    _read,
-    _require,
     load_reconciliation_settings,
+    read_variable,
+    require_valid,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # FileAwareEnv also reads NAME_FILE (container secrets): SECRET_KEY_FILE, DATABASE_URL_FILE, ...
 env = environ.FileAwareEnv()
 
-DEBUG = _read(env, "DEBUG", "true or false", env.bool, False)
+DEBUG = read_variable(env, "DEBUG", "true or false", env.bool, False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG and env.bool("CDCRECON_REQUIRE_SECRET_KEY", default=False):
@@ -87,7 +87,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": _read(
+    "default": read_variable(
         env,
         "DATABASE_URL",
         "a postgres:// URL",
@@ -118,8 +118,8 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- the two stores being reconciled ------------------------------------------------------
-cassandra_port = _read(env, "CASSANDRA_PORT", "a TCP port number", env.int, 9042)
-_require(0 < cassandra_port < 65536, "CASSANDRA_PORT", cassandra_port, "a TCP port number")
+cassandra_port = read_variable(env, "CASSANDRA_PORT", "a TCP port number", env.int, 9042)
+require_valid(0 < cassandra_port < 65536, "CASSANDRA_PORT", cassandra_port, "a TCP port number")
 CASSANDRA = CassandraSettings(
     hosts=tuple(env.list("CASSANDRA_HOSTS", default=["127.0.0.1"])),
     port=cassandra_port,
@@ -129,7 +129,7 @@ CASSANDRA = CassandraSettings(
     local_dc=env.str("CASSANDRA_LOCAL_DC", default="datacenter1"),
     consistency=env.str("CASSANDRA_CONSISTENCY", default="LOCAL_QUORUM").upper(),
     # 5 for Cassandra 4.0 and later; set 4 for a 3.x cluster.
-    protocol_version=_read(env, "CASSANDRA_PROTOCOL_VERSION", "3, 4 or 5", env.int, 5),
+    protocol_version=read_variable(env, "CASSANDRA_PROTOCOL_VERSION", "3, 4 or 5", env.int, 5),
 )
 _CONSISTENCY_LEVELS = {
     "ONE",
@@ -141,7 +141,7 @@ _CONSISTENCY_LEVELS = {
     "EACH_QUORUM",
     "LOCAL_ONE",
 }
-_require(
+require_valid(
     CASSANDRA.consistency in _CONSISTENCY_LEVELS,
     "CASSANDRA_CONSISTENCY",
     CASSANDRA.consistency,

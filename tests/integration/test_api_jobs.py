@@ -9,32 +9,10 @@ import pytest
 
 from reconciliation.choices import JobStatus, JobType, ValidationStrategy
 from tests.factories import JobFactory, MismatchFactory
+from tests.guide import JOB_FIELDS
 
 pytestmark = pytest.mark.django_db
 
-JOB_FIELDS = {
-    "job_id",
-    "table_name",
-    "job_type",
-    "validation_strategy",
-    "started_at",
-    "completed_at",
-    "status",
-    "cassandra_row_count",
-    "postgres_row_count",
-    "mismatch_count",
-    "drift_percentage",
-    "alert_fired",
-}
-DETAIL_MISMATCH_FIELDS = {
-    "mismatch_id",
-    "primary_key_value",
-    "mismatch_type",
-    "cassandra_checksum",
-    "postgres_checksum",
-    "detected_at",
-    "resolution_status",
-}
 T0 = dt.datetime(2025, 11, 25, 10, 0, tzinfo=dt.UTC)
 
 

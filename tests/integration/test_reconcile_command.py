@@ -6,38 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
 from reconciliation.choices import JobStatus
 from reconciliation.models import ReconciliationJob
-
-REPO = Path(__file__).resolve().parents[2]
-JOB_FIELDS = {
-    "job_id",
-    "table_name",
-    "job_type",
-    "validation_strategy",
-    "started_at",
-    "completed_at",
-    "status",
-    "cassandra_row_count",
-    "postgres_row_count",
-    "mismatch_count",
-    "drift_percentage",
-    "alert_fired",
-}
-MISMATCH_FIELDS = {
-    "mismatch_id",
-    "primary_key_value",
-    "mismatch_type",
-    "cassandra_checksum",
-    "postgres_checksum",
-    "detected_at",
-    "resolution_status",
-}
+from tests.guide import JOB_DETAIL_MISMATCH_FIELDS, JOB_FIELDS
+from tests.support import REPO
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,7 +85,7 @@ def test_json_prints_only_the_job_as_the_api_returns_it(users) -> None:
     assert body["alert_fired"] is True
     assert body["started_at"].endswith("Z") and body["completed_at"].endswith("Z")
     (mismatch,) = body["mismatches"]
-    assert set(mismatch) == MISMATCH_FIELDS
+    assert set(mismatch) == JOB_DETAIL_MISMATCH_FIELDS
     assert mismatch["primary_key_value"] == "u3"
     assert mismatch["mismatch_type"] == "MISSING_IN_POSTGRES"
     assert len(mismatch["cassandra_checksum"]) == 64 and mismatch["postgres_checksum"] is None

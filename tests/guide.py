@@ -1,0 +1,38 @@
+"""The reconciliation guide's JSON shapes, written down once for the tests.
+
+Deliberately a copy of the guide, not an import of ``reconciliation.presenters``: the tests
+check the implementation against the contract, so the contract must not come from the code.
+"""
+
+from __future__ import annotations
+
+# A job in GET /reconciliation/jobs (and the job part of GET /reconciliation/jobs/{id}).
+JOB_FIELDS = frozenset(
+    {
+        "job_id",
+        "table_name",
+        "job_type",
+        "validation_strategy",
+        "started_at",
+        "completed_at",
+        "status",
+        "cassandra_row_count",
+        "postgres_row_count",
+        "mismatch_count",
+        "drift_percentage",
+        "alert_fired",
+    }
+)
+
+# A mismatch inside GET /reconciliation/jobs/{id}.
+JOB_DETAIL_MISMATCH_FIELDS = frozenset(
+    {
+        "mismatch_id",
+        "primary_key_value",
+        "mismatch_type",
+        "cassandra_checksum",
+        "postgres_checksum",
+        "detected_at",
+        "resolution_status",
+    }
+)
