@@ -18,5 +18,5 @@ urlpatterns = [
 ]
 
 # JSON 404/500 bodies (`{"error", "detail", "fields"}`) outside the admin.
-handler404 = "reconciliation.api.errors.page_not_found"
-handler500 = "reconciliation.api.errors.server_error"
+handler404 = "cdcrecon.api.errors.page_not_found"
+handler500 = "cdcrecon.api.errors.server_error"

@@ -18,8 +18,8 @@ from gdpr.api.serializers import (
 from gdpr.erasure import UnknownRecordTable, erase_record, find_mapping, is_complete_erasure
 from gdpr.filtersets import AuditLogFilterSet
 from gdpr.models import AuditLogEntry
-from reconciliation.api.errors import error_response
-from reconciliation.api.pagination import EnvelopePagination
+from cdcrecon.api.errors import error_response
+from cdcrecon.api.pagination import EnvelopePagination
 from reconciliation.api.permissions import CanEraseRecords, requires
 from reconciliation.engine.keys import BadKey
 

@@ -20,7 +20,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from reconciliation.api.errors import error_response
+from cdcrecon.api.errors import error_response
 from reconciliation.api.permissions import CanRepairMismatches
 from reconciliation.models import Mismatch
 from reconciliation.repair import RepairFailed, RepairResult, repair_mismatch

@@ -21,8 +21,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from reconciliation.api.errors import ApiError
-from reconciliation.api.pagination import JobPagination, MismatchPagination
+from cdcrecon.api.errors import ApiError
+from cdcrecon.api.pagination import JobPagination, MismatchPagination
 from reconciliation.api.permissions import CanResolveMismatches, CanTriggerJobs, CanViewJobs
 from reconciliation.api.serializers import (
     JOB_FIELDS,

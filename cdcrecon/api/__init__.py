@@ -1,0 +1,1 @@
+"""API plumbing every app shares: the error envelope, pagination and authentication."""
