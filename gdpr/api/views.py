@@ -10,6 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cdcrecon.api.errors import error_response
+from cdcrecon.api.pagination import EnvelopePagination
 from gdpr.api.serializers import (
     AuditLogEntrySerializer,
     ErasureRequestSerializer,
@@ -18,8 +20,6 @@ from gdpr.api.serializers import (
 from gdpr.erasure import UnknownRecordTable, erase_record, find_mapping, is_complete_erasure
 from gdpr.filtersets import AuditLogFilterSet
 from gdpr.models import AuditLogEntry
-from cdcrecon.api.errors import error_response
-from cdcrecon.api.pagination import EnvelopePagination
 from reconciliation.api.permissions import CanEraseRecords, requires
 from reconciliation.engine.keys import BadKey
 
