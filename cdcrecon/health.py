@@ -1,4 +1,9 @@
-"""Liveness (/healthz) and readiness (/readyz: every store and the broker reachable)."""
+"""Liveness (/healthz) and readiness (/readyz: every store and the broker reachable).
+
+The store checks are the ones a job makes before it reads (``reconciliation.connections``):
+a broken Cassandra session is rebuilt once and probed again, a dead app-database connection
+is replaced, so ``/readyz`` and the workers never disagree about what is up.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +15,13 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from cdcrecon.celery import app as celery_app
-from reconciliation.connections import cassandra_session, close_cassandra, target_connection
-
-
-def _check_cassandra() -> str:
-    try:
-        row = cassandra_session().execute("SELECT release_version FROM system.local").one()
-    except Exception:
-        close_cassandra()  # reconnect from scratch next time
-        raise
-    return f"Cassandra {row['release_version']}"
+from reconciliation.connections import cassandra_health, ensure_app_database, target_health
 
 
 def _check_app_database() -> str:
-    connection.ensure_connection()
+    ensure_app_database()
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-    return "ok"
-
-
-def _check_target_database() -> str:
-    with target_connection() as conn:
-        conn.execute("SELECT 1")
     return "ok"
 
 
@@ -42,9 +32,9 @@ def _check_broker() -> str:
 
 
 CHECKS: dict[str, Callable[[], str]] = {
-    "cassandra": _check_cassandra,
+    "cassandra": cassandra_health,
     "postgres": _check_app_database,
-    "target_postgres": _check_target_database,
+    "target_postgres": target_health,
     "broker": _check_broker,
 }
 

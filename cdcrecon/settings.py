@@ -198,6 +198,7 @@ SPECTACULAR_SETTINGS = {
     # One name per choice set, so the schema validates with --fail-on-warn.
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "reconciliation.choices.JobStatus",
+        "JobPhaseEnum": "reconciliation.choices.JobPhase",
         "ResolutionStatusEnum": "reconciliation.choices.ResolutionStatus",
         "ClosedResolutionStatusEnum": ["MANUAL_RESOLVED", "AUTO_RESOLVED", "IGNORED"],
         "TriggerStatusEnum": ["RUNNING"],

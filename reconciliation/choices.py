@@ -23,6 +23,17 @@ class JobStatus(models.TextChoices):
     FAILED = "FAILED", "Failed"
 
 
+class JobPhase(models.TextChoices):
+    """Where a job is within its status: RUNNING jobs wait (QUEUED) or work; the phase a
+    FAILED job keeps says where it stopped."""
+
+    QUEUED = "QUEUED", "Queued (waiting for a job slot)"
+    READING = "READING", "Reading both stores"
+    RECHECKING = "RECHECKING", "Re-checking differences"
+    WRITING = "WRITING", "Writing results"
+    DONE = "DONE", "Done"
+
+
 class AlertLevel(models.TextChoices):
     NONE = "NONE", "None"
     WARNING = "WARNING", "Warning"

@@ -16,20 +16,25 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from cassandra import DriverException, OperationTimedOut, Unauthorized
-from cassandra.cluster import NoHostAvailable
+from cassandra.cluster import NoHostAvailable, Session
+from cassandra.connection import ConnectionException
+from django.db import Error as DjangoDatabaseError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from cdcrecon.conf import MAX_SAMPLE_SIZE, settings
-from reconciliation.choices import AlertLevel, JobStatus, JobType, ValidationStrategy
+from reconciliation.choices import AlertLevel, JobPhase, JobStatus, JobType, ValidationStrategy
 from reconciliation.connections import (
+    ResilientSession,
     StoreUnavailable,
-    cassandra_session,
     consistency_level,
+    ensure_app_database,
+    healthy_cassandra_session,
     target_connection,
 )
 from reconciliation.engine.keys import BadKey
@@ -138,6 +143,10 @@ def build_parameters(
 
 MISMATCH_BATCH = 1000
 TOUCH_EVERY_SECONDS = 2.0
+RECHECK_FROM = 0.9  # the engine's progress fraction at which the re-check starts
+# How long the failure path keeps trying to record FAILED on a fresh app-database
+# connection (a PostgreSQL restart takes a few seconds); the reaper is the last resort.
+RECORD_FAILURE_SECONDS = 30.0
 
 
 class _Touch:
@@ -154,6 +163,8 @@ class _Touch:
         if self.also is not None:
             self.also(fraction)
         now = time.monotonic()
+        if RECHECK_FROM <= fraction < 1.0 and self.job.phase == JobPhase.READING:
+            self.job.enter_phase(JobPhase.RECHECKING)
         if now - self.last >= TOUCH_EVERY_SECONDS or int(fraction * 10) > int(
             self.last_fraction * 10
         ):
@@ -233,6 +244,8 @@ def describe_failure(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, UnknownTable | TableNotFound | SchemaError | StoreUnavailable):
         return text
+    if isinstance(exc, DjangoDatabaseError):  # Django's own connection: the app database
+        return f"The app database (PostgreSQL) failed: {type(exc).__name__}: {text}"
     if isinstance(exc, BadKey | BadJobRequest):
         return f"Bad job parameters: {text}"
     if isinstance(exc, psycopg.OperationalError):
@@ -241,7 +254,7 @@ def describe_failure(exc: BaseException) -> str:
         return f"Target PostgreSQL refused access (check the user's permissions): {text}"
     if isinstance(exc, psycopg.Error):
         return f"Target PostgreSQL failed: {text}"
-    if isinstance(exc, NoHostAvailable | OperationTimedOut):
+    if isinstance(exc, NoHostAvailable | OperationTimedOut | ConnectionException):
         return f"Cassandra is unreachable: {text}"
     if isinstance(exc, Unauthorized):
         return f"Cassandra refused access (check the user's permissions): {text}"
@@ -270,9 +283,13 @@ def run_job(
         return job
     writer = _MismatchWriter(job)
     try:
+        ensure_app_database()
+        job.enter_phase(JobPhase.READING)
         job.touch(0.0)
         mapping = get_mapping(job.table_name)
-        session = cassandra_session()
+        # Probed (and rebuilt once if broken) before the first read; transient errors are
+        # then retried per statement, i.e. per token segment or page.
+        session = cast(Session, ResilientSession(healthy_cassandra_session()))
         ensure_key_columns(mapping, session)
         outcome = reconcile(
             job.validation_strategy,
@@ -283,13 +300,35 @@ def run_job(
             writer,
             _Touch(job, on_progress),
         )
+        job.enter_phase(JobPhase.WRITING)
         writer.flush()
         _complete(job, mapping, outcome)
     except BaseException as exc:
-        job.mark_failed(describe_failure(exc))
+        record_failure(job, describe_failure(exc))
         if not isinstance(exc, Exception):
             raise
     return job
+
+
+def record_failure(job: ReconciliationJob, message: str) -> bool:
+    """``job.mark_failed(message)``, on a fresh app-database connection if the old one died.
+
+    A PostgreSQL restart kills the worker's connection: the first attempt then fails with
+    "the connection is closed", and the next ones reconnect (every half second, for up to
+    RECORD_FAILURE_SECONDS) until the database is back.  Only if it never comes back is the
+    job left to the reaper.
+    """
+    for attempt in Retrying(
+        stop=stop_after_delay(RECORD_FAILURE_SECONDS),
+        wait=wait_fixed(0.5),
+        retry=retry_if_exception_type(DjangoDatabaseError),
+        reraise=True,
+    ):
+        with attempt:
+            if attempt.retry_state.attempt_number > 1:
+                ensure_app_database()
+            return job.mark_failed(message)
+    raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
 
 def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -> None:
@@ -297,6 +336,7 @@ def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -
     now = timezone.now()
     fields: dict[str, Any] = {
         "status": JobStatus.COMPLETED,
+        "phase": JobPhase.DONE,
         "completed_at": now,
         "heartbeat_at": now,
         "progress": 1.0,

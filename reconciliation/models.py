@@ -14,6 +14,7 @@ from django.utils import timezone
 from cdcrecon.conf import TABLE_NAME_PATTERN, settings
 from reconciliation.choices import (
     AlertLevel,
+    JobPhase,
     JobStatus,
     JobType,
     MismatchType,
@@ -159,6 +160,7 @@ class ReconciliationJob(models.Model):
     )
     schema_warnings = models.JSONField(default=list, blank=True)
     error_message = models.TextField(blank=True, default="")
+    phase = models.CharField(max_length=12, choices=JobPhase.choices, default=JobPhase.QUEUED)
     requested_by = models.ForeignKey(
         django_settings.AUTH_USER_MODEL,
         null=True,
@@ -202,6 +204,13 @@ class ReconciliationJob(models.Model):
         ReconciliationJob.objects.filter(pk=self.pk, status=JobStatus.RUNNING).update(**fields)
         for name, value in fields.items():
             setattr(self, name, value)
+
+    def enter_phase(self, phase: str) -> None:
+        """Record the phase a RUNNING job has reached (and that it is alive)."""
+        ReconciliationJob.objects.filter(pk=self.pk, status=JobStatus.RUNNING).update(
+            phase=phase, heartbeat_at=timezone.now()
+        )
+        self.phase = phase
 
     def mark_failed(self, error: str) -> bool:
         """End a RUNNING job as FAILED; False when it had already ended."""

@@ -25,6 +25,9 @@ JOB_FIELDS = (
     "mismatch_count",
     "drift_percentage",
     "alert_fired",
+    # Beyond the guide: why a FAILED job failed (store and error), and where a job is.
+    "error_message",
+    "phase",
 )
 MISMATCH_SUMMARY_FIELDS = (
     "mismatch_id",

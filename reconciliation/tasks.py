@@ -30,7 +30,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cdcrecon.conf import settings
-from reconciliation.choices import JobStatus
+from reconciliation.choices import JobPhase, JobStatus
+from reconciliation.connections import ensure_app_database
 from reconciliation.models import ReconciliationJob
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class Heartbeat:
                     ReconciliationJob(pk=self.job_id).touch()
                 except Exception:  # a missed beat is not worth killing the job for
                     logger.warning("Heartbeat for job %s failed", self.job_id, exc_info=True)
+                    thread_connection.close()  # a dead connection: the next beat opens anew
         finally:
             thread_connection.close()  # this thread's own Django connection
 
@@ -115,6 +117,7 @@ def execute_job(job_id: str | uuid.UUID) -> str:
     Whatever happens inside, the job does not stay RUNNING once this returns (except
     when it returns NO_SLOT: then the job is still waiting for its turn).
     """
+    ensure_app_database()  # a PostgreSQL restart since the last task left a dead connection
     job = ReconciliationJob.objects.filter(pk=job_id).first()
     if job is None:
         logger.warning("Job %s does not exist (deleted, or queued by another database)", job_id)
@@ -135,27 +138,31 @@ def execute_job(job_id: str | uuid.UUID) -> str:
                     f"of {limit} s."
                 )
                 return str(job.status)
+            if job.phase != JobPhase.QUEUED:  # redelivered after its worker died
+                job.enter_phase(JobPhase.QUEUED)
             job.touch()
             logger.info("Job %s (%s) waits for a free job slot", job_id, job.table_name)
             return NO_SLOT
 
         logger.info("Job %s (%s) runs in slot %s", job_id, job.table_name, slot)
+        from reconciliation.jobs import record_failure, run_job
+
         with Heartbeat(job.pk):
             try:
-                from reconciliation.jobs import run_job
-
                 run_job(job)
             except SoftTimeLimitExceeded:
-                job.mark_failed(
+                record_failure(
+                    job,
                     f"Stopped: the job time limit of {limit} s "
-                    "(RECONCILIATION_JOB_TIME_LIMIT_SECONDS) was exceeded."
+                    "(RECONCILIATION_JOB_TIME_LIMIT_SECONDS) was exceeded.",
                 )
             except Exception as exc:  # run_job should record its own failures; a safety net
                 logger.exception("Job %s raised", job_id)
-                job.mark_failed(f"The job failed unexpectedly: {type(exc).__name__}: {exc}")
+                record_failure(job, f"The job failed unexpectedly: {type(exc).__name__}: {exc}")
+        ensure_app_database()
         job.refresh_from_db(fields=["status"])
         if job.status == JobStatus.RUNNING:
-            job.mark_failed("The job runner returned without finishing the job.")
+            record_failure(job, "The job runner returned without finishing the job.")
         return str(job.status)
 
 

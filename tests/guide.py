@@ -24,6 +24,9 @@ JOB_FIELDS = frozenset(
     }
 )
 
+# Our additions to a job's JSON beyond the guide (issue 12): why it failed, where it is.
+JOB_EXTRA_FIELDS = frozenset({"error_message", "phase"})
+
 # A mismatch inside GET /reconciliation/jobs/{id}.
 JOB_DETAIL_MISMATCH_FIELDS = frozenset(
     {

@@ -50,6 +50,7 @@ class ReconciliationJobAdmin(admin.ModelAdmin):
         "validation_strategy",
         "job_type",
         "status_badge",
+        "phase",
         "counts",
         "mismatches_link",
         "drift",
@@ -60,6 +61,7 @@ class ReconciliationJobAdmin(admin.ModelAdmin):
     list_display_links = ["started_at"]
     list_filter = [
         "status",
+        "phase",
         TableNameFilter,
         "validation_strategy",
         "job_type",
@@ -83,6 +85,7 @@ class ReconciliationJobAdmin(admin.ModelAdmin):
                     "job_type",
                     "parameters",
                     "status_badge",
+                    "phase",
                     "requested_by",
                     "started_at",
                     "completed_at",

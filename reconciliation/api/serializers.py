@@ -16,6 +16,7 @@ from rest_framework import serializers
 
 from cdcrecon.conf import MAX_SAMPLE_SIZE, TABLE_NAME_PATTERN
 from reconciliation.choices import (
+    JobPhase,
     JobStatus,
     JobType,
     MismatchType,
@@ -46,6 +47,7 @@ class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
         choices=ValidationStrategy.choices, read_only=True
     )
     status = serializers.ChoiceField(choices=JobStatus.choices, read_only=True)
+    phase = serializers.ChoiceField(choices=JobPhase.choices, read_only=True)
 
     class Meta:
         model = ReconciliationJob

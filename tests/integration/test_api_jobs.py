@@ -9,7 +9,7 @@ import pytest
 
 from reconciliation.choices import JobStatus, JobType, ValidationStrategy
 from tests.factories import JobFactory, MismatchFactory
-from tests.guide import JOB_FIELDS
+from tests.guide import JOB_EXTRA_FIELDS, JOB_FIELDS
 
 pytestmark = pytest.mark.django_db
 
@@ -148,7 +148,7 @@ def test_job_details_have_the_list_fields_plus_the_guides_mismatch_fields(reader
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == JOB_FIELDS | {"mismatches"}
+    assert set(body) == JOB_FIELDS | JOB_EXTRA_FIELDS | {"mismatches"}
     assert body["job_id"] == str(job.job_id)
     assert body["validation_strategy"] == "CHECKSUM"
     assert body["drift_percentage"] == 0.5
@@ -171,7 +171,7 @@ def test_job_details_agree_with_the_list_entry(reader) -> None:
     (listed,) = reader.get("/reconciliation/jobs").json()["jobs"]
     detail = reader.get(f"/reconciliation/jobs/{job.job_id}").json()
 
-    assert {k: detail[k] for k in JOB_FIELDS} == listed
+    assert {k: detail[k] for k in JOB_FIELDS | JOB_EXTRA_FIELDS} == listed
 
 
 def test_an_unknown_job_is_a_json_404(reader) -> None:
