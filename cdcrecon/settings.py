@@ -55,6 +55,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: any error answer outside the admin leaves as the JSON envelope.
+    "cdcrecon.api.errors.JsonErrorMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -70,6 +72,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "cdcrecon.urls"
 WSGI_APPLICATION = "cdcrecon.wsgi.application"
 APPEND_SLASH = False
+CSRF_FAILURE_VIEW = "cdcrecon.api.errors.csrf_failure"
 
 TEMPLATES = [
     {

@@ -17,6 +17,8 @@ urlpatterns = [
     path("", include("django_prometheus.urls")),
 ]
 
-# JSON 404/500 bodies (`{"error", "detail", "fields"}`) outside the admin.
+# JSON error bodies (`{"error", "detail", "fields"}`) outside the admin.
+handler400 = "cdcrecon.api.errors.bad_request"
+handler403 = "cdcrecon.api.errors.permission_denied"
 handler404 = "cdcrecon.api.errors.page_not_found"
 handler500 = "cdcrecon.api.errors.server_error"

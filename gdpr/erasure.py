@@ -34,12 +34,13 @@ from cdcrecon.conf import TABLE_NAME_PATTERN, settings
 from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
 from reconciliation.connections import (
     StoreUnavailable,
-    cassandra_session,
     consistency_level,
+    healthy_cassandra_session,
     target_connection,
 )
 from reconciliation.engine.identifiers import cql_column, cql_table
-from reconciliation.engine.keys import BadKey, format_key, parse_key_part, split_key
+from reconciliation.engine.keys import BadKey, format_key, split_key
+from reconciliation.keyparse import parse_key_for_columns
 from reconciliation.models import Mismatch, TableMapping
 from reconciliation.registry import (
     TableNotFound,
@@ -181,7 +182,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _cassandra_key_types(mapping: TableMapping) -> dict[str, str]:
-    session = cassandra_session()
+    session = healthy_cassandra_session()
     if not mapping.key_columns:
         try:
             ensure_key_columns(mapping, session)
@@ -243,16 +244,18 @@ def resolve_key(mapping: TableMapping, key_text: str) -> RecordKey:
     """Check ``key_text`` against the table's key columns and types.
 
     ``UnknownRecordTable`` when the mapped Cassandra table does not exist; ``BadKey`` when
-    the text is malformed, has the wrong number of parts or a part does not parse as its
-    column's type; ``StoreUnavailable`` when the types cannot be read from either store.
+    the text is malformed or has the wrong number of parts, ``InvalidKey`` (a ``BadKey``
+    naming the column) when a part is not a valid value of its column's type and range; ``StoreUnavailable`` when the types cannot be read from either store.
     """
     if "\x00" in key_text:
         raise BadKey("The primary key must not contain NUL characters.")
     if mapping.key_columns:  # arity first: no store needed to refuse a malformed key
         split_key(key_text, len(mapping.key_columns))
     cql_types = _key_column_types(mapping)
-    parts = split_key(key_text, len(cql_types))
-    values = tuple(parse_key_part(part, kind) for part, kind in zip(parts, cql_types, strict=True))
+    # Every value checked against its column's type and range (InvalidKey names the column)
+    # before the audit entry is written or any store is touched.
+    columns = list(zip(mapping.key_columns, cql_types, strict=True))
+    values = tuple(parse_key_for_columns(key_text, columns))
     return RecordKey(tuple(mapping.key_columns), tuple(cql_types), values)
 
 
@@ -265,7 +268,7 @@ def delete_from_cassandra(mapping: TableMapping, key: RecordKey) -> StoreResult:
 
     def attempt() -> None:
         nonlocal found
-        session = cassandra_session()
+        session = healthy_cassandra_session()
         table = cql_table(mapping.cassandra_keyspace, mapping.cassandra_table)
         where = " AND ".join(f"{cql_column(column)} = ?" for column in key.columns)
         level = erasure_consistency_level()

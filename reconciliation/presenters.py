@@ -58,7 +58,9 @@ def _json_value(value: Any) -> Any:
 
 def job_summary(job: ReconciliationJob) -> dict[str, Any]:
     """One job as in ``GET /reconciliation/jobs``."""
-    return {name: _json_value(getattr(job, name)) for name in JOB_FIELDS}
+    body = {name: _json_value(getattr(job, name)) for name in JOB_FIELDS}
+    body["error_message"] = job.error_message or None  # null unless the job failed
+    return body
 
 
 def mismatch_summary(mismatch: Mismatch) -> dict[str, Any]:

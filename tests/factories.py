@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from reconciliation.choices import (
+    JobPhase,
     JobStatus,
     JobType,
     MismatchType,
@@ -57,6 +58,9 @@ class JobFactory(factory.django.DjangoModelFactory):
         lambda job: (
             None if job.status == JobStatus.RUNNING else job.started_at + dt.timedelta(seconds=45)
         )
+    )
+    phase = factory.LazyAttribute(
+        lambda job: JobPhase.QUEUED if job.status == JobStatus.RUNNING else JobPhase.DONE
     )
     cassandra_row_count = 1_000_000
     postgres_row_count = 995_000

@@ -10,8 +10,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cdcrecon.api.errors import error_response
+from cdcrecon.api.errors import error_response, map_domain_error
 from cdcrecon.api.pagination import EnvelopePagination
+from gdpr.api.permissions import CanEraseRecords, CanViewAuditLog
 from gdpr.api.serializers import (
     AuditLogEntrySerializer,
     ErasureRequestSerializer,
@@ -20,10 +21,13 @@ from gdpr.api.serializers import (
 from gdpr.erasure import UnknownRecordTable, erase_record, find_mapping, is_complete_erasure
 from gdpr.filtersets import AuditLogFilterSet
 from gdpr.models import AuditLogEntry
-from reconciliation.api.permissions import CanEraseRecords, requires
+from reconciliation.connections import StoreUnavailable
 from reconciliation.engine.keys import BadKey
 
-CanViewAuditLog = requires("gdpr.view_auditlogentry")
+# The domain's errors, answered by cdcrecon.api.errors.exception_handler.
+map_domain_error(UnknownRecordTable, 404, "not_found")
+map_domain_error(BadKey, 400, "invalid_key")  # InvalidKey adds fields={column: [problem]}
+map_domain_error(StoreUnavailable, 503, "store_unavailable")
 
 
 class AuditLogPagination(EnvelopePagination):
@@ -82,10 +86,7 @@ class RecordErasureView(APIView):
         },
     )
     def delete(self, request: Request, keyspace: str, table: str, primary_key: str) -> Response:
-        try:
-            mapping = find_mapping(keyspace, table)
-        except UnknownRecordTable as exc:
-            return error_response("not_found", str(exc), status.HTTP_404_NOT_FOUND)
+        mapping = find_mapping(keyspace, table)  # UnknownRecordTable: a 404
 
         body = request.data
         if not isinstance(body, dict):
@@ -103,12 +104,9 @@ class RecordErasureView(APIView):
                 requester=request.user.get_username(),
                 reason=form.validated_data["reason"],
             )
-        except UnknownRecordTable as exc:
-            return error_response("not_found", str(exc), status.HTTP_404_NOT_FOUND)
-        except BadKey as exc:
-            return error_response(
-                "invalid_key", str(exc), status.HTTP_400_BAD_REQUEST, {"primary_key": [str(exc)]}
-            )
+        except BadKey as exc:  # nothing was written: a 400 naming the column (or the key)
+            fields = getattr(exc, "fields", None) or {"primary_key": [str(exc)]}
+            return error_response("invalid_key", str(exc), status.HTTP_400_BAD_REQUEST, fields)
 
         result = ErasureResultSerializer(entry).data
         if is_complete_erasure(entry):

@@ -48,6 +48,9 @@ class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
     )
     status = serializers.ChoiceField(choices=JobStatus.choices, read_only=True)
     phase = serializers.ChoiceField(choices=JobPhase.choices, read_only=True)
+    error_message = serializers.CharField(
+        read_only=True, allow_null=True, help_text="Why the job failed (store and error)."
+    )
 
     class Meta:
         model = ReconciliationJob
