@@ -47,8 +47,9 @@ from reconciliation.connections import StoreUnavailable, cassandra_session, targ
 from reconciliation.engine.canonical import to_canonical
 from reconciliation.engine.cqltypes import UnsupportedType, parse_cql_type
 from reconciliation.engine.identifiers import UnsafeIdentifier, cql_column, cql_table
-from reconciliation.engine.keys import BadKey, parse_key
+from reconciliation.engine.keys import BadKey
 from reconciliation.engine.schema import cassandra_udts, is_excluded
+from reconciliation.keyparse import parse_key_for_columns
 from reconciliation.models import AlreadyResolved, Mismatch, TableMapping
 from reconciliation.registry import (
     TableNotFound,
@@ -66,19 +67,13 @@ TEXT_UDTS = {"text", "varchar", "bpchar", "name", "citext"}
 
 
 class RepairFailed(Exception):
-    """Nothing was repaired; the mismatch is still PENDING.  ``http_status`` is for the API."""
+    """Nothing was repaired; the mismatch is still PENDING.  ``code`` says why (the API maps
+    it to an HTTP status: ``reconciliation.api.repair``)."""
 
-    def __init__(
-        self,
-        code: str,
-        detail: str,
-        http_status: int = 409,
-        fields: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, code: str, detail: str, fields: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
-        self.http_status = http_status
         self.fields = fields or {}
 
 
@@ -135,7 +130,7 @@ def repair_mismatch(mismatch: Mismatch, user: Any) -> RepairResult:
     with transaction.atomic():
         locked = Mismatch.objects.select_for_update().get(pk=mismatch.pk)
         if locked.resolution_status != ResolutionStatus.PENDING:
-            raise RepairFailed("already_resolved", str(AlreadyResolved(locked)), 409)
+            raise RepairFailed("already_resolved", str(AlreadyResolved(locked)))
         mapping = _mapping_for(locked)
         progress = _Progress()
         try:
@@ -168,7 +163,6 @@ def _mapping_for(mismatch: Mismatch) -> TableMapping:
         raise RepairFailed(
             "table_not_registered",
             f"Cannot repair: {exc}",
-            409,
             {"table_name": [f"{mismatch.table_name!r} is no longer registered."]},
         ) from exc
 
@@ -220,18 +214,18 @@ def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Prog
         )
     except TableNotFound as exc:
         progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, str(exc)
-        raise RepairFailed("table_not_found", str(exc), 409) from exc
+        raise RepairFailed("table_not_found", str(exc)) from exc
     except (DriverException, NoHostAvailable) as exc:
         raise _cassandra_failed(progress, exc) from exc
     try:
-        key_values = parse_key(
-            mismatch.primary_key_value, [cql_types[c] for c in mapping.key_columns]
+        key_values = parse_key_for_columns(
+            mismatch.primary_key_value, [(c, cql_types[c]) for c in mapping.key_columns]
         )
     except (BadKey, KeyError) as exc:
         progress.cassandra_status = StoreStatus.FAILED
         progress.cassandra_error = f"Bad primary key {mismatch.primary_key_value!r}: {exc}"
         raise RepairFailed(
-            "bad_key", progress.cassandra_error, 409, {"primary_key_value": [str(exc)]}
+            "bad_key", progress.cassandra_error, {"primary_key_value": [str(exc)]}
         ) from exc
 
     source_row = _read_source_row(session, mapping, key_values, progress)
@@ -241,7 +235,7 @@ def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Prog
         raise _cassandra_failed(progress, exc) from exc
     except _SchemaProblem as exc:
         progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, str(exc)
-        raise RepairFailed("schema_mismatch", str(exc), 409) from exc
+        raise RepairFailed("schema_mismatch", str(exc)) from exc
     target_name = f"{mapping.postgres_schema}.{mapping.postgres_table}"
     try:
         with target_connection() as conn:
@@ -266,19 +260,19 @@ def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Prog
             progress.note = _note(mismatch, progress, columns, target_name)
     except StoreUnavailable as exc:
         progress.postgres_status, progress.postgres_error = StoreStatus.FAILED, str(exc)
-        raise RepairFailed("target_unavailable", str(exc), 502) from exc
+        raise RepairFailed("target_unavailable", str(exc)) from exc
     except CannotConvert as exc:
         progress.postgres_status, progress.postgres_error = StoreStatus.FAILED, str(exc)
         progress.after = None
-        raise RepairFailed("cannot_convert", str(exc), 409) from exc
+        raise RepairFailed("cannot_convert", str(exc)) from exc
     except _SchemaProblem as exc:
         progress.postgres_status, progress.postgres_error = StoreStatus.FAILED, str(exc)
-        raise RepairFailed("schema_mismatch", str(exc), 409) from exc
+        raise RepairFailed("schema_mismatch", str(exc)) from exc
     except psycopg.Error as exc:
         message = f"Writing to PostgreSQL table {target_name} failed: {exc}".strip()
         progress.postgres_status, progress.postgres_error = StoreStatus.FAILED, message
         progress.after, progress.action = None, ""
-        raise RepairFailed("target_write_failed", message, 502) from exc
+        raise RepairFailed("target_write_failed", message) from exc
 
 
 class _SchemaProblem(Exception):
@@ -290,13 +284,13 @@ def _session(progress: _Progress) -> Session:
         return cassandra_session()
     except StoreUnavailable as exc:
         progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, str(exc)
-        raise RepairFailed("cassandra_unavailable", str(exc), 502) from exc
+        raise RepairFailed("cassandra_unavailable", str(exc)) from exc
 
 
 def _cassandra_failed(progress: _Progress, exc: Exception) -> RepairFailed:
     message = f"Reading from Cassandra failed: {exc}"
     progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, message
-    return RepairFailed("cassandra_unavailable", message, 502)
+    return RepairFailed("cassandra_unavailable", message)
 
 
 def _read_source_row(
@@ -311,7 +305,7 @@ def _read_source_row(
         row = session.execute(statement, list(key_values)).one()
     except UnsafeIdentifier as exc:
         progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, str(exc)
-        raise RepairFailed("table_not_found", str(exc), 409) from exc
+        raise RepairFailed("table_not_found", str(exc)) from exc
     except (DriverException, NoHostAvailable) as exc:
         raise _cassandra_failed(progress, exc) from exc
     progress.cassandra_status = StoreStatus.SUCCESS if row is not None else StoreStatus.NOT_FOUND

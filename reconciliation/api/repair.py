@@ -20,10 +20,21 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from cdcrecon.api.errors import error_response
+from cdcrecon.api.errors import error_response, map_domain_error
 from reconciliation.api.permissions import CanRepairMismatches
 from reconciliation.models import Mismatch
 from reconciliation.repair import RepairFailed, RepairResult, repair_mismatch
+
+# A store that failed is the gateway's fault (502); everything else is a conflict with the
+# mismatch's or the table's current state (409).
+STORE_FAILURES = {"cassandra_unavailable", "target_unavailable", "target_write_failed"}
+
+
+def repair_failure_status(exc: RepairFailed) -> int:
+    return 502 if exc.code in STORE_FAILURES else 409
+
+
+map_domain_error(RepairFailed, repair_failure_status)
 
 
 def repair_payload(result: RepairResult) -> dict[str, Any]:
@@ -77,8 +88,5 @@ def repair_mismatch_view(request: Request, mismatch_id: str) -> Response:
         return error_response(
             "not_found", f"No mismatch with id {mismatch_id!r}.", status.HTTP_404_NOT_FOUND
         )
-    try:
-        result = repair_mismatch(mismatch, request.user)
-    except RepairFailed as exc:
-        return error_response(exc.code, exc.detail, exc.http_status, exc.fields)
+    result = repair_mismatch(mismatch, request.user)  # RepairFailed: mapped above
     return Response(repair_payload(result), status=status.HTTP_200_OK)

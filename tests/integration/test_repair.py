@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from rest_framework.authtoken.models import Token
 
+import reconciliation.api.repair  # noqa: F401  (maps RepairFailed to its HTTP statuses)
+from cdcrecon.api.errors import status_for
 from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
 from reconciliation import connections
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
@@ -339,7 +341,7 @@ def test_with_cassandra_unreachable_nothing_changes_and_the_mismatch_stays_pendi
         repair_mismatch(mismatch, operator)
 
     assert failure.value.code == "cassandra_unavailable"
-    assert failure.value.http_status == 502
+    assert status_for(failure.value) == 502
     assert "unreachable" in failure.value.detail
     assert target_row(target, mapping, "id = %s", "u5") is not None  # not deleted blindly
     mismatch.refresh_from_db()
@@ -363,7 +365,7 @@ def test_a_table_that_is_no_longer_registered_cannot_be_repaired(
         repair_mismatch(mismatch, operator)
 
     assert failure.value.code == "table_not_registered"
-    assert failure.value.http_status == 409
+    assert status_for(failure.value) == 409
     assert target_row(target, mapping, "TRUE") is None
     mismatch.refresh_from_db()
     assert mismatch.resolution_status == ResolutionStatus.PENDING
@@ -381,7 +383,7 @@ def test_an_sql_error_on_the_target_leaves_the_mismatch_pending(
         repair_mismatch(mismatch, operator)
 
     assert failure.value.code == "target_write_failed"
-    assert failure.value.http_status == 502
+    assert status_for(failure.value) == 502
     assert "ON CONFLICT" in failure.value.detail
     assert target_row(target, mapping, "TRUE") is None
     mismatch.refresh_from_db()
