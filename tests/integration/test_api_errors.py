@@ -123,3 +123,92 @@ def test_odd_but_parseable_dates_never_cause_a_500(reader, value) -> None:
     response = reader.get("/reconciliation/jobs", {"from_date": value})
 
     assert response.status_code in (200, 400), response.content
+
+
+# --- errors Django answers before (or instead of) a DRF view: JSON too (issue 12) -------------
+
+
+def test_a_body_over_the_upload_limit_is_a_json_413(operator, settings) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = '{"tables": ["users"], "validation_strategy": "ROW_COUNT", "pad": "' + "x" * 5000 + '"}'
+
+    response = operator.generic(
+        "POST", "/reconciliation/trigger", body, content_type="application/json"
+    )
+
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_a_3_mb_body_at_the_default_limit_is_a_json_413(operator) -> None:
+    body = '{"tables": ["' + "u" * 3_000_000 + '"]}'
+
+    response = operator.generic(
+        "POST", "/reconciliation/trigger", body, content_type="application/json"
+    )
+
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_a_disallowed_host_is_a_json_400(reader) -> None:
+    response = reader.get("/reconciliation/jobs", HTTP_HOST="evil.example.com")
+
+    assert_error(response, 400, "disallowed_host")
+
+
+def test_a_malformed_host_header_is_a_json_400(reader) -> None:
+    response = reader.get("/reconciliation/jobs", HTTP_HOST="bad host\x00name")
+
+    assert_error(response, 400, "disallowed_host")
+
+
+def test_a_session_call_without_its_csrf_token_is_a_json_403(db) -> None:
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(UserFactory(is_superuser=True, is_staff=True))
+
+    response = client.post(
+        "/reconciliation/trigger",
+        {"tables": ["users"], "validation_strategy": "ROW_COUNT"},
+        content_type="application/json",
+    )
+
+    assert_error(response, 403, "permission_denied")
+    assert "CSRF" in response.json()["detail"]
+
+
+def test_csrf_failures_outside_drf_are_json_too(db) -> None:
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post("/readyz", {})
+
+    assert response.status_code in (403, 405)
+    assert response["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_a_wrong_method_on_the_health_endpoints_is_a_json_405(client, path) -> None:
+    body = assert_error(client.post(path), 405, "method_not_allowed")
+
+    assert "GET" in body["detail"]
+
+
+def test_the_admin_keeps_its_html_pages(admin_client) -> None:
+    response = admin_client.get("/admin/reconciliation/no-such-model/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_an_unexpected_error_is_a_json_500(superuser_api, monkeypatch) -> None:
+    from reconciliation.api import views
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(views.ReconciliationJobViewSet, "list", explode)
+    superuser_api.raise_request_exception = False
+
+    assert_error(superuser_api.get("/reconciliation/jobs"), 500, "server_error")
