@@ -35,6 +35,7 @@ import pytest
 from cassandra.cluster import Cluster, Session
 from cassandra.policies import ConstantReconnectionPolicy
 
+from tests.integration.conftest import api_client, superuser_api  # noqa: F401 (fixtures)
 from tests.support import REPO, wait_until
 
 SHARED_PORTS = {5432, 6379, 9042, 7000, 7199}

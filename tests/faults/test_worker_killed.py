@@ -36,6 +36,7 @@ def test_a_worker_killed_mid_job_is_redelivered_and_finishes_without_duplicates(
     # The worker replaced its pool process and still serves its queue.
     wait_until(lambda: worker.pool_children() not in ([], [child]), 30, "a new pool process")
     again = driver.enqueue(users_table(3, 3), "ROW_COUNT", worker.queue)
-    assert driver.wait_for(again, lambda j: j["status"] != "RUNNING", 60, "finished")[
-        "status"
-    ] == "COMPLETED"
+    assert (
+        driver.wait_for(again, lambda j: j["status"] != "RUNNING", 60, "finished")["status"]
+        == "COMPLETED"
+    )
