@@ -176,14 +176,14 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 
     A body over DATA_UPLOAD_MAX_MEMORY_SIZE (or too many fields/files) is a 413.
     """
+    if _wants_html(request):
+        return defaults.bad_request(request, exception)  # type: ignore[arg-type]
     if isinstance(exception, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
         return _json_error(
             "payload_too_large",
             f"The request is too large: {exception}",
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
         )
-    if _wants_html(request):
-        return defaults.bad_request(request, exception)  # type: ignore[arg-type]
     if isinstance(exception, DisallowedHost):
         return _json_error("disallowed_host", "This host name is not served here.", 400)
     if isinstance(exception, SuspiciousOperation):
