@@ -181,6 +181,7 @@ def test_an_unreachable_target_exits_1_with_json_saying_failed(users) -> None:
 
     assert result.returncode == 1
     assert json.loads(result.stdout)["status"] == "FAILED"
+    assert "Target PostgreSQL is unreachable" in json.loads(result.stdout)["error_message"]
     assert "Target PostgreSQL is unreachable" in result.stderr
     job = ReconciliationJob.objects.get(table_name=users.name)
     assert job.status == JobStatus.FAILED
