@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 import pytest
 from cassandra.cluster import Cluster, Session
-from cassandra.policies import ConstantReconnectionPolicy
+from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 
 from tests.integration.conftest import api_client, superuser_api  # noqa: F401 (fixtures)
 from tests.support import REPO, wait_until
@@ -171,22 +171,42 @@ def connect_cassandra(port: int) -> tuple[Cluster, Session]:
         port=port,
         protocol_version=5,
         connect_timeout=5,
-        reconnection_policy=ConstantReconnectionPolicy(1.0),
+        load_balancing_policy=RoundRobinPolicy(),
+        reconnection_policy=ConstantReconnectionPolicy(1.0, max_attempts=None),
     )
     return cluster, cluster.connect()
 
 
 @pytest.fixture(scope="session")
-def private_cassandra(private_stack: PrivateStack) -> Iterator[Session]:
-    """The test's own session on the private node (for creating tables and rows)."""
-    cluster, session = connect_cassandra(private_stack.cql_port)
-    session.execute(
-        f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = "
-        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-    )
-    session.set_keyspace(KEYSPACE)
-    yield session
-    cluster.shutdown()
+def private_cassandra(private_stack: PrivateStack) -> Iterator[Callable[[], Session]]:
+    """``private_cassandra()``: a fresh session on the private node, in the test keyspace.
+
+    Fresh each time on purpose: the tests kill the node, and a session from before the
+    crash is exactly the kind of stale connection the code under test must cope with; the
+    test's own helpers should not depend on it."""
+    sessions: list[Cluster] = []
+
+    def connect() -> Session:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                cluster, session = connect_cassandra(private_stack.cql_port)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        sessions.append(cluster)
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        session.set_keyspace(KEYSPACE)
+        return session
+
+    yield connect
+    for cluster in sessions:
+        cluster.shutdown()
 
 
 class Driver:
@@ -330,7 +350,7 @@ USERS_COLUMNS = "id text PRIMARY KEY, email text"
 
 @pytest.fixture
 def users_table(
-    private_stack: PrivateStack, private_cassandra: Session
+    private_stack: PrivateStack, private_cassandra: Callable[[], Session]
 ) -> Callable[[int, int], str]:
     """``users_table(in_cassandra, in_postgres)``: a fresh table pair on the private stores
     with the first N rows on each side (so ``in_cassandra - in_postgres`` rows are missing
@@ -338,10 +358,12 @@ def users_table(
 
     def make(in_cassandra: int, in_postgres: int) -> str:
         name = f"f_{uuid.uuid4().hex[:12]}"
-        private_cassandra.execute(f"CREATE TABLE {name} ({USERS_COLUMNS})")
-        insert = private_cassandra.prepare(f"INSERT INTO {name} (id, email) VALUES (?, ?)")
+        session = private_cassandra()
+        session.execute(f"CREATE TABLE {name} ({USERS_COLUMNS})")
+        insert = session.prepare(f"INSERT INTO {name} (id, email) VALUES (?, ?)")
         for i in range(in_cassandra):
-            private_cassandra.execute(insert, (f"user-{i}", f"u{i}@example.com"))
+            session.execute(insert, (f"user-{i}", f"u{i}@example.com"))
+        session.cluster.shutdown()
         with psycopg.connect(private_stack.target_url, autocommit=True) as conn:
             conn.execute(f"CREATE TABLE public.{name} ({USERS_COLUMNS})")
             with conn.cursor() as cursor:
