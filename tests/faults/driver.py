@@ -21,10 +21,9 @@ import django
 
 
 def handle(command: dict[str, Any]) -> dict[str, Any]:
-    from reconciliation.connections import ensure_app_database, healthy_cassandra_session
+    from reconciliation.connections import ensure_app_database
     from reconciliation.jobs import create_job
     from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
-    from reconciliation.registry import ensure_key_columns
     from reconciliation.tasks import run_reconciliation_job
 
     ensure_app_database()
@@ -45,7 +44,6 @@ def handle(command: dict[str, Any]) -> dict[str, Any]:
                 "postgres_table": command["table"],
             },
         )
-        ensure_key_columns(mapping, healthy_cassandra_session())
         job = create_job(mapping, command["strategy"])
         run_reconciliation_job.apply_async(args=[str(job.pk)], queue=command["queue"])
         return {"job_id": str(job.pk)}

@@ -29,6 +29,7 @@ def test_a_postgres_restart_mid_job_fails_the_job_by_its_own_code(
     private_stack, driver, workers, users_table
 ) -> None:
     table = users_table(40, 40)
+    after = {worker.name: users_table(4, 4) for worker in workers}  # for the jobs after
     for worker in workers:  # both workers hold an app-database connection from before
         warm = driver.enqueue(users_table(3, 3), "ROW_COUNT", worker.queue)
         driver.wait_for(warm, lambda j: j["status"] == "COMPLETED", 60, "COMPLETED (warm-up)")
@@ -57,8 +58,8 @@ def test_a_postgres_restart_mid_job_fails_the_job_by_its_own_code(
     assert "heartbeat" not in failed["error_message"].lower()  # not the reaper's verdict
 
     # and new jobs succeed on every worker (their app-database connections are replaced).
-    for worker in workers:
-        job = driver.enqueue(users_table(4, 4), "ROW_COUNT", worker.queue)
+    jobs = {w.name: driver.enqueue(after[w.name], "ROW_COUNT", w.queue) for w in workers}
+    for name, job in jobs.items():
         done = driver.wait_for(job, lambda j: j["status"] != "RUNNING", 60, "finished")
-        assert done["status"] == "COMPLETED", (worker.name, done)
-        measure(f"postgres_recovery_to_success_worker_{worker.name}", time.monotonic() - back_at)
+        assert done["status"] == "COMPLETED", (name, done)
+        measure(f"postgres_recovery_to_success_worker_{name}", time.monotonic() - back_at)
