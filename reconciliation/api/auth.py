@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-from rest_framework.authentication import TokenAuthentication
+# API tokens are django-rest-knox digests now (manage.py create_api_token USER); the class
+# lives in cdcrecon.api.tokens and is re-exported here for older imports.
+from cdcrecon.api.tokens import BearerTokenAuthentication
 
-
-class BearerTokenAuthentication(TokenAuthentication):
-    """DRF tokens sent as ``Authorization: Bearer <token>`` (tokens: manage.py drf_create_token)."""
-
-    keyword = "Bearer"
+__all__ = ["BearerTokenAuthentication"]

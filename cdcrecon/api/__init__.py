@@ -1,0 +1,1 @@
+"""The API plumbing shared by both apps: token authentication and throttles."""

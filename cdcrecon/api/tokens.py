@@ -1,0 +1,129 @@
+"""API tokens: django-rest-knox, sent as ``Authorization: Bearer <token>``.
+
+knox keeps only a SHA-512 digest of each token (and its first 15 characters, to find the
+row), so a copy of the database cannot be used to call the API.  Tokens expire after
+``API_TOKEN_TTL_HOURS`` (``REST_KNOX["TOKEN_TTL"]``; 0: never).  They are listed and revoked
+in the admin (*Knox, Auth tokens*) and issued by ``manage.py create_api_token USER``.
+
+Every failed token attempt counts with django-axes, under the pseudo-username
+``(API token)`` and the client's IP: after ``AXES_FAILURE_LIMIT`` failures that IP's token
+attempts are refused (429, ``locked_out``) for the cool-off time, even with a valid token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from axes.handlers.proxy import AxesProxyHandler
+from django.contrib.auth.signals import user_login_failed
+from django.http import HttpRequest
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from knox.auth import TokenAuthentication
+from knox.models import AuthToken
+from knox.settings import knox_settings
+from rest_framework import exceptions, status
+from rest_framework.authentication import get_authorization_header
+from rest_framework.request import Request
+
+from cdcrecon.security import API_TOKEN_USERNAME
+
+SCHEME = "Bearer"
+API_CREDENTIALS = {"username": API_TOKEN_USERNAME}
+
+
+class LockedOut(exceptions.APIException):
+    """Too many failed token attempts from this client: refused until the cool-off ends."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "locked_out"
+    default_detail = "Too many failed authentication attempts from this address."
+
+
+def issue_token(user: Any, ttl: dt.timedelta | None | object = ...) -> tuple[AuthToken, str]:
+    """A new token for ``user``: its row and the token itself (shown once, never stored).
+
+    ``ttl`` defaults to knox's TOKEN_TTL (API_TOKEN_TTL_HOURS); ``None`` never expires.
+    """
+    expiry = knox_settings.TOKEN_TTL if ttl is ... else ttl
+    instance, token = AuthToken.objects.create(user=user, expiry=expiry)
+    return instance, token
+
+
+def _django_request(request: Request | HttpRequest) -> HttpRequest:
+    # axes marks the Django request (AxesMiddleware reads it), not DRF's wrapper.
+    return getattr(request, "_request", request)  # type: ignore[no-any-return]
+
+
+class BearerTokenAuthentication(TokenAuthentication):
+    """knox tokens under the ``Bearer`` scheme, with django-axes counting the failures.
+
+    Another scheme (``Token …``, ``Basic …``) is a 401 that names the Bearer scheme rather
+    than being silently ignored.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:  # type: ignore[override]
+        header = get_authorization_header(request).split()
+        if not header:
+            return None
+        if header[0].lower() != SCHEME.lower().encode():
+            raise exceptions.AuthenticationFailed(
+                f"Unsupported authorization scheme {header[0].decode(errors='replace')!r}: "
+                f"send the token as 'Authorization: {SCHEME} <token>'."
+            )
+        django_request = _django_request(request)
+        if not AxesProxyHandler.is_allowed(django_request, API_CREDENTIALS):
+            raise self._locked_out(django_request)
+        try:
+            return super().authenticate(request)  # type: ignore[no-any-return]
+        except exceptions.AuthenticationFailed as exc:
+            user_login_failed.send(
+                sender=type(self), credentials=dict(API_CREDENTIALS), request=django_request
+            )
+            if getattr(django_request, "axes_locked_out", False):
+                raise self._locked_out(django_request) from None
+            detail = str(exc.detail)
+            if detail == "Invalid token.":
+                detail = "Invalid or expired token."
+            raise exceptions.AuthenticationFailed(detail) from None
+
+    @staticmethod
+    def _locked_out(request: HttpRequest) -> LockedOut:
+        from axes.helpers import get_cool_off
+
+        # The middleware would replace the answer anyway; the view answers it itself.
+        request.axes_locked_out = False  # type: ignore[attr-defined]
+        cool_off = get_cool_off(request)
+        seconds = int(cool_off.total_seconds()) if cool_off else None
+        exc = LockedOut(
+            "Too many failed authentication attempts from this address. "
+            + (
+                f"Try again in {seconds} seconds."
+                if seconds
+                else "An administrator must unlock it (admin: Axes, Access attempts)."
+            )
+        )
+        exc.wait = seconds  # type: ignore[attr-defined]
+        return exc
+
+    def authenticate_header(self, request: Request) -> str:
+        return SCHEME
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """The OpenAPI security scheme of :class:`BearerTokenAuthentication`."""
+
+    target_class = "cdcrecon.api.tokens.BearerTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return build_bearer_security_scheme_object(  # type: ignore[no-any-return]
+            header_name="Authorization", token_prefix=SCHEME
+        )
+
+
+def expired_tokens() -> Any:
+    """Tokens past their expiry (knox deletes one only when it is next presented)."""
+    return AuthToken.objects.filter(expiry__lt=timezone.now())
