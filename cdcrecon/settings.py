@@ -315,5 +315,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"cassandra": {"level": "WARNING"}},
+    # axes logs failures and lockouts as warnings; its INFO start-up banner is noise.
+    "loggers": {"cassandra": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

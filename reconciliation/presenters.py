@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from reconciliation.choices import JobType
 from reconciliation.models import Mismatch, ReconciliationJob
 
 JOB_FIELDS = (
@@ -25,6 +26,7 @@ JOB_FIELDS = (
     "mismatch_count",
     "drift_percentage",
     "alert_fired",
+    "requested_by",  # who started it: a username, "schedule", or null (CLI, deleted user)
 )
 MISMATCH_SUMMARY_FIELDS = (
     "mismatch_id",
@@ -53,9 +55,25 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+SCHEDULE = "schedule"
+
+
+def requested_by_name(job: ReconciliationJob) -> str | None:
+    """Who started ``job``: the user's name, ``"schedule"`` for a scheduled run, else None
+    (started from the command line, or by a user since deleted)."""
+    if job.requested_by_id is not None and job.requested_by is not None:
+        return job.requested_by.get_username()
+    if job.job_type == JobType.HOURLY_SCHEDULED:
+        return SCHEDULE
+    return None
+
+
 def job_summary(job: ReconciliationJob) -> dict[str, Any]:
     """One job as in ``GET /reconciliation/jobs``."""
-    return {name: _json_value(getattr(job, name)) for name in JOB_FIELDS}
+    return {
+        name: requested_by_name(job) if name == "requested_by" else _json_value(getattr(job, name))
+        for name in JOB_FIELDS
+    }
 
 
 def mismatch_summary(mismatch: Mismatch) -> dict[str, Any]:

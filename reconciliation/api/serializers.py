@@ -46,6 +46,11 @@ class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
         choices=ValidationStrategy.choices, read_only=True
     )
     status = serializers.ChoiceField(choices=JobStatus.choices, read_only=True)
+    requested_by = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text='Who started the job: a username, "schedule" for a scheduled run, or null.',
+    )
 
     class Meta:
         model = ReconciliationJob

@@ -39,6 +39,7 @@ def test_it_lists_jobs_in_the_guides_envelope_with_exactly_the_guides_fields(rea
             "mismatch_count": 5000,
             "drift_percentage": 0.5,
             "alert_fired": False,
+            "requested_by": "schedule",  # issue 14: who started it (no user: the schedule)
         }
     ]
 
