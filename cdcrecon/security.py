@@ -86,7 +86,7 @@ def lockout_response(
     from axes.helpers import get_cool_off, get_lockout_message
     from django.conf import settings
 
-    status = settings.AXES_HTTP_RESPONSE_CODE
+    status = int(getattr(settings, "AXES_HTTP_RESPONSE_CODE", 429))
     cool_off = get_cool_off(request)
     if not _is_api_request(request):
         return HttpResponse(get_lockout_message(), status=status, content_type="text/plain")

@@ -42,7 +42,7 @@ class _LiveRateMixin:
     scope: str | None
 
     def get_rate(self) -> str | None:
-        rates = api_settings.DEFAULT_THROTTLE_RATES
+        rates: dict[str, Any] = api_settings.DEFAULT_THROTTLE_RATES
         try:
             return rates[self.scope]  # type: ignore[index,no-any-return]
         except KeyError:
@@ -95,8 +95,8 @@ def throttle_scope(scope: str) -> Callable[[V], V]:
     """Put a view in a throttle scope: an ``APIView`` class or an ``@api_view`` function."""
 
     def decorate(view: V) -> V:
-        target = getattr(view, "cls", view)  # @api_view functions keep their class in .cls
-        target.throttle_scope = scope  # type: ignore[attr-defined]
+        target: Any = getattr(view, "cls", view)  # @api_view functions keep their class in .cls
+        target.throttle_scope = scope
         return view
 
     return decorate
