@@ -163,3 +163,27 @@ def test_the_migration_turns_clear_tokens_into_digests_that_keep_working() -> No
     assert all(old_key not in text for text in row_texts(AuthToken._meta.db_table))
     assert AuthToken.objects.get(user=user).expiry is not None
     assert bearer(old_key).get("/reconciliation/jobs").status_code == 200
+
+
+def test_a_token_issued_in_the_admin_is_shown_once_and_expires_by_default(client) -> None:
+    admin = UserFactory(username="root", is_superuser=True, is_staff=True)
+    robot = UserFactory(username="robot", is_superuser=True)
+    client.force_login(admin)
+    form = client.get("/admin/knox/authtoken/add/")
+    assert form.status_code == 200
+    initial = form.context["adminform"].form["expiry"].value()  # API_TOKEN_TTL_HOURS from now
+    if timezone.is_naive(initial):
+        initial = timezone.make_aware(initial)
+    assert initial - timezone.now() > dt.timedelta(hours=719)
+
+    response = client.post(
+        "/admin/knox/authtoken/add/",
+        {"user": robot.pk, "expiry": initial.strftime("%Y-%m-%d %H:%M:%S")},
+        follow=True,
+    )
+
+    shown = re.search(r"API token for robot: ([0-9a-f]{64})", response.content.decode())
+    assert shown, response.content.decode()[:2000]
+    assert bearer(shown.group(1)).get("/reconciliation/jobs").status_code == 200
+    assert shown.group(1) not in client.get("/admin/knox/authtoken/").content.decode()
+    assert AuthToken.objects.get(user=robot).expiry > timezone.now() + dt.timedelta(hours=719)
