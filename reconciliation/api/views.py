@@ -129,6 +129,8 @@ class MismatchViewSet(PagedListMixin, mixins.ListModelMixin, viewsets.GenericVie
     permission_classes = [IsAuthenticated, CanViewJobs]
     lookup_field = "mismatch_id"
     lookup_url_kwarg = "mismatch_id"
+    # Set per action (the stricter mutations budget): @action(..., throttle_scope="recheck").
+    throttle_scope: str | None = None
 
     def get_permissions(self) -> Sequence[Any]:
         if self.action == "resolve":
