@@ -107,7 +107,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # django-axes first: it refuses a locked-out username+IP before any password is checked.
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "cdcrecon.backends.LockoutBackend",  # django-axes' AxesStandaloneBackend
     "django.contrib.auth.backends.ModelBackend",
 ]
 

@@ -125,3 +125,12 @@ def test_a_successful_login_clears_earlier_failures(ops) -> None:
     client, _ = log_in("ops", PASSWORD)
 
     assert logged_in(client)
+
+
+def test_a_login_without_a_request_still_works_and_locks_nothing(ops) -> None:
+    client = Client()
+
+    assert client.login(username="ops", password=PASSWORD)  # Django's test login: no request
+    assert logged_in(client)
+    assert not Client().login(username="ops", password="wrong")
+    assert not AccessAttempt.objects.exists()
