@@ -18,7 +18,6 @@ from typing import Any
 from axes.handlers.proxy import AxesProxyHandler
 from django.contrib.auth.signals import user_login_failed
 from django.http import HttpRequest
-from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from knox.auth import TokenAuthentication
@@ -122,8 +121,3 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-unty
         return build_bearer_security_scheme_object(  # type: ignore[no-any-return]
             header_name="Authorization", token_prefix=SCHEME
         )
-
-
-def expired_tokens() -> Any:
-    """Tokens past their expiry (knox deletes one only when it is next presented)."""
-    return AuthToken.objects.filter(expiry__lt=timezone.now())
