@@ -16,13 +16,17 @@ import datetime as dt
 from typing import Any
 
 from axes.handlers.proxy import AxesProxyHandler
+from axes.helpers import get_client_ip_address
 from django.contrib.auth.signals import user_login_failed
+from django.core.cache import cache
 from django.http import HttpRequest
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from knox.auth import TokenAuthentication
 from knox.models import AuthToken
 from knox.settings import knox_settings
+from knox.signals import token_expired
 from rest_framework import exceptions, status
 from rest_framework.authentication import get_authorization_header
 from rest_framework.request import Request
@@ -51,6 +55,37 @@ def issue_token(user: Any, ttl: dt.timedelta | None | object = ...) -> tuple[Aut
     return instance, token
 
 
+def _lockout_key(request: HttpRequest) -> str:
+    return f"api-lockout:{get_client_ip_address(request)}"
+
+
+def _may_be_locked_out(request: HttpRequest) -> bool:
+    """Whether this client's address was locked out of the API: a hint kept in the shared
+    cache when axes locks it, so a valid call costs no lockout query.  The database (axes)
+    decides; an unreachable cache means asking it every time."""
+    try:
+        return bool(cache.get(_lockout_key(request)))
+    except Exception:  # the cache is a hint only
+        return True
+
+
+def _remember_lockout(request: HttpRequest) -> None:
+    from axes.helpers import get_cool_off
+
+    cool_off = get_cool_off(request)
+    try:
+        cache.set(_lockout_key(request), True, int(cool_off.total_seconds()) if cool_off else None)
+    except Exception:  # without the hint, the lock still holds for the failing calls
+        pass
+
+
+def _forget_lockout(request: HttpRequest) -> None:
+    try:
+        cache.delete(_lockout_key(request))
+    except Exception:
+        pass
+
+
 def _django_request(request: Request | HttpRequest) -> HttpRequest:
     # axes marks the Django request (AxesMiddleware reads it), not DRF's wrapper.
     return getattr(request, "_request", request)  # type: ignore[no-any-return]
@@ -73,8 +108,10 @@ class BearerTokenAuthentication(TokenAuthentication):
                 f"send the token as 'Authorization: {SCHEME} <token>'."
             )
         django_request = _django_request(request)
-        if not AxesProxyHandler.is_allowed(django_request, API_CREDENTIALS):
-            raise self._locked_out(django_request)
+        if _may_be_locked_out(django_request):
+            if not AxesProxyHandler.is_allowed(django_request, API_CREDENTIALS):
+                raise self._locked_out(django_request)
+            _forget_lockout(django_request)  # lifted in the admin, or the cool-off ended
         try:
             return super().authenticate(request)  # type: ignore[no-any-return]
         except exceptions.AuthenticationFailed as exc:
@@ -82,6 +119,7 @@ class BearerTokenAuthentication(TokenAuthentication):
                 sender=type(self), credentials=dict(API_CREDENTIALS), request=django_request
             )
             if getattr(django_request, "axes_locked_out", False):
+                _remember_lockout(django_request)
                 raise self._locked_out(django_request) from None
             detail = str(exc.detail)
             if detail == "Invalid token.":
@@ -106,6 +144,16 @@ class BearerTokenAuthentication(TokenAuthentication):
         )
         exc.wait = seconds  # type: ignore[attr-defined]
         return exc
+
+    def _cleanup_token(self, auth_token: Any) -> bool:
+        """Refuse (and delete) this token once expired.  Unlike knox, the user's other
+        tokens are not scanned on every call: that cost a query per request."""
+        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
+            username = auth_token.user.get_username()
+            auth_token.delete()
+            token_expired.send(sender=type(self), username=username, source="auth_token")
+            return True
+        return False
 
     def authenticate_header(self, request: Request) -> str:
         return SCHEME

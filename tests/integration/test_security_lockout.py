@@ -134,3 +134,18 @@ def test_a_login_without_a_request_still_works_and_locks_nothing(ops) -> None:
     assert logged_in(client)
     assert not Client().login(username="ops", password="wrong")
     assert not AccessAttempt.objects.exists()
+
+
+def test_a_valid_call_from_an_address_never_locked_costs_no_lockout_query() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, valid = issue_token(UserFactory(is_superuser=True))
+    client = APIClient(REMOTE_ADDR="203.0.113.77")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {valid}")
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/reconciliation/jobs").status_code == 200
+
+    assert not [q for q in queries.captured_queries if "axes_" in q["sql"]]
+    assert len([q for q in queries.captured_queries if "knox_authtoken" in q["sql"]]) == 1
