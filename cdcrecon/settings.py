@@ -184,8 +184,12 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Secure cookies whenever DEBUG is off; SECURE_COOKIES=false only for plain-http development
 # (`make run` sets it: browsers drop Secure cookies sent over http, so no admin login).
 SECURE_COOKIES = read_variable(env, "SECURE_COOKIES", "true or false", env.bool, not DEBUG)
-SESSION_COOKIE_SECURE = SECURE_COOKIES
-CSRF_COOKIE_SECURE = SECURE_COOKIES
+SESSION_COOKIE_SECURE = read_variable(
+    env, "SESSION_COOKIE_SECURE", "true or false", env.bool, SECURE_COOKIES
+)
+CSRF_COOKIE_SECURE = read_variable(
+    env, "CSRF_COOKIE_SECURE", "true or false", env.bool, SECURE_COOKIES
+)
 SECURE_SSL_REDIRECT = read_variable(env, "SECURE_SSL_REDIRECT", "true or false", env.bool, False)
 # Probes and Prometheus scrape over plain http inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

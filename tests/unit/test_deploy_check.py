@@ -17,7 +17,7 @@ from tests.support import REPO
 README = REPO / "README.md"
 # Inherited variables that would change the outcome; the example must stand on its own.
 FOREIGN = re.compile(
-    r"^(DEBUG|SECRET_KEY|ALLOWED_HOSTS|CSRF_TRUSTED_ORIGINS|SECURE_.*|API_.*|AXES_.*|CACHE_.*|"
+    r"^(DEBUG|SECRET_KEY|ALLOWED_HOSTS|CSRF_.*|SESSION_.*|SECURE_.*|API_.*|AXES_.*|CACHE_.*|"
     r"TRUSTED_PROXY_COUNT|CDCRECON_.*|DJANGO_SETTINGS_MODULE)$"
 )
 
