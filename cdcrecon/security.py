@@ -27,6 +27,19 @@ API_TOKEN_USERNAME = "(API token)"
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
+def read_flag(env: Any, name: str, default: bool) -> bool:
+    """A true/false variable; unlike ``env.bool``, a typo (``ture``) stops start-up instead of
+    silently reading as false, which for these settings would mean "insecure"."""
+    from cdcrecon.conf import BOOLEAN_WORDS
+
+    raw = env.str(name, default="").strip().lower()
+    if not raw:
+        return default
+    if raw not in BOOLEAN_WORDS:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not valid: expected true or false.")
+    return BOOLEAN_WORDS[raw]
+
+
 def proxy_ssl_header(value: str) -> tuple[str, str] | None:
     """``"X-Forwarded-Proto,https"`` as Django's ``("HTTP_X_FORWARDED_PROTO", "https")``.
 

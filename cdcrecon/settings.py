@@ -183,24 +183,18 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # --- security (README, "Production") -----------------------------------------------------
 # Secure cookies whenever DEBUG is off; SECURE_COOKIES=false only for plain-http development
 # (`make run` sets it: browsers drop Secure cookies sent over http, so no admin login).
-SECURE_COOKIES = read_variable(env, "SECURE_COOKIES", "true or false", env.bool, not DEBUG)
-SESSION_COOKIE_SECURE = read_variable(
-    env, "SESSION_COOKIE_SECURE", "true or false", env.bool, SECURE_COOKIES
-)
-CSRF_COOKIE_SECURE = read_variable(
-    env, "CSRF_COOKIE_SECURE", "true or false", env.bool, SECURE_COOKIES
-)
-SECURE_SSL_REDIRECT = read_variable(env, "SECURE_SSL_REDIRECT", "true or false", env.bool, False)
+SECURE_COOKIES = security.read_flag(env, "SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SECURE = security.read_flag(env, "SESSION_COOKIE_SECURE", SECURE_COOKIES)
+CSRF_COOKIE_SECURE = security.read_flag(env, "CSRF_COOKIE_SECURE", SECURE_COOKIES)
+SECURE_SSL_REDIRECT = security.read_flag(env, "SECURE_SSL_REDIRECT", False)
 # Probes and Prometheus scrape over plain http inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = read_variable(
     env, "SECURE_HSTS_SECONDS", "a whole number of seconds >= 0", env.int, 0
 )
 require_valid(SECURE_HSTS_SECONDS >= 0, "SECURE_HSTS_SECONDS", SECURE_HSTS_SECONDS, "a number >= 0")
-SECURE_HSTS_INCLUDE_SUBDOMAINS = read_variable(
-    env, "SECURE_HSTS_INCLUDE_SUBDOMAINS", "true or false", env.bool, False
-)
-SECURE_HSTS_PRELOAD = read_variable(env, "SECURE_HSTS_PRELOAD", "true or false", env.bool, False)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = security.read_flag(env, "SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = security.read_flag(env, "SECURE_HSTS_PRELOAD", False)
 SECURE_PROXY_SSL_HEADER = security.proxy_ssl_header(env.str("SECURE_PROXY_SSL_HEADER", default=""))
 # Proxies in front of the app whose X-Forwarded-For is trusted (throttling and lockouts key
 # on the client IP); 0 means the TCP peer is the client.

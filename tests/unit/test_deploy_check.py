@@ -140,6 +140,8 @@ def test_the_proxy_header_hsts_and_rates_come_from_the_environment() -> None:
     ("name", "value"),
     [
         ("SECURE_PROXY_SSL_HEADER", "https"),
+        ("SECURE_SSL_REDIRECT", "ture"),  # a typo must not read as "false"
+        ("SECURE_COOKIES", "nope"),
         ("SECURE_HSTS_SECONDS", "-1"),
         ("API_TOKEN_TTL_HOURS", "-5"),
         ("API_THROTTLE_USER", "lots"),
