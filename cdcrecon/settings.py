@@ -6,11 +6,14 @@ A bad value stops start-up with ImproperlyConfigured naming the variable.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from cdcrecon import security
 from cdcrecon.conf import (
     CassandraSettings,
     TargetSettings,
@@ -45,7 +48,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_prometheus",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -66,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns django-axes' lockout flag into its 429 answer (cdcrecon.security).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -101,6 +107,12 @@ DATABASES = {
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-axes first: it refuses a locked-out username+IP before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "cdcrecon.backends.LockoutBackend",  # django-axes' AxesStandaloneBackend
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -171,10 +183,82 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
+# --- security (README, "Production") -----------------------------------------------------
+# Secure cookies whenever DEBUG is off; SECURE_COOKIES=false only for plain-http development
+# (`make run` sets it: browsers drop Secure cookies sent over http, so no admin login).
+SECURE_COOKIES = security.read_flag(env, "SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SECURE = security.read_flag(env, "SESSION_COOKIE_SECURE", SECURE_COOKIES)
+CSRF_COOKIE_SECURE = security.read_flag(env, "CSRF_COOKIE_SECURE", SECURE_COOKIES)
+SECURE_SSL_REDIRECT = security.read_flag(env, "SECURE_SSL_REDIRECT", False)
+# Probes and Prometheus scrape over plain http inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = read_variable(
+    env, "SECURE_HSTS_SECONDS", "a whole number of seconds >= 0", env.int, 0
+)
+require_valid(SECURE_HSTS_SECONDS >= 0, "SECURE_HSTS_SECONDS", SECURE_HSTS_SECONDS, "a number >= 0")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = security.read_flag(env, "SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = security.read_flag(env, "SECURE_HSTS_PRELOAD", False)
+SECURE_PROXY_SSL_HEADER = security.proxy_ssl_header(env.str("SECURE_PROXY_SSL_HEADER", default=""))
+# Proxies in front of the app whose X-Forwarded-For is trusted (throttling and lockouts key
+# on the client IP); 0 means the TCP peer is the client.
+TRUSTED_PROXY_COUNT = read_variable(env, "TRUSTED_PROXY_COUNT", "a whole number >= 0", env.int, 0)
+require_valid(TRUSTED_PROXY_COUNT >= 0, "TRUSTED_PROXY_COUNT", TRUSTED_PROXY_COUNT, ">= 0")
+
+# The default cache holds the API's request counts: Redis, so every worker and host shares
+# them.  Default: the broker's Redis server, database 1.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("CACHE_URL", default=security.redis_cache_url(CELERY_BROKER_URL)),
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="cdcrecon"),
+    }
+}
+
+# API tokens (django-rest-knox, digests only) expire after API_TOKEN_TTL_HOURS; 0: never.
+API_TOKEN_TTL_HOURS = read_variable(
+    env, "API_TOKEN_TTL_HOURS", "a number of hours >= 0", env.float, 720.0
+)
+_RATE_RULE = "a rate like 100/minute (a number, then /second, /minute, /hour or /day)"
+
+
+def _rate(name: str, default: str) -> str:
+    value = env.str(name, default=default).strip()
+    require_valid(
+        bool(re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", value)),
+        name,
+        value,
+        _RATE_RULE,
+    )
+    return value
+
+
+API_THROTTLE_ANON = _rate("API_THROTTLE_ANON", "60/minute")
+API_THROTTLE_USER = _rate("API_THROTTLE_USER", "1200/minute")
+API_THROTTLE_MUTATIONS = _rate("API_THROTTLE_MUTATIONS", "30/minute")
+
+# django-axes: AXES_FAILURE_LIMIT failed logins lock that username from that IP for
+# AXES_COOLOFF_MINUTES (0: until an admin deletes the attempt in the admin).  Failed API
+# tokens count too, under the username "(API token)" (cdcrecon.api.tokens).
+AXES_FAILURE_LIMIT = read_variable(env, "AXES_FAILURE_LIMIT", "a whole number > 0", env.int, 5)
+require_valid(AXES_FAILURE_LIMIT > 0, "AXES_FAILURE_LIMIT", AXES_FAILURE_LIMIT, "> 0")
+_cooloff_minutes = read_variable(
+    env, "AXES_COOLOFF_MINUTES", "a number of minutes >= 0", env.float, 15.0
+)
+require_valid(_cooloff_minutes >= 0, "AXES_COOLOFF_MINUTES", _cooloff_minutes, ">= 0")
+AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes) if _cooloff_minutes else None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_LOCKOUT_CALLABLE = "cdcrecon.security.lockout_response"
+AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if TRUSTED_PROXY_COUNT else ("REMOTE_ADDR",)
+)
+
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "cdcrecon.api.auth.BearerTokenAuthentication",
+        "cdcrecon.api.tokens.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -187,6 +271,23 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Counted in the default cache (Redis), shared by every gunicorn worker and host.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "cdcrecon.api.throttles.AnonThrottle",
+        "cdcrecon.api.throttles.UserThrottle",
+        "cdcrecon.api.throttles.MutationThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": API_THROTTLE_ANON,
+        "user": API_THROTTLE_USER,
+        "mutations": API_THROTTLE_MUTATIONS,
+    },
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT or None,
+}
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Bearer",
+    "TOKEN_TTL": security.token_ttl(API_TOKEN_TTL_HOURS),
+    "AUTO_REFRESH": False,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "cdcrecon API",
@@ -216,5 +317,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"cassandra": {"level": "WARNING"}},
+    # axes logs failures and lockouts as warnings; its INFO start-up banner is noise.
+    "loggers": {"cassandra": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from reconciliation.choices import JobType
 from reconciliation.models import Mismatch, ReconciliationJob
 
 JOB_FIELDS = (
@@ -28,6 +29,7 @@ JOB_FIELDS = (
     # Beyond the guide: why a FAILED job failed (store and error), and where a job is.
     "error_message",
     "phase",
+    "requested_by",  # who started it: a username, "schedule", or null (CLI, deleted user)
 )
 MISMATCH_SUMMARY_FIELDS = (
     "mismatch_id",
@@ -56,10 +58,24 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+SCHEDULE = "schedule"
+
+
+def requested_by_name(job: ReconciliationJob) -> str | None:
+    """Who started ``job``: the user's name, ``"schedule"`` for a scheduled run, else None
+    (started from the command line, or by a user since deleted)."""
+    if job.requested_by_id is not None and job.requested_by is not None:
+        return job.requested_by.get_username()
+    if job.job_type == JobType.HOURLY_SCHEDULED:
+        return SCHEDULE
+    return None
+
+
 def job_summary(job: ReconciliationJob) -> dict[str, Any]:
     """One job as in ``GET /reconciliation/jobs``."""
     body = {name: _json_value(getattr(job, name)) for name in JOB_FIELDS}
     body["error_message"] = job.error_message or None  # null unless the job failed
+    body["requested_by"] = requested_by_name(job)
     return body
 
 

@@ -21,6 +21,8 @@ JOB_FIELDS = frozenset(
         "mismatch_count",
         "drift_percentage",
         "alert_fired",
+        # Beyond the guide (issue 14, who did what): a username, "schedule" or null.
+        "requested_by",
     }
 )
 

@@ -16,6 +16,16 @@ os.environ["TARGET_DATABASE_URL"] = os.environ.get(
 )
 os.environ.setdefault("RECONCILIATION_RECHECK_DELAY_SECONDS", "0")
 os.environ.setdefault("CASSANDRA_CONSISTENCY", "ONE")
+# Plain http on 127.0.0.1 with DEBUG off, exactly like `make run` (scripts/run).
+os.environ.setdefault("SECURE_COOKIES", "false")
+# The request counters of this run: a Redis database of their own and a key prefix per run
+# (inherited by the child processes), so concurrent suites never share a count.
+os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/4")
+os.environ.setdefault("CACHE_KEY_PREFIX", f"cdcrecon_test{_suffix}_{os.getpid()}")
+# Rates no ordinary test reaches; the throttling tests set their own (tests/integration/
+# test_security_throttling.py).
+for _scope in ("ANON", "USER", "MUTATIONS"):
+    os.environ.setdefault(f"API_THROTTLE_{_scope}", "1000000/minute")
 
 from cdcrecon.settings import *  # noqa: E402,F403
 from cdcrecon.settings import DATABASES  # noqa: E402

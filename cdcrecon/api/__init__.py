@@ -1,1 +1,2 @@
-"""API plumbing every app shares: the error envelope, pagination and authentication."""
+"""API plumbing every app shares: the error envelope, pagination, token authentication and
+throttles."""

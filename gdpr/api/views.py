@@ -51,6 +51,7 @@ class RecordErasureView(APIView):
 
     permission_classes = [CanEraseRecords]
     http_method_names = ["delete", "options"]
+    throttle_scope = "erasure"  # the stricter API_THROTTLE_MUTATIONS budget
 
     @extend_schema(
         operation_id="records_erase",

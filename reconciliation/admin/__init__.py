@@ -6,6 +6,6 @@ and plain functions the API uses: ``Mismatch.resolve`` and ``reopen``,
 ``reconciliation.repair.repair_mismatch``, ``reconciliation.jobs.create_job``.
 """
 
-from reconciliation.admin import jobs, mappings, mismatches
+from reconciliation.admin import jobs, mappings, mismatches, tokens
 
-__all__ = ["jobs", "mappings", "mismatches"]
+__all__ = ["jobs", "mappings", "mismatches", "tokens"]

@@ -32,6 +32,7 @@ from reconciliation.models import (
     ReconciliationJob,
     TableMapping,
 )
+from reconciliation.presenters import requested_by_name
 
 
 def _threshold_subquery(field: str, default: float) -> Coalesce:
@@ -49,6 +50,7 @@ class ReconciliationJobAdmin(admin.ModelAdmin):
         "table_name",
         "validation_strategy",
         "job_type",
+        "started_by",
         "status_badge",
         "phase",
         "counts",
@@ -86,7 +88,7 @@ class ReconciliationJobAdmin(admin.ModelAdmin):
                     "parameters",
                     "status_badge",
                     "phase",
-                    "requested_by",
+                    "started_by",
                     "started_at",
                     "completed_at",
                     "duration",
@@ -159,6 +161,10 @@ class ReconciliationJobAdmin(admin.ModelAdmin):
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return super().changeform_view(request, object_id, form_url, context)
+
+    @admin.display(description="started by", ordering="requested_by__username")
+    def started_by(self, obj: ReconciliationJob) -> str:
+        return requested_by_name(obj) or "— (command line)"
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: ReconciliationJob) -> SafeString:

@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cdcrecon.api.errors import error_response, map_domain_error
+from cdcrecon.api.throttles import throttle_scope
 from reconciliation.api.permissions import CanRepairMismatches
 from reconciliation.models import Mismatch
 from reconciliation.repair import RepairFailed, RepairResult, repair_mismatch
@@ -79,6 +80,7 @@ def repair_payload(result: RepairResult) -> dict[str, Any]:
         502: OpenApiResponse(description="Cassandra or PostgreSQL failed; nothing changed."),
     },
 )
+@throttle_scope("repair")  # the stricter API_THROTTLE_MUTATIONS budget
 @api_view(["POST"])
 @permission_classes([CanRepairMismatches])
 def repair_mismatch_view(request: Request, mismatch_id: str) -> Response:

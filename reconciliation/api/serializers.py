@@ -51,6 +51,11 @@ class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
     error_message = serializers.CharField(
         read_only=True, allow_null=True, help_text="Why the job failed (store and error)."
     )
+    requested_by = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text='Who started the job: a username, "schedule" for a scheduled run, or null.',
+    )
 
     class Meta:
         model = ReconciliationJob

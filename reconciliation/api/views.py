@@ -71,7 +71,11 @@ class PagedListMixin:
 class ReconciliationJobViewSet(PagedListMixin, viewsets.ReadOnlyModelViewSet):
     """Reconciliation job history and details."""
 
-    queryset = ReconciliationJob.objects.only(*JOB_FIELDS).order_by("-started_at", "-job_id")
+    queryset = (
+        ReconciliationJob.objects.select_related("requested_by")
+        .only(*JOB_FIELDS, "requested_by__username")
+        .order_by("-started_at", "-job_id")
+    )
     serializer_class = JobSerializer
     filterset_class = ReconciliationJobFilterSet
     pagination_class = JobPagination
@@ -84,7 +88,7 @@ class ReconciliationJobViewSet(PagedListMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[ReconciliationJob]:
         if self.action == "retrieve":
-            return ReconciliationJob.objects.all()
+            return ReconciliationJob.objects.select_related("requested_by")
         return super().get_queryset()
 
     def filter_queryset(self, queryset: Any) -> Any:
@@ -125,6 +129,8 @@ class MismatchViewSet(PagedListMixin, mixins.ListModelMixin, viewsets.GenericVie
     permission_classes = [IsAuthenticated, CanViewJobs]
     lookup_field = "mismatch_id"
     lookup_url_kwarg = "mismatch_id"
+    # Set per action (the stricter mutations budget): @action(..., throttle_scope="recheck").
+    throttle_scope: str | None = None
 
     def get_permissions(self) -> Sequence[Any]:
         if self.action == "resolve":
@@ -220,6 +226,7 @@ class TriggerView(APIView):
     """
 
     permission_classes = [IsAuthenticated, CanTriggerJobs]
+    throttle_scope = "trigger"  # the stricter API_THROTTLE_MUTATIONS budget
 
     @extend_schema(
         tags=[TAG],

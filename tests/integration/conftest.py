@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from cdcrecon.api.tokens import issue_token
 from tests.factories import UserFactory
 
 VIEW_JOBS = "reconciliation.view_reconciliationjob"
@@ -38,11 +38,11 @@ def api_client(db: None) -> Callable[..., APIClient]:
     def make(*permissions: str, superuser: bool = False) -> APIClient:
         user = UserFactory(is_superuser=superuser, is_staff=superuser)
         grant(user, *permissions)
-        token = Token.objects.create(user=user)
+        _, token = issue_token(user)  # a django-rest-knox token: only its digest is stored
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
         client.user = user  # type: ignore[attr-defined]
-        client.token = token.key  # type: ignore[attr-defined]
+        client.token = token  # type: ignore[attr-defined]
         return client
 
     return make

@@ -43,12 +43,13 @@ def test_a_bad_token_is_a_401(header) -> None:
     assert response.json()["error"] == "authentication_failed"
 
 
-def test_a_token_made_by_drf_create_token_works(capsys) -> None:
+@pytest.mark.parametrize("command", ["create_api_token", "drf_create_token"])
+def test_a_token_made_by_the_token_command_works(capsys, command) -> None:
     user = UserFactory(username="alice", is_superuser=True)
     JobFactory()
 
-    call_command("drf_create_token", user.username)
-    token = re.search(r"\b([0-9a-f]{40})\b", capsys.readouterr().out).group(1)
+    call_command(command, user.username)
+    token = re.search(r"\b([0-9a-f]{64})\b", capsys.readouterr().out).group(1)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
 

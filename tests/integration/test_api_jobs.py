@@ -41,6 +41,7 @@ def test_it_lists_jobs_in_the_guides_envelope_with_exactly_the_guides_fields(rea
             "alert_fired": False,
             "error_message": None,
             "phase": "DONE",
+            "requested_by": "schedule",  # issue 14: who started it (no user: the schedule)
         }
     ]
 

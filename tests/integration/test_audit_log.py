@@ -9,9 +9,9 @@ from django.contrib.auth.models import Permission, User
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from cdcrecon.api.tokens import issue_token
 from gdpr.admin import AuditLogEntryAdmin
 from gdpr.models import AuditLogEntry, StoreStatus
 
@@ -56,7 +56,7 @@ def api_client(*codenames: str, username: str = "auditor") -> APIClient:
     for codename in codenames:
         user.user_permissions.add(Permission.objects.get(codename=codename))
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token(user)[1]}")
     return client
 
 

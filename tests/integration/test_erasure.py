@@ -18,10 +18,10 @@ from django.contrib.auth.models import Permission, User
 from django.core import serializers
 from django.test import override_settings
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 import reconciliation.connections as connections
+from cdcrecon.api.tokens import issue_token
 from gdpr.models import AuditAction, AuditLogEntry
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
 from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
@@ -41,8 +41,7 @@ EVENTS_POSTGRES = "tenant text, day date, seq int, payload text, PRIMARY KEY (te
 def client_for(user: User | None) -> APIClient:
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token(user)[1]}")
     return client
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
 
+from cdcrecon.api.tokens import issue_token
 from tests.factories import JobFactory, UserFactory
 
 VENV_BIN = Path(sys.executable).parent
@@ -86,7 +86,7 @@ def test_a_generated_client_triggers_a_job_and_reads_it_back(
     live_server, celery_broker, tmp_path
 ) -> None:
     user = UserFactory(is_superuser=True)
-    token = Token.objects.create(user=user).key
+    token = issue_token(user)[1]
     package = generate_client(f"{live_server.url}/api/schema/?format=json", tmp_path)
     api = importlib.import_module("cdcrecon_client.api.reconciliation")
     models = importlib.import_module("cdcrecon_client.models")

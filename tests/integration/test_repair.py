@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 import reconciliation.api.repair  # noqa: F401  (maps RepairFailed to its HTTP statuses)
 from cdcrecon.api.errors import status_for
+from cdcrecon.api.tokens import issue_token
 from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
 from reconciliation import connections
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
@@ -412,7 +412,7 @@ def test_an_already_resolved_mismatch_is_not_repaired_and_names_who_resolved_it(
 
 
 def bearer(user: Any) -> dict[str, str]:
-    return {"HTTP_AUTHORIZATION": f"Bearer {Token.objects.create(user=user).key}"}
+    return {"HTTP_AUTHORIZATION": f"Bearer {issue_token(user)[1]}"}
 
 
 def repairer(django_user_model: Any, name: str = "repairer") -> Any:

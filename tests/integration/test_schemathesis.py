@@ -15,7 +15,6 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -23,6 +22,7 @@ from schemathesis.checks import (
 )
 from schemathesis.generation import GenerationMode
 
+from cdcrecon.api.tokens import issue_token
 from tests.factories import JobFactory, MismatchFactory, UserFactory
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
@@ -47,7 +47,7 @@ def superuser_token(db: None) -> str:
     user = UserFactory(is_superuser=True, is_staff=True)
     # Something to find, so that the reads also serialize rows, not only empty pages.
     MismatchFactory.create_batch(3, job=JobFactory(table_name="users"))
-    return Token.objects.create(user=user).key
+    return issue_token(user)[1]
 
 
 @pytest.mark.django_db

@@ -5,13 +5,15 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-from rest_framework.authtoken.models import Token
+
+from cdcrecon.api.tokens import issue_token
 
 
 class Command(BaseCommand):
     help = (
         "Create the admin user from DJANGO_SUPERUSER_USERNAME / DJANGO_SUPERUSER_PASSWORD "
-        "(admin/admin when unset, for a development machine) unless it exists, and print its API token."
+        "(admin/admin when unset, for a development machine) unless it exists, and print a new "
+        "API token for it (tokens are stored as digests, so an old one cannot be shown again)."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -29,5 +31,8 @@ class Command(BaseCommand):
                 else "(from DJANGO_SUPERUSER_PASSWORD)"
             )
             self.stdout.write(f"Created admin user {username!r}, password {shown}.")
-        token, _ = Token.objects.get_or_create(user=user)
-        self.stdout.write(f"API token for {username}: {token.key}")
+        instance, token = issue_token(user)
+        expiry = (
+            f"expires {instance.expiry:%Y-%m-%d %H:%M} UTC" if instance.expiry else "never expires"
+        )
+        self.stdout.write(f"API token for {username} ({expiry}): {token}")
