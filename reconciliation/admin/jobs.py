@@ -23,7 +23,7 @@ from reconciliation.admin.common import (
     mismatch_list_url,
     start_job,
 )
-from reconciliation.admin_views import (
+from reconciliation.admin.views import (
     badge,
     drift_badge,
 )

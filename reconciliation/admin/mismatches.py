@@ -22,7 +22,7 @@ from reconciliation.admin.common import (
     job_url,
     link,
 )
-from reconciliation.admin_views import (
+from reconciliation.admin.views import (
     badge,
     diff_rows,
     summarise,
