@@ -23,7 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-BENCH_DB = "cdcrecon_bench_api"
+# A suffix (CDCRECON_TEST_SUFFIX, as the tests use) keeps parallel checkouts apart.
+BENCH_DB = "cdcrecon_bench_api" + os.environ.get("CDCRECON_TEST_SUFFIX", "")
 ROOT = Path(__file__).resolve().parents[1]
 
 

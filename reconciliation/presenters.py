@@ -53,9 +53,16 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def progress_percent(job: ReconciliationJob) -> float:
+    """How far the job got, 0-100 (a percentage like ``drift_percentage``; 100 when done)."""
+    return round(max(0.0, min(1.0, job.progress or 0.0)) * 100, 1)
+
+
 def job_summary(job: ReconciliationJob) -> dict[str, Any]:
-    """One job as in ``GET /reconciliation/jobs``."""
-    return {name: _json_value(getattr(job, name)) for name in JOB_FIELDS}
+    """One job as in ``GET /reconciliation/jobs`` (the guide's fields, then ``progress``)."""
+    summary = {name: _json_value(getattr(job, name)) for name in JOB_FIELDS}
+    summary["progress"] = progress_percent(job)
+    return summary
 
 
 def mismatch_summary(mismatch: Mismatch) -> dict[str, Any]:

@@ -46,11 +46,17 @@ class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
         choices=ValidationStrategy.choices, read_only=True
     )
     status = serializers.ChoiceField(choices=JobStatus.choices, read_only=True)
+    progress = serializers.FloatField(
+        read_only=True,
+        min_value=0,
+        max_value=100,
+        help_text="How far the job got, in percent (0-100); 100 once COMPLETED.",
+    )
 
     class Meta:
         model = ReconciliationJob
-        fields: tuple[str, ...] = JOB_FIELDS
-        read_only_fields: tuple[str, ...] = JOB_FIELDS
+        fields: tuple[str, ...] = (*JOB_FIELDS, "progress")
+        read_only_fields: tuple[str, ...] = (*JOB_FIELDS, "progress")
 
     def to_representation(self, job: ReconciliationJob) -> dict[str, Any]:
         # One definition of a job's JSON, shared with the CLI (reconciliation.presenters).
@@ -79,7 +85,7 @@ class JobDetailSerializer(JobSerializer):
     mismatches = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
-        fields = (*JOB_FIELDS, "mismatches")
+        fields = (*JobSerializer.Meta.fields, "mismatches")
         read_only_fields = fields
 
     @extend_schema_field(MismatchSummarySerializer(many=True))

@@ -71,7 +71,9 @@ class PagedListMixin:
 class ReconciliationJobViewSet(PagedListMixin, viewsets.ReadOnlyModelViewSet):
     """Reconciliation job history and details."""
 
-    queryset = ReconciliationJob.objects.only(*JOB_FIELDS).order_by("-started_at", "-job_id")
+    queryset = ReconciliationJob.objects.only(*JOB_FIELDS, "progress").order_by(
+        "-started_at", "-job_id"
+    )
     serializer_class = JobSerializer
     filterset_class = ReconciliationJobFilterSet
     pagination_class = JobPagination

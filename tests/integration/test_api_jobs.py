@@ -148,7 +148,7 @@ def test_job_details_have_the_list_fields_plus_the_guides_mismatch_fields(reader
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == JOB_FIELDS | {"mismatches"}
+    assert set(body) == JOB_FIELDS | {"progress", "mismatches"}
     assert body["job_id"] == str(job.job_id)
     assert body["validation_strategy"] == "CHECKSUM"
     assert body["drift_percentage"] == 0.5

@@ -76,7 +76,7 @@ def test_json_prints_only_the_job_as_the_api_returns_it(users) -> None:
 
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
-    assert set(body) == JOB_FIELDS | {"mismatches"}
+    assert set(body) == JOB_FIELDS | {"progress", "mismatches"}
     assert body["table_name"] == users.name
     assert body["status"] == "COMPLETED"
     assert (body["cassandra_row_count"], body["postgres_row_count"]) == (4, 3)
