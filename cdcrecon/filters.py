@@ -19,7 +19,7 @@ when a DRF ``Request`` is given).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import django_filters
@@ -27,10 +27,6 @@ import django_filters
 # Accepted beside the filters: the pagination's and DRF's format override (?format=json).
 PAGING_PARAMETERS: tuple[str, ...] = ("limit", "offset")
 FORMAT_PARAMETER = "format"
-
-
-def accepted_values_message(name: str, value: Any, values: Iterable[str]) -> str:
-    return f"{str(value)[:60]!r} is not a valid {name}; valid values: {', '.join(values)}."
 
 
 class StrictFilterSet(django_filters.FilterSet):
@@ -47,7 +43,8 @@ class StrictFilterSet(django_filters.FilterSet):
         for name, filter_ in self.filters.items():
             if isinstance(filter_, django_filters.ChoiceFilter):
                 values = [str(value) for value, _ in filter_.extra.get("choices", [])]
-                filter_.extra.setdefault("error_messages", {})["invalid_choice"] = (
+                # On the (per-instance, deep-copied) form field: it may already be built.
+                filter_.field.error_messages["invalid_choice"] = (
                     f"%(value)r is not a valid {name}; valid values: {', '.join(values)}."
                 )
 

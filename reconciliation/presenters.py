@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from reconciliation.choices import JobStatus
 from reconciliation.models import Mismatch, ReconciliationJob
 
 JOB_FIELDS = (
@@ -54,7 +55,12 @@ def _json_value(value: Any) -> Any:
 
 
 def progress_percent(job: ReconciliationJob) -> float:
-    """How far the job got, 0-100 (a percentage like ``drift_percentage``; 100 when done)."""
+    """How far the job got, 0-100 (a percentage like ``drift_percentage``).
+
+    A COMPLETED job is at 100; a FAILED one shows where it stopped.
+    """
+    if job.status == JobStatus.COMPLETED:
+        return 100.0
     return round(max(0.0, min(1.0, job.progress or 0.0)) * 100, 1)
 
 
