@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import django_filters
+from django_filters.rest_framework import DjangoFilterBackend
 
 # Accepted beside the filters: the pagination's and DRF's format override (?format=json).
 PAGING_PARAMETERS: tuple[str, ...] = ("limit", "offset")
@@ -68,18 +69,38 @@ class StrictFilterSet(django_filters.FilterSet):
         return errors
 
     def is_valid(self) -> bool:
-        valid = super().is_valid()
-        form = self.form
+        # Computed once: the view, the pagination and the schema may all ask.
+        if getattr(self, "_strict_valid", None) is None:
+            self._strict_valid = super().is_valid() & self.check_parameters()
+        return self._strict_valid
+
+    def reject(self, name: str, message: str) -> None:
+        """Record a problem with parameter ``name`` (need not be a form field)."""
+        self.form.errors.setdefault(name, self.form.error_class()).append(message)
+
+    def check_parameters(self) -> bool:
+        """Strict checks after the fields' own; subclasses add theirs (call super)."""
+        valid = True
         for name, message in self._parameter_errors().items():
-            # add_error() only takes a form field's name; unknown names go in errors directly.
-            form.errors.setdefault(name, form.error_class()).append(message)
+            self.reject(name, message)
             valid = False
+        cleaned = getattr(self.form, "cleaned_data", {})
         for start, end in self.date_ranges:
-            low = form.cleaned_data.get(start)
-            high = form.cleaned_data.get(end)
+            low, high = cleaned.get(start), cleaned.get(end)
             if low is not None and high is not None and low > high:
-                form.errors.setdefault(start, form.error_class()).append(
-                    f"{start} must not be later than {end}."
-                )
+                self.reject(start, f"{start} must not be later than {end}.")
                 valid = False
         return valid
+
+
+class FilterSetOnViewBackend(DjangoFilterBackend):
+    """DjangoFilterBackend that leaves the bound filterset on the view (``view.filterset``).
+
+    The pagination can then ask it for a total it knows without a ``COUNT(*)``
+    (``precounted_total()``, see ``reconciliation.filtersets.MismatchFilterSet``).
+    """
+
+    def get_filterset(self, request: Any, queryset: Any, view: Any) -> Any:
+        filterset = super().get_filterset(request, queryset, view)
+        view.filterset = filterset
+        return filterset

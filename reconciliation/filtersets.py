@@ -25,7 +25,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from cdcrecon.conf import TABLE_NAME_PATTERN, settings
 from cdcrecon.filters import StrictFilterSet
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus
-from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
+from reconciliation.models import Mismatch, MismatchCount, ReconciliationJob, TableMapping
 
 
 class Iso8601Field(forms.Field):
@@ -115,8 +115,8 @@ class TableCheckedFilterSet(StrictFilterSet):
 
     table_parameter: ClassVar[str] = "table"
 
-    def is_valid(self) -> bool:
-        valid = super().is_valid()
+    def check_parameters(self) -> bool:
+        valid = super().check_parameters()
         name = self.form.cleaned_data.get(self.table_parameter) if self.strict else None
         if not name:
             return valid
@@ -127,7 +127,7 @@ class TableCheckedFilterSet(StrictFilterSet):
             return valid
         else:
             message = f"Unknown table {name!r}; known tables: {', '.join(known) or 'none'}."
-        self.form.errors.setdefault(self.table_parameter, self.form.error_class()).append(message)
+        self.reject(self.table_parameter, message)
         return False
 
 
@@ -211,6 +211,28 @@ class MismatchFilterSet(TableCheckedFilterSet):
             "last_seen_after",
             "last_seen_before",
         ]
+
+    # Filters whose combinations MismatchCount counts exactly (and their model fields).
+    precounted_filters: ClassVar[dict[str, str]] = {
+        "table": "table_name",
+        "mismatch_type": "mismatch_type",
+        "resolution_status": "resolution_status",
+    }
+
+    def precounted_total(self) -> int | None:
+        """The exact number of matching mismatches from the trigger-kept counts, or None.
+
+        None when a filter outside (table, mismatch_type, resolution_status) is used: the
+        caller counts the filtered queryset instead (those filters are index-selective).
+        """
+        if not self.is_valid():
+            return None
+        used = {name: value for name, value in self.form.cleaned_data.items() if value}
+        if set(used) - set(self.precounted_filters):
+            return None
+        return MismatchCount.objects.total(
+            **{self.precounted_filters[name]: value for name, value in used.items()}
+        )
 
     def filter_last_seen(
         self, queryset: QuerySet[Mismatch], name: str, value: dt.datetime
