@@ -142,8 +142,9 @@ class MismatchSerializer(serializers.Serializer[dict[str, Any]]):
             "table_name": row["table_name"],
             "primary_key_value": row["primary_key_value"],
             "mismatch_type": row["mismatch_type"],
-            "cassandra_data": row["cassandra_data"],
-            "postgres_data": row["postgres_data"],
+            # The list reads the rows as JSON text (orjson fragments, never decoded).
+            "cassandra_data": row.get("cassandra_json", row.get("cassandra_data")),
+            "postgres_data": row.get("postgres_json", row.get("postgres_data")),
             "resolution_status": row["resolution_status"],
         }
 

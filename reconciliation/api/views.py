@@ -10,13 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
+from drf_orjson_renderer.renderers import ORJSONRenderer
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -58,6 +62,27 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
         415: "The body is not `application/json`.",
     }
     return {code: OpenApiResponse(ErrorSerializer, description=meaning[code]) for code in codes}
+
+
+class RawJsonField(TextField):
+    """A jsonb column read as its JSON text and passed to orjson as is (``orjson.Fragment``).
+
+    The mismatch list serves up to 10,000 captured rows a page; decoding them into Python
+    and encoding them again was a third of a page's time.
+    """
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
+        return None if value is None else orjson.Fragment(value)
+
+
+# The list's columns: the captured rows as JSON text, everything else as values().
+MISMATCH_LIST_VALUES: dict[str, Any] = {
+    "cassandra_json": Cast("cassandra_data", RawJsonField()),
+    "postgres_json": Cast("postgres_data", RawJsonField()),
+}
+MISMATCH_LIST_FIELDS = tuple(
+    name for name in MISMATCH_FIELDS if name not in ("cassandra_data", "postgres_data")
+)
 
 
 class PrecountedMismatchPagination(MismatchPagination):
@@ -144,6 +169,7 @@ class MismatchViewSet(PagedListMixin, mixins.ListModelMixin, viewsets.GenericVie
     filterset_class = MismatchFilterSet
     filter_backends = [FilterSetOnViewBackend]
     pagination_class = PrecountedMismatchPagination
+    renderer_classes = [ORJSONRenderer, BrowsableAPIRenderer]
     permission_classes = [IsAuthenticated, CanViewJobs]
     lookup_field = "mismatch_id"
     lookup_url_kwarg = "mismatch_id"
@@ -155,7 +181,7 @@ class MismatchViewSet(PagedListMixin, mixins.ListModelMixin, viewsets.GenericVie
 
     def get_queryset(self) -> QuerySet[Any]:
         if self.action == "list":
-            return super().get_queryset().values(*MISMATCH_FIELDS)
+            return super().get_queryset().values(*MISMATCH_LIST_FIELDS, **MISMATCH_LIST_VALUES)
         return Mismatch.objects.select_related("resolved_by")
 
     @extend_schema(
