@@ -33,7 +33,6 @@ from reconciliation.admin.common import (
     changelist_filters,
     filtered_changelist_url,
     job_url,
-    link,
 )
 from reconciliation.admin.views import (
     badge,
@@ -164,15 +163,19 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="last seen", ordering=last_seen_field())
-    def last_seen(self, obj: Mismatch) -> str:
+    def last_seen(self, obj: Mismatch) -> SafeString:
         seen = getattr(obj, "last_seen_at", None) or obj.detected_at
-        return f"{seen:%Y-%m-%d %H:%M}"
+        return format_html('<span style="white-space:nowrap">{}</span>', f"{seen:%Y-%m-%d %H:%M}")
 
     @admin.display(description="job", ordering="job__started_at")
     def job_link(self, obj: Mismatch) -> SafeString:
         job = obj.job
-        return link(
-            job_url(job.job_id), f"{job.validation_strategy} {job.started_at:%Y-%m-%d %H:%M}"
+        return format_html(
+            '<a href="{}" style="white-space:nowrap" title="{}">{} {}</a>',
+            job_url(job.job_id),
+            f"{job.validation_strategy} job of {job.started_at:%Y-%m-%d %H:%M} UTC",
+            job.validation_strategy,
+            f"{job.started_at:%m-%d %H:%M}",
         )
 
     def read_only_context(self, request: HttpRequest, obj: Mismatch) -> dict[str, Any]:
