@@ -85,6 +85,11 @@ MISMATCH_LIST_FIELDS = tuple(
 )
 
 
+# From this many pages deep, fetching a page's ids first beats reading every skipped row
+# (measured on 1M rows: offset 50,000 went from ~60-175 ms to ~15-35 ms of SQL).
+DEFERRED_JOIN_PAGES = 5
+
+
 class PrecountedMismatchPagination(MismatchPagination):
     """``total`` from the filterset's trigger-kept counts when it has them (issue 11 point 9).
 
