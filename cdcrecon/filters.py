@@ -75,8 +75,13 @@ class StrictFilterSet(django_filters.FilterSet):
         return self._strict_valid
 
     def reject(self, name: str, message: str) -> None:
-        """Record a problem with parameter ``name`` (need not be a form field)."""
-        self.form.errors.setdefault(name, self.form.error_class()).append(message)
+        """Record a problem with parameter ``name`` (need not be a form field).
+
+        django-filter formats each message with ``message % params``: a ``%`` in a
+        client's parameter name or value must not be read as a placeholder.
+        """
+        escaped = message.replace("%", "%%")
+        self.form.errors.setdefault(name, self.form.error_class()).append(escaped)
 
     def check_parameters(self) -> bool:
         """Strict checks after the fields' own; subclasses add theirs (call super)."""

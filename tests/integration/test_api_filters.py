@@ -202,3 +202,17 @@ def test_the_audit_list_still_filters_when_the_parameters_are_right(superuser_ap
     body = superuser_api.get("/records/audit", {"table": "users", "action": "ERASURE"}).json()
 
     assert [e["id"] for e in body["entries"]] == [entry.pk]
+
+
+@pytest.mark.parametrize("path", LISTS)
+def test_percent_signs_and_odd_characters_in_parameters_are_a_400_not_a_500(
+    superuser_api, path
+) -> None:
+    response = superuser_api.get(
+        f"{path}?%01%25s%25%28x%29=1&=&table=%F1%AE%B9%8F%25d%28N&status=%25s"
+    )
+
+    assert response.status_code == 400
+    fields = response.json()["fields"]
+    assert "\x01%s%(x)" in fields
+    assert any("%(x)" in message for message in fields["\x01%s%(x)"])
