@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/api_latency.py [--rows 1000000] [--requests 50] [--reload]
 
-Creates (once) the database ``cdcrecon_bench_api`` on the app's PostgreSQL server, migrates
+Creates (once) the database ``cdcrecon_bench_api`` (plus ``CDCRECON_TEST_SUFFIX``, so that
+parallel checkouts do not share it) on the app's PostgreSQL server, migrates
 it, fills it with ``--rows`` mismatches spread over 1,000 jobs and three tables with one
 ``INSERT ... SELECT generate_series`` (about a minute for a million), then times requests
 through Django's test client (the full middleware, authentication, filter, pagination and
@@ -23,7 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-BENCH_DB = "cdcrecon_bench_api"
+# A suffix (CDCRECON_TEST_SUFFIX, as the tests use) keeps parallel checkouts apart.
+BENCH_DB = "cdcrecon_bench_api" + os.environ.get("CDCRECON_TEST_SUFFIX", "")
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -2,15 +2,16 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
 
 from cdcrecon.health import healthz, readyz
+from cdcrecon.schema_view import BrowsableSpectacularAPIView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("reconciliation.api.urls")),
     path("", include("gdpr.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", BrowsableSpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from gdpr.models import AuditLogEntry, StoreStatus
@@ -45,6 +46,63 @@ class StoreStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _shown(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return value if value else '""'
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def before_after_table(details: dict[str, Any]) -> SafeString | str:
+    """A repair's target row before and after, column by column, changed columns marked.
+
+    "—" when the entry has no rows (an erasure, or rows redacted by a later erasure).
+    """
+    if not isinstance(details, dict) or ("before" not in details and "after" not in details):
+        return "—"
+    before, after = details.get("before"), details.get("after")
+    old = before if isinstance(before, dict) else {}
+    new = after if isinstance(after, dict) else {}
+    columns = sorted(set(old) | set(new))
+    if not columns:
+        return "No row before and none after."
+
+    def cell(row: Any, column: str) -> str:
+        if not isinstance(row, dict):
+            return "(no row)"
+        return _shown(row[column]) if column in row else "(no column)"
+
+    rows = []
+    for column in columns:
+        was, now = cell(before, column), cell(after, column)
+        changed = was != now
+        rows.append(("cdc-changed" if changed else "", "≠ " if changed else "", column, was, now))
+    changed_count = sum(1 for row in rows if row[0])
+    summary = (
+        "The row was created."
+        if before is None
+        else "The row was deleted."
+        if after is None
+        else f"{changed_count} of {len(columns)} column(s) changed."
+    )
+    return format_html(
+        '<p class="cdc-before-after-summary">{}</p>'
+        '<table class="cdc-before-after"><thead><tr><th>Column</th><th>Before</th>'
+        "<th>After</th></tr></thead><tbody>{}</tbody></table>"
+        "<style>.cdc-before-after td{{font-family:ui-monospace,monospace;vertical-align:top;"
+        "white-space:pre-wrap;word-break:break-word}}"
+        ".cdc-before-after tr.cdc-changed td{{background:rgba(255,193,7,.28);font-weight:bold}}"
+        "</style>",
+        summary,
+        format_html_join(
+            "",
+            '<tr class="{}" data-column="{}"><td>{}{}</td><td>{}</td><td>{}</td></tr>',
+            ((css, column, mark, column, was, now) for css, mark, column, was, now in rows),
+        ),
+    )
+
+
 @admin.register(AuditLogEntry)
 class AuditLogEntryAdmin(admin.ModelAdmin):
     list_display = [
@@ -70,8 +128,16 @@ class AuditLogEntryAdmin(admin.ModelAdmin):
     search_fields = ["primary_key", "requester", "reason"]
     date_hierarchy = "requested_at"
     ordering = ["-requested_at", "-id"]
-    readonly_fields = [field.name for field in AuditLogEntry._meta.fields]
+    readonly_fields = [
+        *(field.name for field in AuditLogEntry._meta.fields if field.name != "details"),
+        "before_after",
+        "details",
+    ]
     list_per_page = 100
+
+    @admin.display(description="before / after")
+    def before_after(self, entry: AuditLogEntry) -> SafeString | str:
+        return before_after_table(entry.details)
 
     @admin.display(description="Cassandra", ordering="cassandra_status")
     def cassandra(self, entry: AuditLogEntry) -> SafeString:

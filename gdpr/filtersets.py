@@ -1,17 +1,34 @@
-"""Filters over the audit log, for the API (``GET /records/audit``)."""
+"""Filters over the audit log, for the API (``GET /records/audit``).
+
+Strict like every list endpoint's (``cdcrecon.filters.StrictFilterSet``): an unknown or
+repeated parameter, an unknown ``action``/``status`` value, a malformed table name or date
+and a reversed ``from_date``/``to_date`` are a 400 naming the parameter.
+"""
 
 from __future__ import annotations
 
 import django_filters
+from django.core.validators import RegexValidator
 from django.db.models import Q, QuerySet
 
+from cdcrecon.conf import TABLE_NAME_PATTERN
+from cdcrecon.filters import StrictFilterSet
 from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
-from reconciliation.filtersets import DateRangeForm, Iso8601Filter
+from reconciliation.filtersets import Iso8601Filter
+
+_IDENTIFIER = RegexValidator(
+    rf"^{TABLE_NAME_PATTERN}$",
+    "Not a Cassandra identifier (letters, digits and underscores, at most 48).",
+)
 
 
-class AuditLogFilterSet(django_filters.FilterSet):
-    table = django_filters.CharFilter(field_name="table", help_text="Cassandra table name.")
-    keyspace = django_filters.CharFilter(field_name="keyspace")
+class AuditLogFilterSet(StrictFilterSet):
+    table = django_filters.CharFilter(
+        field_name="table", validators=[_IDENTIFIER], help_text="Cassandra table name."
+    )
+    keyspace = django_filters.CharFilter(
+        field_name="keyspace", validators=[_IDENTIFIER], help_text="Cassandra keyspace name."
+    )
     requester = django_filters.CharFilter(field_name="requester")
     action = django_filters.ChoiceFilter(choices=AuditAction.choices)
     status = django_filters.ChoiceFilter(
@@ -36,7 +53,8 @@ class AuditLogFilterSet(django_filters.FilterSet):
     class Meta:
         model = AuditLogEntry
         fields: list[str] = []
-        form = DateRangeForm
+
+    date_ranges = (("from_date", "to_date"),)
 
     def filter_status(
         self, queryset: QuerySet[AuditLogEntry], name: str, value: str

@@ -1,23 +1,31 @@
 """Filters for jobs and mismatches, shared by the REST API and the admin (NetBox style).
 
 The query parameter names are the guide's: ``table``, ``status``, ``from_date``, ``to_date``
-for jobs; ``table``, ``mismatch_type``, ``resolution_status`` for mismatches.  A bad value
-(an unknown enum member, a date that is not ISO 8601, ``from_date`` after ``to_date``) makes
+for jobs; ``table``, ``mismatch_type``, ``resolution_status`` for mismatches, plus
+``job_id`` and the admin's date filters (``detected_after``/``detected_before``,
+``last_seen_after``/``last_seen_before``).  The filtersets are strict
+(``cdcrecon.filters.StrictFilterSet``): an unknown or repeated parameter, an unknown enum
+member (the message lists the valid ones), a malformed table name or one that is neither
+registered nor in the history, a date that is not ISO 8601 and a reversed date range make
 the filterset invalid, which the API turns into a 400 naming the parameter.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import re
+from typing import Any, ClassVar
 
 import django_filters
 from django import forms
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from cdcrecon.conf import TABLE_NAME_PATTERN, settings
+from cdcrecon.filters import StrictFilterSet
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus
-from reconciliation.models import Mismatch, ReconciliationJob
+from reconciliation.models import Mismatch, MismatchCount, ReconciliationJob, TableMapping
 
 
 class Iso8601Field(forms.Field):
@@ -82,10 +90,55 @@ class DateRangeForm(forms.Form):
         return data
 
 
-class ReconciliationJobFilterSet(django_filters.FilterSet):
-    table = django_filters.CharFilter(
-        field_name="table_name", help_text="Only jobs of this table (exact name)."
-    )
+class TableNameFilter(django_filters.CharFilter):
+    """A table name: well-formed, and registered, configured or present in the history.
+
+    A typo (``?table=user``) is a 400 listing the known tables, not an empty page; a table
+    that was unregistered but still has jobs or mismatches stays filterable.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("field_name", "table_name")
+        kwargs.setdefault("max_length", 48)
+        super().__init__(**kwargs)
+
+
+def known_table_names() -> list[str]:
+    """The registered tables and those configured in RECONCILIATION_TABLES."""
+    names = set(TableMapping.objects.values_list("name", flat=True))
+    names.update(settings.reconciliation.tables)
+    return sorted(names)
+
+
+class TableCheckedFilterSet(StrictFilterSet):
+    """Checks ``table`` against the registered tables and the filtered model's history."""
+
+    table_parameter: ClassVar[str] = "table"
+
+    def check_parameters(self) -> bool:
+        valid = super().check_parameters()
+        name = self.form.cleaned_data.get(self.table_parameter) if self.strict else None
+        if not name:
+            return valid
+        known = known_table_names()
+        if not re.fullmatch(TABLE_NAME_PATTERN, name):
+            message = f"{name[:60]!r} is not a table name (letters, digits and underscores)."
+        elif name in known or self.queryset.model.objects.filter(table_name=name).exists():
+            return valid
+        else:
+            message = f"Unknown table {name!r}; known tables: {', '.join(known) or 'none'}."
+        self.reject(self.table_parameter, message)
+        return False
+
+
+def last_seen_field() -> str:
+    """``last_seen_at`` (issue 11's ledger field) when the model has it, else ``detected_at``."""
+    names = {field.name for field in Mismatch._meta.get_fields()}
+    return "last_seen_at" if "last_seen_at" in names else "detected_at"
+
+
+class ReconciliationJobFilterSet(TableCheckedFilterSet):
+    table = TableNameFilter(help_text="Only jobs of this table (exact name).")
     status = django_filters.ChoiceFilter(choices=JobStatus.choices, help_text="Job status.")
     from_date = Iso8601Filter(
         field_name="started_at",
@@ -99,23 +152,90 @@ class ReconciliationJobFilterSet(django_filters.FilterSet):
         help_text="Jobs started at or before this ISO 8601 date or date-time; a date alone "
         "includes that whole day.",
     )
+    date_ranges = (("from_date", "to_date"),)
 
     class Meta:
         model = ReconciliationJob
         fields = ["table", "status", "from_date", "to_date"]
-        form = DateRangeForm
 
 
-class MismatchFilterSet(django_filters.FilterSet):
-    table = django_filters.CharFilter(
-        field_name="table_name", help_text="Only mismatches of this table (exact name)."
+class MismatchFilterSet(TableCheckedFilterSet):
+    table = TableNameFilter(help_text="Only mismatches of this table (exact name).")
+    mismatch_type = django_filters.ChoiceFilter(
+        choices=MismatchType.choices, help_text="Mismatch type."
     )
-    mismatch_type = django_filters.ChoiceFilter(choices=MismatchType.choices)
-    resolution_status = django_filters.ChoiceFilter(choices=ResolutionStatus.choices)
+    resolution_status = django_filters.ChoiceFilter(
+        choices=ResolutionStatus.choices, help_text="Resolution status."
+    )
     job_id = django_filters.UUIDFilter(
         field_name="job_id", help_text="Only mismatches found by this job."
+    )
+    detected_after = Iso8601Filter(
+        field_name="detected_at",
+        lookup_expr="gte",
+        help_text="First detected at or after this ISO 8601 date or date-time (UTC if no offset).",
+    )
+    detected_before = Iso8601Filter(
+        field_name="detected_at",
+        lookup_expr="lte",
+        end_of_day=True,
+        help_text="First detected at or before this ISO 8601 date or date-time; a date alone "
+        "includes that whole day.",
+    )
+    last_seen_after = Iso8601Filter(
+        method="filter_last_seen",
+        lookup_expr="gte",
+        help_text="Last seen by a run at or after this ISO 8601 date or date-time.",
+    )
+    last_seen_before = Iso8601Filter(
+        method="filter_last_seen",
+        lookup_expr="lte",
+        end_of_day=True,
+        help_text="Last seen by a run at or before this ISO 8601 date or date-time; a date "
+        "alone includes that whole day.",
+    )
+    date_ranges = (
+        ("detected_after", "detected_before"),
+        ("last_seen_after", "last_seen_before"),
     )
 
     class Meta:
         model = Mismatch
-        fields = ["table", "mismatch_type", "resolution_status", "job_id"]
+        fields = [
+            "table",
+            "mismatch_type",
+            "resolution_status",
+            "job_id",
+            "detected_after",
+            "detected_before",
+            "last_seen_after",
+            "last_seen_before",
+        ]
+
+    # Filters whose combinations MismatchCount counts exactly (and their model fields).
+    precounted_filters: ClassVar[dict[str, str]] = {
+        "table": "table_name",
+        "mismatch_type": "mismatch_type",
+        "resolution_status": "resolution_status",
+    }
+
+    def precounted_total(self) -> int | None:
+        """The exact number of matching mismatches from the trigger-kept counts, or None.
+
+        None when a filter outside (table, mismatch_type, resolution_status) is used: the
+        caller counts the filtered queryset instead (those filters are index-selective).
+        """
+        if not self.is_valid():
+            return None
+        used = {name: value for name, value in self.form.cleaned_data.items() if value}
+        if set(used) - set(self.precounted_filters):
+            return None
+        return MismatchCount.objects.total(
+            **{self.precounted_filters[name]: value for name, value in used.items()}
+        )
+
+    def filter_last_seen(
+        self, queryset: QuerySet[Mismatch], name: str, value: dt.datetime
+    ) -> QuerySet[Mismatch]:
+        lookup = self.filters[name].lookup_expr
+        return queryset.filter(**{f"{last_seen_field()}__{lookup}": value})

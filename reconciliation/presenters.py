@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from reconciliation.choices import JobType
+from reconciliation.choices import JobStatus, JobType
 from reconciliation.models import Mismatch, ReconciliationJob
 
 JOB_FIELDS = (
@@ -71,11 +71,22 @@ def requested_by_name(job: ReconciliationJob) -> str | None:
     return None
 
 
+def progress_percent(job: ReconciliationJob) -> float:
+    """How far the job got, 0-100 (a percentage like ``drift_percentage``).
+
+    A COMPLETED job is at 100; a FAILED one shows where it stopped.
+    """
+    if job.status == JobStatus.COMPLETED:
+        return 100.0
+    return round(max(0.0, min(1.0, job.progress or 0.0)) * 100, 1)
+
+
 def job_summary(job: ReconciliationJob) -> dict[str, Any]:
-    """One job as in ``GET /reconciliation/jobs``."""
+    """One job as in ``GET /reconciliation/jobs`` (the guide's fields, then our additions)."""
     body = {name: _json_value(getattr(job, name)) for name in JOB_FIELDS}
     body["error_message"] = job.error_message or None  # null unless the job failed
     body["requested_by"] = requested_by_name(job)
+    body["progress"] = progress_percent(job)
     return body
 
 

@@ -21,13 +21,12 @@ JOB_FIELDS = frozenset(
         "mismatch_count",
         "drift_percentage",
         "alert_fired",
-        # Beyond the guide (issue 14, who did what): a username, "schedule" or null.
-        "requested_by",
     }
 )
 
-# Our additions to a job's JSON beyond the guide (issue 12): why it failed, where it is.
-JOB_EXTRA_FIELDS = frozenset({"error_message", "phase"})
+# Our additions to a job's JSON beyond the guide: why it failed and where it is (issue 12),
+# who started it (issue 14), how far it got (issue 11).
+JOB_EXTRA_FIELDS = frozenset({"error_message", "phase", "requested_by", "progress"})
 
 # A mismatch inside GET /reconciliation/jobs/{id}.
 JOB_DETAIL_MISMATCH_FIELDS = frozenset(

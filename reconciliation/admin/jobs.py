@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import FloatField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -17,17 +18,20 @@ from django.utils.safestring import SafeString
 from cdcrecon.conf import settings
 from reconciliation.admin.common import (
     MISMATCH_PREVIEW_LIMIT,
+    JobOptionsForm,
+    ReadOnlyChangeFormMixin,
     TableNameFilter,
-    all_fields,
+    job_options_page,
     link,
     mismatch_list_url,
     start_job,
 )
-from reconciliation.admin_views import (
+from reconciliation.admin.views import (
     badge,
     drift_badge,
 )
 from reconciliation.choices import JobStatus
+from reconciliation.jobs import BadJobRequest
 from reconciliation.models import (
     ReconciliationJob,
     TableMapping,
@@ -44,21 +48,22 @@ def _threshold_subquery(field: str, default: float) -> Coalesce:
 
 
 @admin.register(ReconciliationJob)
-class ReconciliationJobAdmin(admin.ModelAdmin):
+class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
+    # The signal columns (status, drift, alert, mismatches) first: they stay on screen at
+    # 1366 px beside the filter panel; the details follow and may scroll.
     list_display = [
         "started_at",
         "table_name",
-        "validation_strategy",
-        "job_type",
-        "started_by",
         "status_badge",
         "phase",
-        "counts",
-        "mismatches_link",
         "drift",
         "alert",
+        "mismatches_link",
+        "validation_strategy",
+        "counts",
         "duration",
         "progress_bar",
+        "job_type",
     ]
     list_display_links = ["started_at"]
     list_filter = [
@@ -117,14 +122,8 @@ class ReconciliationJobAdmin(admin.ModelAdmin):
         ("Mismatches found", {"fields": ["mismatches_preview"]}),
     ]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return all_fields(self.fieldsets)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # jobs are started by "run again now", "reconcile now", the API or beat
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # deleting a job would delete its mismatches
+    # Read-only (ReadOnlyChangeFormMixin): jobs are started by "run again", "reconcile now",
+    # the API or beat, and never deleted (that would delete their mismatches).
 
     def has_trigger_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("reconciliation.add_reconciliationjob")
@@ -142,25 +141,12 @@ class ReconciliationJobAdmin(admin.ModelAdmin):
             )
         )
 
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if request.method == "POST":
-            return HttpResponseRedirect(request.get_full_path())
-        context = {
-            **(extra_context or {}),
+    def read_only_context(self, request: HttpRequest, obj: ReconciliationJob) -> dict[str, Any]:
+        return {
             "title": "Reconciliation job",
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
             "can_trigger": self.has_trigger_permission(request),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
-        return super().changeform_view(request, object_id, form_url, context)
 
     @admin.display(description="started by", ordering="requested_by__username")
     def started_by(self, obj: ReconciliationJob) -> str:
@@ -285,11 +271,59 @@ class ReconciliationJobAdmin(admin.ModelAdmin):
             footer,
         )
 
-    @admin.action(description="Run again now (same table and strategy)", permissions=["trigger"])
-    def run_again_now(self, request: HttpRequest, queryset: QuerySet[ReconciliationJob]) -> None:
-        seen: set[str] = set()
+    @admin.action(description="Run again…", permissions=["trigger"])
+    def run_again_now(
+        self, request: HttpRequest, queryset: QuerySet[ReconciliationJob]
+    ) -> TemplateResponse | None:
+        """Start each selected job's table again: same strategy unless another is chosen;
+        the window and sample size prefilled from the job (one job selected), editable."""
+        latest: dict[str, ReconciliationJob] = {}
         for old in queryset.order_by("-started_at"):
-            if old.table_name in seen:
-                continue
-            seen.add(old.table_name)
-            start_job(self, request, old.table_name, old.validation_strategy, old.parameters)
+            latest.setdefault(old.table_name, old)
+        if "apply" in request.POST:
+            form = JobOptionsForm(request.POST, blank_strategy_label="Same as the job")
+            if form.is_valid():
+                for old in latest.values():
+                    strategy = form.cleaned_data["strategy"] or old.validation_strategy
+                    try:
+                        parameters = form.parameters_for(strategy)
+                    except BadJobRequest as exc:
+                        self.message_user(
+                            request,
+                            f"{old.table_name} ({strategy}): {exc} Not started.",
+                            messages.ERROR,
+                        )
+                        continue
+                    start_job(self, request, old.table_name, strategy, parameters)
+                return None
+        else:
+            initial: dict[str, Any] = {}
+            if len(latest) == 1:
+                (old,) = latest.values()
+                parameters = old.parameters or {}
+                initial = {
+                    "window_from": parameters.get("from"),
+                    "window_to": parameters.get("to"),
+                    "sample_size": parameters.get("sample_size"),
+                }
+            form = JobOptionsForm(initial=initial, blank_strategy_label="Same as the job")
+        return job_options_page(
+            self,
+            request,
+            form,
+            title="Run again",
+            intro="Start these tables again now (the latest selected job of each):",
+            targets=[
+                f"{job.table_name}: {job.validation_strategy} of "
+                f"{job.started_at:%Y-%m-%d %H:%M} UTC"
+                + (f" (window {_window(job)})" if _window(job) else "")
+                for job in latest.values()
+            ],
+        )
+
+
+def _window(job: ReconciliationJob) -> str:
+    parameters = job.parameters or {}
+    if not (parameters.get("from") or parameters.get("to")):
+        return ""
+    return f"{parameters.get('from') or '…'} – {parameters.get('to') or '…'}"

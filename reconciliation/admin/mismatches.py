@@ -1,33 +1,46 @@
-"""The mismatch admin: the side-by-side diff, resolution with notes, repair from source."""
+"""The mismatch admin: the operator's queue.
+
+The side-by-side diff, resolution with notes, re-check, repair from source.  Every action
+returns to the filtered list the operator came from (Django's ``_changelist_filters``) and
+offers the next pending mismatch of that list.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import FieldError, ValidationError
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponseRedirect, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from reconciliation.admin.common import (
+    CHANGELIST_FILTERS,
     JobFilter,
     NotesForm,
+    ReadOnlyChangeFormMixin,
     TableNameFilter,
-    all_fields,
     already_closed_message,
+    change_url_in_list,
+    changelist_filters,
+    filtered_changelist_url,
     job_url,
-    link,
 )
-from reconciliation.admin_views import (
+from reconciliation.admin.views import (
     badge,
     diff_rows,
     summarise,
 )
 from reconciliation.choices import ResolutionStatus
+from reconciliation.filtersets import last_seen_field
 from reconciliation.models import (
     CLOSED_STATUSES,
     AlreadyResolved,
@@ -36,16 +49,31 @@ from reconciliation.models import (
 )
 from reconciliation.repair import RepairFailed, repair_mismatch
 
+DIFFERING_COLUMNS_SHOWN = 3
+
+
+def differing_columns(mismatch: Mismatch, excluded_columns: list[str] | None) -> list[str]:
+    """The compared columns whose captured values differ (the diff page's rule)."""
+    mapping = TableMapping(name=mismatch.table_name, excluded_columns=excluded_columns or [])
+    return [row.column for row in diff_rows(mismatch, mapping) if row.differs]
+
+
+def _last_seen_filters() -> list[Any]:
+    # last_seen_at comes with issue 11's ledger fields; until then detected_at stands in.
+    field = last_seen_field()
+    return [(field, admin.DateFieldListFilter)] if field != "detected_at" else []
+
 
 @admin.register(Mismatch)
-class MismatchAdmin(admin.ModelAdmin):
+class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
     list_display = [
         "table_name",
         "key",
         "type_badge",
         "status_badge",
+        "differs",
+        "last_seen",
         "job_link",
-        "detected_at",
         "resolved_by",
     ]
     list_display_links = ["key"]
@@ -55,6 +83,7 @@ class MismatchAdmin(admin.ModelAdmin):
         "resolution_status",
         JobFilter,
         "detected_at",
+        *_last_seen_filters(),
     ]
     search_fields = ["primary_key_value"]
     search_help_text = "Search by primary key (part of the key text or JSON array)."
@@ -63,7 +92,8 @@ class MismatchAdmin(admin.ModelAdmin):
     ordering = ["-detected_at", "mismatch_id"]
     list_per_page = 50
     show_full_result_count = False  # COUNT(*) of a big mismatch table on every page is slow
-    actions = ["mark_resolved", "mark_ignored", "reopen", "repair_from_source"]
+    actions = ["mark_resolved", "mark_ignored", "recheck_now", "reopen", "repair_from_source"]
+    read_only_message = "Mismatches are read-only here: use Resolve, Ignore, Reopen or Repair."
     fieldsets = [
         (
             None,
@@ -92,15 +122,13 @@ class MismatchAdmin(admin.ModelAdmin):
         ),
     ]
 
-    # Read-only: nothing captured can be edited, added or deleted from here.
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return all_fields(self.fieldsets)
+    # Read-only (ReadOnlyChangeFormMixin): nothing captured can be edited, added or deleted.
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Mismatch]:
+        excluded = TableMapping.objects.filter(name=OuterRef("table_name")).values(
+            "excluded_columns"
+        )[:1]
+        return super().get_queryset(request).annotate(mapping_excluded=Subquery(excluded))
 
     def has_repair_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("reconciliation.repair_mismatch")
@@ -118,50 +146,114 @@ class MismatchAdmin(admin.ModelAdmin):
     def status_badge(self, obj: Mismatch) -> SafeString:
         return badge(obj.resolution_status, obj.get_resolution_status_display())
 
+    @admin.display(description="differs")
+    def differs(self, obj: Mismatch) -> SafeString | str:
+        if obj.mismatch_type != "DATA_MISMATCH":
+            return "whole row"
+        columns = differing_columns(obj, getattr(obj, "mapping_excluded", None))
+        if not columns:
+            return "—"
+        shown = ", ".join(columns[:DIFFERING_COLUMNS_SHOWN])
+        more = len(columns) - DIFFERING_COLUMNS_SHOWN
+        return format_html(
+            '<span class="cdc-differs" title="{}">{}{}</span>',
+            ", ".join(columns),
+            shown,
+            f" +{more}" if more > 0 else "",
+        )
+
+    @admin.display(description="last seen", ordering=last_seen_field())
+    def last_seen(self, obj: Mismatch) -> SafeString:
+        seen = getattr(obj, "last_seen_at", None) or obj.detected_at
+        return format_html('<span style="white-space:nowrap">{}</span>', f"{seen:%Y-%m-%d %H:%M}")
+
     @admin.display(description="job", ordering="job__started_at")
     def job_link(self, obj: Mismatch) -> SafeString:
         job = obj.job
-        return link(
-            job_url(job.job_id), f"{job.validation_strategy} {job.started_at:%Y-%m-%d %H:%M}"
+        return format_html(
+            '<a href="{}" style="white-space:nowrap" title="{}">{} {}</a>',
+            job_url(job.job_id),
+            f"{job.validation_strategy} job of {job.started_at:%Y-%m-%d %H:%M} UTC",
+            job.validation_strategy,
+            f"{job.started_at:%m-%d %H:%M}",
         )
 
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if request.method == "POST":  # nothing on the page is editable; state changes are actions
+    def read_only_context(self, request: HttpRequest, obj: Mismatch) -> dict[str, Any]:
+        mapping = TableMapping.objects.filter(name=obj.table_name).first()
+        rows = diff_rows(obj, mapping)
+        filters = changelist_filters(request)
+        following = self.next_pending(request, filters, exclude=[obj.pk])
+        return dict(
+            title="Mismatch",
+            mapping=mapping,
+            diff_rows=rows,
+            differing_columns=[r.column for r in rows if r.differs],
+            checksums_match=bool(obj.cassandra_checksum)
+            and obj.cassandra_checksum == obj.postgres_checksum,
+            job_admin_url=job_url(obj.job_id),
+            is_pending=obj.resolution_status == ResolutionStatus.PENDING,
+            can_resolve=self.has_change_permission(request, obj),
+            can_repair=self.has_repair_permission(request),
+            changelist_url=reverse("admin:reconciliation_mismatch_changelist"),
+            changelist_filters=filters,
+            filtered_changelist_url=filtered_changelist_url(self, filters),
+            next_pending_url=change_url_in_list(self, following.pk, filters) if following else "",
+            action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
+        )
+
+    # --- working the queue: back to the list, next pending -------------------------
+
+    @staticmethod
+    def list_filters_of(request: HttpRequest) -> str:
+        """The filters of the operator's list: carried in ``_changelist_filters`` by the
+        change page's forms, or the changelist's own query string for its action bar."""
+        if CHANGELIST_FILTERS in request.POST or CHANGELIST_FILTERS in request.GET:
+            return changelist_filters(request)
+        query = request.GET.copy()
+        for name in ("p", "e"):
+            query.pop(name, None)
+        return query.urlencode()
+
+    def next_pending(
+        self, request: HttpRequest, filters: str, exclude: Iterable[Any] = ()
+    ) -> Mismatch | None:
+        """The first PENDING mismatch of the operator's filtered list, in its order."""
+        listing = copy.copy(request)
+        listing.GET = QueryDict(filters)
+        listing.POST = QueryDict()
+        listing.method = "GET"
+        try:
+            queryset = self.get_changelist_instance(listing).get_queryset(listing)
+        except (IncorrectLookupParameters, FieldError, ValidationError, ValueError):
+            queryset = self.get_queryset(request).order_by(*self.ordering)
+        return (
+            queryset.filter(resolution_status=ResolutionStatus.PENDING)
+            .exclude(pk__in=list(exclude))
+            .select_related(None)
+            .only("mismatch_id", "primary_key_value", "table_name")
+            .first()
+        )
+
+    def back_to_list(
+        self, request: HttpRequest, handled: Iterable[Any]
+    ) -> HttpResponseRedirect | None:
+        """After an action: offer the next pending mismatch, return to the operator's list."""
+        filters = self.list_filters_of(request)
+        following = self.next_pending(request, filters, exclude=handled)
+        if following is not None:
             self.message_user(
                 request,
-                "Mismatches are read-only here: use Resolve, Ignore, Reopen or Repair.",
-                messages.WARNING,
+                format_html(
+                    'Next pending: <a href="{}" class="cdc-next-pending">{} {}</a>',
+                    change_url_in_list(self, following.pk, filters),
+                    following.table_name,
+                    following.primary_key_value,
+                ),
+                messages.INFO,
             )
-            return HttpResponseRedirect(request.get_full_path())
-        context = dict(extra_context or {})
-        obj = self.get_object(request, object_id) if object_id else None
-        if obj is not None:
-            mapping = TableMapping.objects.filter(name=obj.table_name).first()
-            rows = diff_rows(obj, mapping)
-            context.update(
-                title="Mismatch",
-                mapping=mapping,
-                diff_rows=rows,
-                differing_columns=[r.column for r in rows if r.differs],
-                checksums_match=bool(obj.cassandra_checksum)
-                and obj.cassandra_checksum == obj.postgres_checksum,
-                job_admin_url=job_url(obj.job_id),
-                is_pending=obj.resolution_status == ResolutionStatus.PENDING,
-                can_resolve=self.has_change_permission(request, obj),
-                can_repair=self.has_repair_permission(request),
-                changelist_url=reverse("admin:reconciliation_mismatch_changelist"),
-                action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
-            )
-        context.update(
-            show_save=False, show_save_and_continue=False, show_save_and_add_another=False
-        )
-        return super().changeform_view(request, object_id, form_url, context)
+        if CHANGELIST_FILTERS in request.POST:
+            return HttpResponseRedirect(filtered_changelist_url(self, filters))
+        return None  # Django redirects to the list the action was posted from, filters kept
 
     # --- actions with an intermediate form ------------------------------------------
 
@@ -173,12 +265,12 @@ class MismatchAdmin(admin.ModelAdmin):
         title: str,
         button: str,
         apply: Callable[[Mismatch, str], None],
-    ) -> TemplateResponse | None:
+    ) -> TemplateResponse | HttpResponseRedirect | None:
         if "apply" in request.POST:
             form = NotesForm(request.POST)
             if form.is_valid():
-                self._apply_each(request, queryset, form.cleaned_data["notes"], apply)
-                return None
+                handled = self._apply_each(request, queryset, form.cleaned_data["notes"], apply)
+                return self.back_to_list(request, handled)
             self.message_user(request, "Nothing was changed: notes are required.", messages.ERROR)
         else:
             form = NotesForm()
@@ -206,6 +298,9 @@ class MismatchAdmin(admin.ModelAdmin):
             "mismatches": shown,
             "total": total,
             "more": total - len(shown),
+            "changelist_filters": self.list_filters_of(request)
+            if CHANGELIST_FILTERS in request.POST
+            else None,
             **extra,
         }
         return TemplateResponse(request, template, context)
@@ -216,10 +311,13 @@ class MismatchAdmin(admin.ModelAdmin):
         queryset: QuerySet[Mismatch],
         notes: str,
         apply: Callable[[Mismatch, str], None],
-    ) -> None:
+    ) -> list[Any]:
+        """Apply to each mismatch; returns the ids of all it was tried on."""
         done: list[str] = []
         refused: list[str] = []
+        handled: list[Any] = []
         for mismatch in queryset.select_related(None).iterator():
+            handled.append(mismatch.pk)
             try:
                 apply(mismatch, notes)
             except AlreadyResolved as exc:
@@ -238,11 +336,12 @@ class MismatchAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"… and {len(refused) - 10} more were not changed.", messages.WARNING
             )
+        return handled
 
     @admin.action(description="Mark selected mismatches resolved…", permissions=["change"])
     def mark_resolved(
         self, request: HttpRequest, queryset: QuerySet[Mismatch]
-    ) -> TemplateResponse | None:
+    ) -> TemplateResponse | HttpResponseRedirect | None:
         return self._notes_form(
             request,
             queryset,
@@ -254,7 +353,7 @@ class MismatchAdmin(admin.ModelAdmin):
     @admin.action(description="Ignore selected mismatches…", permissions=["change"])
     def mark_ignored(
         self, request: HttpRequest, queryset: QuerySet[Mismatch]
-    ) -> TemplateResponse | None:
+    ) -> TemplateResponse | HttpResponseRedirect | None:
         return self._notes_form(
             request,
             queryset,
@@ -264,7 +363,9 @@ class MismatchAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Reopen selected resolved mismatches…", permissions=["change"])
-    def reopen(self, request: HttpRequest, queryset: QuerySet[Mismatch]) -> TemplateResponse | None:
+    def reopen(
+        self, request: HttpRequest, queryset: QuerySet[Mismatch]
+    ) -> TemplateResponse | HttpResponseRedirect | None:
         return self._notes_form(
             request,
             queryset,
@@ -276,7 +377,7 @@ class MismatchAdmin(admin.ModelAdmin):
     @admin.action(description="Repair selected from source (Cassandra)…", permissions=["repair"])
     def repair_from_source(
         self, request: HttpRequest, queryset: QuerySet[Mismatch]
-    ) -> TemplateResponse | None:
+    ) -> TemplateResponse | HttpResponseRedirect | None:
         if "apply" not in request.POST:
             return self._intermediate(
                 request,
@@ -286,7 +387,9 @@ class MismatchAdmin(admin.ModelAdmin):
                 closed_statuses=list(CLOSED_STATUSES),
             )
         repaired = 0
+        handled: list[Any] = []
         for mismatch in queryset.select_related(None).iterator():
+            handled.append(mismatch.pk)
             label = f"{mismatch.table_name} {mismatch.primary_key_value}"
             try:
                 result = repair_mismatch(mismatch, request.user)
@@ -299,7 +402,41 @@ class MismatchAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Repaired {label}. {result.note}", messages.SUCCESS)
         if repaired > 1:
             self.message_user(request, f"{repaired} mismatches repaired.", messages.SUCCESS)
-        return None
+        return self.back_to_list(request, handled)
+
+    @admin.action(
+        description="Re-check selected now (read both stores again)", permissions=["change"]
+    )
+    def recheck_now(
+        self, request: HttpRequest, queryset: QuerySet[Mismatch]
+    ) -> HttpResponseRedirect | None:
+        """Mismatch.recheck (issue 11's ledger): re-read the key from both stores now, close
+        the difference (AUTO_RESOLVED) when the rows agree, refresh it otherwise."""
+        handled: list[Any] = []
+        outcomes: dict[str, list[str]] = {}
+        for mismatch in queryset.select_related(None).iterator():
+            handled.append(mismatch.pk)
+            recheck = getattr(mismatch, "recheck", None)
+            if recheck is None:  # the model method arrives with issue 11's ledger branch
+                self.message_user(request, "Re-check is not available yet.", messages.ERROR)
+                break
+            try:
+                outcome = str(recheck(request.user))
+            except Exception as exc:  # a store down: report it, keep going with the others
+                self.message_user(
+                    request,
+                    f"Re-check of {mismatch.table_name} {mismatch.primary_key_value} failed: {exc}",
+                    messages.ERROR,
+                )
+            else:
+                outcomes.setdefault(outcome, []).append(mismatch.primary_key_value)
+        for outcome, keys in outcomes.items():
+            self.message_user(
+                request,
+                f"Re-checked {len(keys)}: {outcome.replace('_', ' ')}: {summarise(keys)}.",
+                messages.SUCCESS,
+            )
+        return self.back_to_list(request, handled)
 
 
 # --------------------------------------------------------------------------------------

@@ -56,11 +56,17 @@ class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
         allow_null=True,
         help_text='Who started the job: a username, "schedule" for a scheduled run, or null.',
     )
+    progress = serializers.FloatField(
+        read_only=True,
+        min_value=0,
+        max_value=100,
+        help_text="How far the job got, in percent (0-100); 100 once COMPLETED.",
+    )
 
     class Meta:
         model = ReconciliationJob
-        fields: tuple[str, ...] = JOB_FIELDS
-        read_only_fields: tuple[str, ...] = JOB_FIELDS
+        fields: tuple[str, ...] = (*JOB_FIELDS, "progress")
+        read_only_fields: tuple[str, ...] = (*JOB_FIELDS, "progress")
 
     def to_representation(self, job: ReconciliationJob) -> dict[str, Any]:
         # One definition of a job's JSON, shared with the CLI (reconciliation.presenters).
@@ -89,7 +95,7 @@ class JobDetailSerializer(JobSerializer):
     mismatches = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
-        fields = (*JOB_FIELDS, "mismatches")
+        fields = (*JobSerializer.Meta.fields, "mismatches")
         read_only_fields = fields
 
     @extend_schema_field(MismatchSummarySerializer(many=True))
@@ -146,8 +152,9 @@ class MismatchSerializer(serializers.Serializer[dict[str, Any]]):
             "table_name": row["table_name"],
             "primary_key_value": row["primary_key_value"],
             "mismatch_type": row["mismatch_type"],
-            "cassandra_data": row["cassandra_data"],
-            "postgres_data": row["postgres_data"],
+            # The list reads the rows as JSON text (orjson fragments, never decoded).
+            "cassandra_data": row.get("cassandra_json", row.get("cassandra_data")),
+            "postgres_data": row.get("postgres_json", row.get("postgres_data")),
             "resolution_status": row["resolution_status"],
         }
 

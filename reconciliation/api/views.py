@@ -10,19 +10,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
+from drf_orjson_renderer.renderers import ORJSONRenderer
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cdcrecon.api.errors import ApiError
 from cdcrecon.api.pagination import JobPagination, MismatchPagination
+from cdcrecon.filters import FilterSetOnViewBackend
 from reconciliation.api.permissions import CanResolveMismatches, CanTriggerJobs, CanViewJobs
 from reconciliation.api.serializers import (
     JOB_FIELDS,
@@ -59,6 +64,50 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(ErrorSerializer, description=meaning[code]) for code in codes}
 
 
+class RawJsonField(TextField):
+    """A jsonb column read as its JSON text and passed to orjson as is (``orjson.Fragment``).
+
+    The mismatch list serves up to 10,000 captured rows a page; decoding them into Python
+    and encoding them again was a third of a page's time.
+    """
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
+        return None if value is None else orjson.Fragment(value)
+
+
+# The list's columns: the captured rows as JSON text, everything else as values().
+MISMATCH_LIST_VALUES: dict[str, Any] = {
+    "cassandra_json": Cast("cassandra_data", RawJsonField()),
+    "postgres_json": Cast("postgres_data", RawJsonField()),
+}
+MISMATCH_LIST_FIELDS = tuple(
+    name for name in MISMATCH_FIELDS if name not in ("cassandra_data", "postgres_data")
+)
+
+
+# From this many pages deep, fetching a page's ids first beats reading every skipped row
+# (measured on 1M rows: offset 50,000 went from ~60-175 ms to ~15-35 ms of SQL).
+DEFERRED_JOIN_PAGES = 5
+
+
+class PrecountedMismatchPagination(MismatchPagination):
+    """``total`` from the filterset's trigger-kept counts when it has them (issue 11 point 9).
+
+    An exact ``COUNT(*)`` over a million mismatches is most of a page's time; the counts in
+    ``MismatchCount`` are exact for the same snapshot.  Other filters count the queryset.
+    """
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any]:
+        filterset = getattr(view, "filterset", None)
+        self.precounted = filterset.precounted_total() if filterset is not None else None
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_count(self, queryset: Any) -> int:
+        if self.precounted is not None:
+            return self.precounted
+        return super().get_count(queryset)
+
+
 class PagedListMixin:
     """Check paging parameters before filtering, so a bad limit never costs a query."""
 
@@ -73,7 +122,7 @@ class ReconciliationJobViewSet(PagedListMixin, viewsets.ReadOnlyModelViewSet):
 
     queryset = (
         ReconciliationJob.objects.select_related("requested_by")
-        .only(*JOB_FIELDS, "requested_by__username")
+        .only(*JOB_FIELDS, "progress", "requested_by__username")
         .order_by("-started_at", "-job_id")
     )
     serializer_class = JobSerializer
@@ -125,7 +174,9 @@ class MismatchViewSet(PagedListMixin, mixins.ListModelMixin, viewsets.GenericVie
     queryset = Mismatch.objects.order_by("-detected_at", "mismatch_id")
     serializer_class = MismatchSerializer
     filterset_class = MismatchFilterSet
-    pagination_class = MismatchPagination
+    filter_backends = [FilterSetOnViewBackend]
+    pagination_class = PrecountedMismatchPagination
+    renderer_classes = [ORJSONRenderer, BrowsableAPIRenderer]
     permission_classes = [IsAuthenticated, CanViewJobs]
     lookup_field = "mismatch_id"
     lookup_url_kwarg = "mismatch_id"
@@ -139,7 +190,7 @@ class MismatchViewSet(PagedListMixin, mixins.ListModelMixin, viewsets.GenericVie
 
     def get_queryset(self) -> QuerySet[Any]:
         if self.action == "list":
-            return super().get_queryset().values(*MISMATCH_FIELDS)
+            return super().get_queryset().values(*MISMATCH_LIST_FIELDS, **MISMATCH_LIST_VALUES)
         return Mismatch.objects.select_related("resolved_by")
 
     @extend_schema(

@@ -407,9 +407,14 @@ def test_run_again_now_starts_a_job_for_the_same_table_and_strategy_and_queues_i
         operator(django_user_model, "runner", "view_reconciliationjob", "add_reconciliationjob")
     )
 
-    with django_capture_on_commit_callbacks(execute=False) as queued:
-        response = client.post(JOBS, {"action": "run_again_now", "_selected_action": [old.pk]})
+    selection = {"action": "run_again_now", "_selected_action": [old.pk]}
 
+    form_page = client.post(JOBS, selection)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = client.post(JOBS, {**selection, "apply": "yes", "sample_size": "50"})
+
+    assert form_page.status_code == 200
+    assert form_page.context["form"].initial["sample_size"] == 50  # prefilled from the job
     assert response.status_code == 302
     new = ReconciliationJob.objects.exclude(pk=old.pk).get()
     assert (new.table_name, new.validation_strategy, new.status) == (
@@ -430,7 +435,9 @@ def test_run_again_now_reports_a_job_already_running(client, django_user_model) 
     )
 
     response = client.post(
-        JOBS, {"action": "run_again_now", "_selected_action": [old.pk]}, follow=True
+        JOBS,
+        {"action": "run_again_now", "_selected_action": [old.pk], "apply": "yes"},
+        follow=True,
     )
 
     assert any("already running" in m and str(running.job_id) in m for m in messages_of(response))

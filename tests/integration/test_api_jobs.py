@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 T0 = dt.datetime(2025, 11, 25, 10, 0, tzinfo=dt.UTC)
 
 
-def test_it_lists_jobs_in_the_guides_envelope_with_exactly_the_guides_fields(reader) -> None:
+def test_it_lists_jobs_in_the_guides_envelope_with_the_guides_fields_and_progress(reader) -> None:
     job = JobFactory(table_name="users", started_at=T0)
 
     response = reader.get("/reconciliation/jobs")
@@ -42,6 +42,7 @@ def test_it_lists_jobs_in_the_guides_envelope_with_exactly_the_guides_fields(rea
             "error_message": None,
             "phase": "DONE",
             "requested_by": "schedule",  # issue 14: who started it (no user: the schedule)
+            "progress": 100.0,
         }
     ]
 
