@@ -39,7 +39,7 @@ from reconciliation.admin.views import (
     diff_rows,
     summarise,
 )
-from reconciliation.choices import ResolutionStatus
+from reconciliation.choices import MismatchType, ResolutionStatus
 from reconciliation.filtersets import last_seen_field
 from reconciliation.models import (
     CLOSED_STATUSES,
@@ -148,7 +148,7 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
 
     @admin.display(description="differs")
     def differs(self, obj: Mismatch) -> SafeString | str:
-        if obj.mismatch_type != "DATA_MISMATCH":
+        if obj.mismatch_type != MismatchType.DATA_MISMATCH:
             return "whole row"
         columns = differing_columns(obj, getattr(obj, "mapping_excluded", None))
         if not columns:
