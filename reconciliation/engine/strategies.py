@@ -57,13 +57,17 @@ from cassandra.cluster import Session
 
 from reconciliation.engine.canonical import (
     Converter,
+    column_canonicalizer,
+    count_unreadable,
+    is_unreadable,
     primary_key_text,
 )
 from reconciliation.engine.cassandra import CassandraTable, token_segments
 from reconciliation.engine.drift import drift_percentage, row_count_drift, wilson_interval
+from reconciliation.engine.keys import BadKey, split_key
 from reconciliation.engine.merge import Diff, PassCounts, agree, merge_by_token
 from reconciliation.engine.postgres import PostgresTable
-from reconciliation.engine.records import MARSHAL_VERSION, Codec, fast_token_function
+from reconciliation.engine.records import MARSHAL_VERSION, Codec
 from reconciliation.engine.schema import SchemaError, TableSpec, Window, discover_layout
 from reconciliation.engine.spill import RecordLog, SortedRuns, Spool
 from reconciliation.engine.target_worker import TargetJob, TargetProcess, spill_target
@@ -133,6 +137,8 @@ class Outcome:
     drift_percentage: float = 0.0
     drift_ci_low: float | None = None
     drift_ci_high: float | None = None
+    # Values either side could not read as the column's type (each in a reported row).
+    unreadable_value_count: int = 0
     schema_warnings: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
 
@@ -191,27 +197,64 @@ class Engine:
             parallel=options.parallel,
         )
         self.postgres = PostgresTable(connect, self.layout)
-        self.codec = Codec(self.layout, self.cassandra.token_function)
+        self.codec = Codec(self.layout)
         self.child_peak_rss_mb: float | None = None  # of the target's child process, if any
+        self.unreadable_values = 0  # in the rows reported
 
     # -- lookups ------------------------------------------------------------------------------
 
     def _read_both(
         self, keys: Sequence[bytes], *, cassandra: bool = True, postgres: bool = True
     ) -> tuple[list[bytes | None], list[tuple[bytes, ...]]]:
-        values = [self.codec.key_values(k) for k in keys]
+        """The current rows of each key (key bytes) on both sides, as row bytes: the rows
+        whose key is equal to it under the engine's key equality (``records.py``)."""
+        forms = [list(marshal.loads(k)) for k in keys]
         c_rows: list[bytes | None] = [None] * len(keys)
         p_rows: list[tuple[bytes, ...]] = [()] * len(keys)
+        codec = self.codec
         if cassandra:
-            for i, row in enumerate(self.cassandra.lookup(values)):
+            c_key = lambda row: codec.cassandra_record(row)[1]  # noqa: E731
+            for i, row in enumerate(self.cassandra.lookup(forms, c_key)):
                 if row is not None:
-                    c_rows[i] = self.codec.cassandra_record(row)[2]
+                    c_rows[i] = codec.cassandra_record(row)[2]
         if postgres:
-            for i, rows in enumerate(self.postgres.lookup(values)):
-                p_rows[i] = tuple(self.codec.postgres_record(r)[2] for r in rows)
+            p_key = lambda row: codec.postgres_record(row)[1]  # noqa: E731
+            for i, rows in enumerate(self.postgres.lookup(forms, p_key)):
+                p_rows[i] = tuple(codec.postgres_record(r)[2] for r in rows)
         return c_rows, p_rows
 
+    def compare_keys(self, keys: Sequence[bytes]) -> list[Difference | None]:
+        """Read ``keys`` back from both stores now and compare: each key's Difference, or
+        None where the two sides agree."""
+        results: list[Difference | None] = []
+        for start in range(0, len(keys), VERDICT_BATCH):
+            batch = keys[start : start + VERDICT_BATCH]
+            c_rows, p_rows = self._read_both(batch)
+            for key, c_row, rows in zip(batch, c_rows, p_rows, strict=True):
+                results.append(None if agree(c_row, rows) else self._difference(key, c_row, rows))
+        return results
+
+    def key_bytes_of(self, primary_key_value: str) -> bytes:
+        """The key bytes of a ``primary_key_value`` text (BadKey when it does not fit)."""
+        parts = split_key(primary_key_value, len(self.layout.key))
+        forms = []
+        for part, column in zip(parts, self.layout.key, strict=True):
+            form = column_canonicalizer(column.cql_type)(part)
+            if form is None or is_unreadable(form):
+                raise BadKey(f"{part!r} is not a valid {column.cql_type} value.")
+            forms.append(form)
+        return self.codec.key_bytes(forms)
+
     def _emit(self, key: bytes, c_row: bytes | None, p_rows: tuple[bytes, ...]) -> None:
+        difference = self._difference(key, c_row, p_rows)
+        self.unreadable_values += sum(
+            count_unreadable(data)
+            for data in (difference.cassandra_data, difference.postgres_data)
+            if data is not None
+        )
+        self.report(difference)
+
+    def _difference(self, key: bytes, c_row: bytes | None, p_rows: tuple[bytes, ...]) -> Difference:
         codec = self.codec
         if c_row is None:
             kind = MISSING_IN_CASSANDRA
@@ -220,15 +263,13 @@ class Engine:
         else:
             kind = DATA_MISMATCH
         p_row = next((r for r in p_rows if r != c_row), p_rows[0]) if p_rows else None
-        self.report(
-            Difference(
-                primary_key_value=primary_key_text(codec.key_values(key)),
-                mismatch_type=kind,
-                cassandra_checksum=None if c_row is None else codec.checksum(key, c_row),
-                postgres_checksum=None if p_row is None else codec.checksum(key, p_row),
-                cassandra_data=None if c_row is None else codec.display(key, c_row),
-                postgres_data=None if p_row is None else codec.display(key, p_row),
-            )
+        return Difference(
+            primary_key_value=primary_key_text(codec.key_values(key)),
+            mismatch_type=kind,
+            cassandra_checksum=None if c_row is None else codec.checksum(key, c_row),
+            postgres_checksum=None if p_row is None else codec.checksum(key, p_row),
+            cassandra_data=None if c_row is None else codec.display(key, c_row),
+            postgres_data=None if p_row is None else codec.display(key, p_row),
         )
 
     def judge(
@@ -331,7 +372,7 @@ class Engine:
         return (
             self.options.target_url is not None
             and estimate >= self.options.target_process_min_rows
-            and fast_token_function(self.layout) is not None
+            and self.codec.pairs_by_token
         )
 
     def _source_pages(
@@ -353,7 +394,13 @@ class Engine:
         counts = PassCounts()
         differences = Spool()
         try:
-            merge_by_token(source, target.merged(), differences, counts)
+            if self.codec.pairs_by_token:  # Cassandra's own order: no sort
+                merge_by_token(source, target.merged(), differences, counts)
+            else:  # key-hash pairing: the source is sorted by key hash too
+                with SortedRuns(self.options.run_size) as sorted_source:
+                    for page in self._source_pages(segments, window):
+                        sorted_source.extend([record(row) for row in page])
+                    merge_by_token(sorted_source.merged(), target.merged(), differences, counts)
         except BaseException:
             differences.close()
             raise
@@ -532,6 +579,7 @@ class Engine:
             raise ValueError(f"Unknown validation strategy {strategy!r}.")
         outcome = runners[strategy]()
         outcome.schema_warnings = list(self.layout.warnings)
+        outcome.unreadable_value_count = self.unreadable_values
         self.progress(1.0)
         return outcome
 
