@@ -600,3 +600,19 @@ def reconcile(
     """Run ``strategy`` over ``spec``: differences go to ``report`` as they are decided, the
     counters come back.  Read-only on both stores."""
     return Engine(spec, session, connect, options, report, progress).run(strategy)
+
+
+def recheck_keys(
+    spec: TableSpec,
+    session: Session,
+    connect: Connect,
+    options: Options,
+    primary_key_values: Sequence[str],
+) -> list[Difference | None]:
+    """Read these keys (``Mismatch.primary_key_value`` texts) back from both stores now and
+    compare them: for each, its Difference as a job would report it, or None when the two
+    sides agree.  The same key equality and lookups as the jobs' transient re-check.
+    Read-only; raises BadKey for a key text that does not fit the table's key columns."""
+    engine = Engine(spec, session, connect, options, report=lambda difference: None)
+    keys = [engine.key_bytes_of(value) for value in primary_key_values]
+    return engine.compare_keys(keys)
