@@ -194,10 +194,10 @@ _COMPARE_FORMS = {
     "@bytes": "uuid_send({})",  # a uuid's 16 bytes
     # epoch milliseconds, cut; ±infinity as the int8 extremes (canonical._finite_ms)
     "@ms": "CASE WHEN isfinite({0}) THEN floor(extract(epoch FROM {0}) * 1000)::int8 "
-    "WHEN {0} > 'epoch' THEN 9223372036854775807 ELSE -9223372036854775808 END",
+    "WHEN {0} > 'epoch' THEN 9223372036854775807 WHEN {0} < 'epoch' THEN -9223372036854775808 END",
     # the day number; ±infinity as the int4 extremes (canonical._finite_days)
     "@days": "CASE WHEN isfinite({0}) THEN {0} - DATE '1970-01-01' "
-    "WHEN {0} > 'epoch' THEN 2147483647 ELSE -2147483648 END",
+    "WHEN {0} > 'epoch' THEN 2147483647 WHEN {0} < 'epoch' THEN -2147483648 END",
     # an interval's months, days and time, each apart: "<months>mo<days>d<nanoseconds>ns"
     "@interval": "(extract(year FROM {0}) * 12 + extract(month FROM {0}))::int8 || 'mo' || "
     "extract(day FROM {0})::int8 || 'd' || ((extract(hour FROM {0}) * 3600 + "
