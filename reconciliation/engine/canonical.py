@@ -68,7 +68,7 @@ from operator import attrgetter
 from typing import Any
 
 from reconciliation.engine.cqltypes import CqlType
-from reconciliation.engine.keys import format_key
+from reconciliation.engine.keys import format_key, strip_zeros
 
 Converter = Callable[[Any], Any]
 
@@ -158,7 +158,7 @@ def _decimal_form(number: decimal.Decimal) -> str:
         return "0"
     if not number.is_finite():
         return "NaN" if number.is_nan() else ("Infinity" if number > 0 else "-Infinity")
-    return format(number.normalize(), "f")
+    return format(strip_zeros(number), "f")
 
 
 def _decimal(value: Any) -> Any:
