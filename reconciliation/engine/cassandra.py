@@ -71,9 +71,8 @@ def driver_value(ctype: CqlType, canonical: Any) -> Any:
             driver_value(key_type, _parse_map_key(key_type, k)): driver_value(value_type, v)
             for k, v in canonical.items()
         }
-    if name == "udt":
-        types = dict(ctype.fields)
-        return {k: driver_value(types[k], v) for k, v in canonical.items() if k in types}
+    if name == "udt":  # the driver binds a UDT from a tuple in field order
+        return tuple(driver_value(t, canonical.get(field)) for field, t in ctype.fields)
     if name == "timestamp" and isinstance(canonical, int):
         return canonical
     if name in {"float", "double"} and isinstance(canonical, float):
@@ -280,6 +279,8 @@ class CassandraTable:
         may hold an equal partition key (a decimal's scales); [] when it cannot be a key."""
         options: list[list[Any]] = []
         partition = len(self.layout.partition)
+        if any(value is None for value in compare_forms):
+            return []  # Cassandra keys are never NULL
         try:
             for index, (value, column) in enumerate(
                 zip(compare_forms, self.layout.key, strict=True)
