@@ -73,8 +73,6 @@ def driver_value(ctype: CqlType, canonical: Any) -> Any:
         }
     if name == "udt":  # the driver binds a UDT from a tuple in field order
         return tuple(driver_value(t, canonical.get(field)) for field, t in ctype.fields)
-    if name == "timestamp" and isinstance(canonical, int):
-        return canonical
     if name in {"float", "double"} and isinstance(canonical, float):
         return canonical
     if name == "varint" or name in {"int", "bigint", "smallint", "tinyint"}:
@@ -299,6 +297,13 @@ class CassandraTable:
         """The current row ``(token, *columns)`` for each key, given as compare forms (None
         when absent): candidates read by every equal binding, kept when ``key_of(row)`` is
         the key's bytes (the engine's key equality)."""
+        return [rows[0] if rows else None for rows in self.lookup_all(keys, key_of)]
+
+    def lookup_all(
+        self, keys: Sequence[Sequence[Any]], key_of: Callable[[tuple[Any, ...]], bytes]
+    ) -> list[list[tuple[Any, ...]]]:
+        """``lookup``, with every row equal to each key (Cassandra may hold 1.1 and 1.10 as
+        two keys that the key equality calls one)."""
         statements: list[BoundStatement] = []
         positions: list[int] = []
         for index, key in enumerate(keys):
@@ -309,11 +314,11 @@ class CassandraTable:
                     continue  # not a valid Cassandra key: it cannot be there
                 positions.append(index)
         wanted = [marshal.dumps(tuple(k), MARSHAL_VERSION) for k in keys]
-        found: list[tuple[Any, ...] | None] = [None] * len(keys)
+        found: list[list[tuple[Any, ...]]] = [[] for _ in keys]
         for index, rows in zip(positions, self._execute_all(statements), strict=True):
             for row in rows:
-                if found[index] is None and key_of(row) == wanted[index]:
-                    found[index] = row
+                if key_of(row) == wanted[index] and row not in found[index]:
+                    found[index].append(row)
         return found
 
     def sample_keys(self, count: int, rng: random.Random) -> list[tuple[Any, ...]]:

@@ -104,7 +104,11 @@ class PostgresTable:
         return max(0, int(row[0])) if row else 0
 
     def lookup(
-        self, keys: Sequence[Sequence[Any]], key_of: Callable[[tuple[Any, ...]], bytes]
+        self,
+        keys: Sequence[Sequence[Any]],
+        key_of: Callable[[tuple[Any, ...]], bytes],
+        *,
+        raw_key: bool = False,
     ) -> list[list[tuple[Any, ...]]]:
         """The current rows for each key, given as compare forms (a list: a target without a
         primary key may hold duplicates), in one query per call.
@@ -113,7 +117,8 @@ class PostgresTable:
         representation the engine calls equal satisfies (``key_filter``), index-friendly
         where the column's type allows it; the rows kept are those whose ``key_of(row)`` is
         the key's bytes (the engine's one key equality, ``records.py``).  When no key column
-        has such a predicate (keys kept as jsonb, say) the table is scanned.
+        has such a predicate (keys kept as jsonb, say) the table is scanned.  With
+        ``raw_key`` each row ends with its key columns as stored (for repair and erasure).
         """
         if not keys:
             return []
@@ -126,14 +131,18 @@ class PostgresTable:
             found_filter = key_filter(c)
             if found_filter is not None:
                 filters.append((i, found_filter))
-        cols = sql.SQL(", ").join(_select(c, "t") for c in self.layout.columns)
+        selected = [_select(c, "t") for c in self.layout.columns]
+        width = len(selected)
+        if raw_key:
+            selected += [sql.Identifier("t", c.name) for c in self.layout.key]
+        cols = sql.SQL(", ").join(selected)
         with self._connection() as conn:
             if not filters:
                 rows: Iterable[tuple[Any, ...]] = conn.cursor(name="cdcrecon_lookup").stream(
                     sql.SQL("SELECT {cols} FROM {table} AS t").format(cols=cols, table=self.table)
                 )
                 for row in rows:
-                    for index in wanted.get(key_of(tuple(row)), ()):
+                    for index in wanted.get(key_of(tuple(row[:width])), ()):
                         found[index].append(tuple(row))
                 return found
             arrays: list[list[str | None]] = [[] for _ in filters]
@@ -163,7 +172,7 @@ class PostgresTable:
             key_bytes = [marshal.dumps(tuple(k), MARSHAL_VERSION) for k in keys]
             for line in conn.execute(query, arrays, binary=True):
                 index, row = int(line[0]) - 1, tuple(line[1:])
-                if key_of(row) == key_bytes[index]:
+                if key_of(row[:width]) == key_bytes[index]:
                     found[index].append(row)
         return found
 
