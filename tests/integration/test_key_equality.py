@@ -5,6 +5,7 @@ writes an equal key.  Real Cassandra and PostgreSQL."""
 from __future__ import annotations
 
 import dataclasses
+import decimal
 from typing import Any
 
 import pytest
@@ -175,3 +176,56 @@ def test_every_key_type_pairs_equal_keys_on_every_path(
     assert rechecked(mapping, list(differing)) == differing
     equal_keys = [k.replace(',"2"]', ',"1"]') for k in differing]
     assert rechecked(mapping, equal_keys) == {}
+
+
+# -- repair and erasure find the same row -------------------------------------------------------
+
+
+def test_repair_updates_the_row_the_target_keys_in_another_spelling(
+    cassandra, target, table_pair, django_user_model
+) -> None:
+    from reconciliation.repair import repair_mismatch
+    from tests.integration.test_repair import make_mismatch
+
+    mapping = table_pair("id uuid PRIMARY KEY, v int", "id text PRIMARY KEY, v int")
+    cassandra.execute(f"INSERT INTO {mapping.name} (id, v) VALUES ({U[0]}, 1)")
+    target.execute(f"INSERT INTO public.{mapping.name} (id, v) VALUES (%s, 2)", (U[0].upper(),))
+    mismatch = make_mismatch(
+        mapping, U[0], MismatchType.DATA_MISMATCH, {"id": U[0], "v": 1}, {"id": U[0], "v": 2}
+    )
+
+    repair_mismatch(mismatch, django_user_model.objects.create_user("op", password="pw"))
+
+    # The existing row was updated (not a second row added in canonical spelling).
+    assert target.execute(f"SELECT id, v FROM public.{mapping.name}").fetchall() == [
+        (U[0].upper(), 1)
+    ]
+
+
+def test_erasure_removes_every_equal_spelling_of_the_key_in_both_stores(
+    cassandra, target, table_pair
+) -> None:
+    from tests.integration.test_erasure import client_for, url, user_with
+
+    api = client_for(user_with("dpo", "erase_record"))
+    mapping = table_pair(
+        "k decimal, id uuid, v int, PRIMARY KEY (k, id)", "k numeric, id text, v int"
+    )
+    cassandra.execute(f"INSERT INTO {mapping.name} (k, id, v) VALUES (1.10, {U[0]}, 1)")
+    cassandra.execute(f"INSERT INTO {mapping.name} (k, id, v) VALUES (2, {U[0]}, 1)")
+    target.execute(
+        f"INSERT INTO public.{mapping.name} VALUES (1.100, %s, 1), (2, %s, 1)",
+        ("{" + U[0].upper() + "}", U[0]),
+    )
+
+    response = api.delete(url(mapping, f'["1.1","{U[0]}"]'), {"reason": "t-1"}, format="json")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["cassandra"]["status"], body["postgres"]["status"]) == ("SUCCESS", "SUCCESS")
+    assert [r["k"] for r in cassandra.execute(f"SELECT k FROM {mapping.name}")] == [
+        decimal.Decimal("2")
+    ]
+    assert target.execute(f"SELECT k FROM public.{mapping.name}").fetchall() == [
+        (decimal.Decimal("2"),)
+    ]
