@@ -145,10 +145,20 @@ class PostgresTable:
                     for index in wanted.get(key_of(tuple(row[:width])), ()):
                         found[index].append(tuple(row))
                 return found
+            # A key with a NULL part (a target without a primary key may hold one) is read
+            # on its own, with IS NULL for that part: "= NULL" would never find it.
+            for index, key in enumerate(keys):
+                if any(value is None for value in key):
+                    query = sql.SQL("SELECT {cols} FROM {table} AS t WHERE {where}").format(
+                        cols=cols, table=self.table, where=self._where_key(key, filters)
+                    )
+                    for row in conn.execute(query, binary=True):
+                        if key_of(tuple(row[:width])) == marshal.dumps(tuple(key), MARSHAL_VERSION):
+                            found[index].append(tuple(row))
             arrays: list[list[str | None]] = [[] for _ in filters]
             for key in keys:
                 params = [f.param(key[i]) for i, f in filters]
-                if any(p is IMPOSSIBLE for p in params):
+                if any(p is IMPOSSIBLE for p in params) or None in key:
                     params = [None] * len(filters)  # cannot be on the target
                 for array, param in zip(arrays, params, strict=True):
                     array.append(None if param is IMPOSSIBLE else param)  # type: ignore[arg-type]
@@ -175,6 +185,22 @@ class PostgresTable:
                 if key_of(row[:width]) == key_bytes[index]:
                     found[index].append(row)
         return found
+
+    def _where_key(
+        self, key: Sequence[Any], filters: Sequence[tuple[int, KeyFilter]]
+    ) -> sql.Composable:
+        parts: list[sql.Composable] = [sql.SQL("TRUE")]
+        by_column = dict(filters)
+        for i, column in enumerate(self.layout.key):
+            name = sql.Identifier("t", column.name)
+            if key[i] is None:
+                parts.append(sql.SQL("{} IS NULL").format(name))
+            elif i in by_column:
+                param = by_column[i].param(key[i])
+                if param is IMPOSSIBLE:
+                    return sql.SQL("FALSE")
+                parts.append(by_column[i].predicate(name, sql.Literal(param)))
+        return sql.SQL(" AND ").join(parts)
 
     def sample_keys(self, count: int, estimate: int) -> list[tuple[Any, ...]]:
         """About ``count`` random keys (TABLESAMPLE, then random order)."""

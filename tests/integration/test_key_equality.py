@@ -229,3 +229,15 @@ def test_erasure_removes_every_equal_spelling_of_the_key_in_both_stores(
     assert target.execute(f"SELECT k FROM public.{mapping.name}").fetchall() == [
         (decimal.Decimal("2"),)
     ]
+
+
+def test_a_target_row_with_a_null_key_is_missing_in_cassandra_and_the_recheck_survives_it(
+    cassandra, target, table_pair
+) -> None:
+    mapping = table_pair("id int, n int, v int, PRIMARY KEY (id, n)", "id int, n int, v int")
+    cassandra.execute(f"INSERT INTO {mapping.name} (id, n, v) VALUES (1, 1, 1)")
+    target.execute(f"INSERT INTO public.{mapping.name} VALUES (1, 1, 1), (NULL, 2, 1)")
+
+    job = run(mapping, ValidationStrategy.CHECKSUM, recheck_delay=0.01)
+
+    assert found(job) == {'["null","2"]': MismatchType.MISSING_IN_CASSANDRA}
