@@ -25,7 +25,10 @@ date                                   ``YYYY-MM-DD``
 time                                   ``HH:MM:SS.ffffff`` (microseconds)
 blob                                   lower-case hex
 inet                                   the address text (``::1``, ``10.0.0.1``)
-duration                               ``<months>mo<days>d<nanoseconds>ns``
+duration                               ``<months>mo<days>d<nanoseconds>ns``: the three fields
+                                       apart (PG ``interval`` read field by field, so 1 month
+                                       is not 30 days and 25 h is not 1 day 1 h); a
+                                       ``timedelta`` has lost them and equals no duration
 list<T>, vector<T, n>                  array, in order
 set<T>                                 array, sorted
 map<K, V>                              object, keys as the canonical *text* of K, sorted
@@ -35,8 +38,20 @@ UDT                                    object, field by field in the type's fiel
 
 NULL is ``null``.  An empty top-level collection is ``null`` (Cassandra cannot tell an empty
 collection from NULL), so it equals NULL, ``{}`` or ``[]`` on the target.  A value that cannot
-be read as the column's type (e.g. text that is not a uuid) becomes ``"<invalid …>"``, which
-equals no valid value of the type.
+be read as the column's type (text that is not a uuid, ``infinity`` in a timestamp or date,
+JSON of the wrong shape, anything a converter raises on) becomes ``"<invalid …>"`` with the
+value as written: it equals no valid value of the type, so its row is a DATA_MISMATCH, and
+the job counts it (``count_unreadable``) instead of failing.  Timestamps and dates are
+compared as epoch milliseconds and day numbers, so years past 9999 are still compared.
+
+Equalities decided here: a ``decimal`` equals the same number at any scale (``1.10`` =
+``1.1``, trailing zeros are cut exactly, never rounded); ``float``/``double`` NaN equals NaN
+and -0.0 equals 0.0; ``time`` is compared at microseconds (PostgreSQL's precision) and
+``timestamp`` at milliseconds (Cassandra's); ``duration`` keeps nanoseconds (a Cassandra
+duration with sub-microsecond digits equals no interval).
+
+**Keys** are compared by the same rule: two rows are the same row when their key columns'
+compare forms are equal (``records.py``).
 
 **Checksum**: SHA-256, as lower-case hex, of the UTF-8 bytes of
 ``json.dumps({column: canonical value, …}, sort_keys=True, separators=(",", ":"),

@@ -9,13 +9,17 @@ key, so the engine brings both sides into **token order** and merges them:
    record ``(token, key bytes, row bytes)`` (``records.py``: the compare forms of
    ``canonical.py``, marshalled), its partition key hashed to its Murmur3 token in Python
    exactly as Cassandra would, and goes to an external sort (``spill.SortedRuns``: sorted
-   runs of 100k records on disk).
+   runs of 100k records on disk).  When the partition key has a column whose token the
+   target's value cannot reproduce (a decimal's scale, ...), both sides are ordered by a
+   hash of their key bytes instead, and the source is externally sorted too
+   (``records.py``, "key-hash pairing").
 2. *Source*: the ring is split into token segments read concurrently but handed over in
    order (``cassandra.CassandraTable.stream``), so rows arrive in token order with
    ``token(pk)`` computed by Cassandra; each becomes the same kind of record.
 3. *Merge*: the two token-ordered streams are walked together (``merge.merge_by_token``), a
    token at a time (one row, one partition, or a rare token collision).  Within a token
-   rows pair up by key: a key on one side only is MISSING_IN_POSTGRES /
+   rows pair up by key bytes (a partition wider than ``merge.GROUP_IN_MEMORY`` rows through
+   an on-disk sort by key, so memory does not grow with the partition): a key on one side only is MISSING_IN_POSTGRES /
    MISSING_IN_CASSANDRA; a pair whose bytes differ is a DATA_MISMATCH.  Differences go to a
    disk spool.
 
@@ -26,7 +30,9 @@ key, so the engine brings both sides into **token order** and merges them:
    source's first records wait in a spool until the target is sorted.)  Small tables are
    done in-process, one step after the other.
 4. *Verdict*: after the pass (and after ``recheck_delay_seconds``, when not 0) each
-   differing key is read again from both sides, in batches of 500; keys that now agree are
+   differing key is read again from both sides, in batches of 500, by the same key equality
+   (``_read_both``: candidates by an index-friendly predicate, kept when their key bytes are
+   equal); keys that now agree are
    transient, the rest are reported with SHA-256 checksums and readable data.
 
 Memory is bounded by constants (a sort run, one block per run while merging, a few
