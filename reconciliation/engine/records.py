@@ -192,21 +192,8 @@ class Codec:
         self._safe_postgres = [
             postgres_converter(c.cql_type, c.pg_read_as) or _identity for c in layout.columns
         ]
-        self.cassandra_record = self._guarded(self._compile("cassandra"), "cassandra")
-        self.postgres_record = self._guarded(self._compile("postgres"), "postgres")
-
-    def _guarded(
-        self, fast: Callable[[Sequence[Any]], tuple[int, bytes, bytes]], side: str
-    ) -> Callable[[Sequence[Any]], tuple[int, bytes, bytes]]:
-        slow = self._slow_record(side)
-
-        def record(row: Sequence[Any]) -> tuple[int, bytes, bytes]:
-            try:
-                return fast(row)
-            except Exception:  # an unreadable value: this row only, column by column
-                return slow(row)
-
-        return record
+        self.cassandra_record = self._compile("cassandra")
+        self.postgres_record = self._compile("postgres")
 
     def _slow_record(self, side: str) -> Callable[[Sequence[Any]], tuple[int, bytes, bytes]]:
         converters = self._safe_cassandra if side == "cassandra" else self._safe_postgres
@@ -302,6 +289,13 @@ class Codec:
                 f"    return (_MIN_TOKEN if token is None else token, "
                 f"_dumps(key, {version}), _dumps({values}, {version}))\n"
             )
+        # An unreadable value: this row only, column by column (no cost on the common path).
+        namespace["_slow"] = self._slow_record(side)
+        body = source.splitlines()
+        source = "\n".join(
+            [body[0], "    try:", *("    " + line for line in body[1:])]
+            + ["    except Exception:", "        return _slow(row)", ""]
+        )
         exec(compile(source, f"<record builder: {side}>", "exec"), namespace)  # noqa: S102
         return namespace["record"]  # type: ignore[no-any-return]
 
