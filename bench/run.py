@@ -163,12 +163,16 @@ def loaded(rows: int) -> bool:
     return bool(found and found[0] == rows)
 
 
-def load(rows: int) -> None:
-    name = table_name(rows)
+def ensure_database() -> None:
     admin = target_url("postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+
+
+def load(rows: int) -> None:
+    name = table_name(rows)
+    ensure_database()
     cluster, session = cassandra_session()
     try:
         session.execute(
@@ -363,6 +367,7 @@ def main() -> None:
     parser.add_argument("--reload", action="store_true", help="Load the data again.")
     parser.add_argument("--only", help="Comma-separated measures (default: all).")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--no-wide", action="store_true", help="Skip the wide-partition benchmark.")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.rows)
@@ -380,6 +385,10 @@ def main() -> None:
         print(f"  measuring {name} ...", file=sys.stderr)
         results[name] = measure(name, args.rows)
     print("\n".join(report_table(args.rows, results)))
+    if not args.no_wide:  # one partition of BENCH_WIDE_ROWS rows (bench/wide_partition.py)
+        subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("wide_partition.py"))], check=True
+        )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,11 @@ an admin action or a management command all call :func:`erase_record`.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import logging
 import re
+import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -262,6 +265,29 @@ def resolve_key(mapping: TableMapping, key_text: str) -> RecordKey:
 # --- the stores -------------------------------------------------------------------------------
 
 
+_SCALARS = (str, int, float, bytes, decimal.Decimal, uuid.UUID, dt.date, dt.time)
+
+
+def equal_keys(mapping: TableMapping, key: RecordKey, session: Any = None) -> Any:
+    """Every row equal to ``key`` under the engine's one key equality, as each store spells
+    its key (``engine.strategies.stored_keys``); none when the lookup fails (the canonical
+    delete above it still runs)."""
+    from reconciliation.engine.strategies import Options, StoredKeys, stored_keys
+    from reconciliation.jobs import table_spec
+
+    try:
+        return stored_keys(
+            table_spec(mapping),
+            session or cassandra_session(),
+            target_connection,
+            Options(consistency=erasure_consistency_level()),
+            key.text,
+        )
+    except Exception:  # a lookup aid only: never the reason an erasure fails
+        logger.warning("Looking up equal keys for the erasure failed", exc_info=True)
+        return StoredKeys([], [])
+
+
 def delete_from_cassandra(mapping: TableMapping, key: RecordKey) -> StoreResult:
     """Delete the row at a quorum level; NOT_FOUND when a quorum read saw no such row."""
     found = False
@@ -282,6 +308,9 @@ def delete_from_cassandra(mapping: TableMapping, key: RecordKey) -> StoreResult:
         found = found or session.execute(select, key.values).one() is not None
         # Delete even when the read saw nothing: a tombstone is harmless, a missed row is not.
         session.execute(delete, key.values)
+        for other in equal_keys(mapping, key, session).cassandra:  # e.g. a decimal's 1.10
+            found = True
+            session.execute(delete, other)
 
     try:
         _retrying(CASSANDRA_TRANSIENT, attempt)
@@ -327,6 +356,9 @@ def delete_from_postgres(mapping: TableMapping, key: RecordKey) -> StoreResult:
             )
             deleted = conn.execute(query, values).fetchall()
             found = found or bool(deleted)
+            for other in equal_keys(mapping, key).postgres:  # e.g. a uuid in upper case
+                if all(isinstance(v, _SCALARS) for v in other):
+                    found = bool(conn.execute(query, list(other)).fetchall()) or found
 
     try:
         _retrying(POSTGRES_TRANSIENT, attempt)

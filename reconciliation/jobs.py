@@ -345,6 +345,7 @@ def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -
         "keys_examined": outcome.keys_examined,
         "mismatch_count": outcome.mismatch_count,
         "transient_count": outcome.transient_count,
+        "unreadable_value_count": outcome.unreadable_value_count,
         "drift_percentage": outcome.drift_percentage,
         "drift_ci_low": outcome.drift_ci_low,
         "drift_ci_high": outcome.drift_ci_high,

@@ -148,6 +148,11 @@ class ReconciliationJob(models.Model):
         default=0, help_text="Differences that healed within the re-check delay (CDC lag)."
     )
     drift_percentage = models.FloatField(null=True, blank=True)
+    unreadable_value_count = models.BigIntegerField(
+        default=0,
+        help_text="Values either store held that could not be read as the column's type "
+        "(each reported as its row's DATA_MISMATCH, shown as written).",
+    )
     drift_ci_low = models.FloatField(
         null=True, blank=True, help_text="SAMPLE: lower bound of the 95% Wilson interval (%)."
     )

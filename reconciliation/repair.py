@@ -25,6 +25,7 @@ import datetime as dt
 import decimal
 import ipaddress
 import json
+import logging
 import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,7 +44,12 @@ from psycopg.types.json import Json, Jsonb
 
 from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
 from reconciliation.choices import MismatchType, ResolutionStatus
-from reconciliation.connections import StoreUnavailable, cassandra_session, target_connection
+from reconciliation.connections import (
+    StoreUnavailable,
+    cassandra_session,
+    consistency_level,
+    target_connection,
+)
 from reconciliation.engine.canonical import to_canonical
 from reconciliation.engine.cqltypes import UnsupportedType, parse_cql_type
 from reconciliation.engine.identifiers import UnsafeIdentifier, cql_column, cql_table
@@ -60,6 +66,7 @@ from reconciliation.registry import (
 )
 
 Row = dict[str, Any]
+logger = logging.getLogger(__name__)
 
 INTEGER_UDTS = {"int2", "int4", "int8"}
 FLOAT_UDTS = {"float4", "float8"}
@@ -246,10 +253,15 @@ def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Prog
                 to_target(v, target_columns[c])
                 for c, v in zip(mapping.key_columns, key_values, strict=True)
             ]
+            # The row the engine paired, as the target spells its key (one key equality).
+            stored = target_spelling(mapping, session, mismatch.primary_key_value)
+            target_key = list(stored) if stored is not None else target_key
             progress.before = _lock_target_row(conn, mapping, target_key)
             progress.changed_columns = source_changes(mismatch, source_now, columns)
             if source_row is not None:
                 values = {c: to_target(source_row.get(c), target_columns[c]) for c in columns}
+                if stored is not None:  # update that row, not a second one spelt our way
+                    values.update(zip(mapping.key_columns, stored, strict=True))
                 progress.after = _upsert(conn, mapping, values)
                 progress.action = "upserted"
                 progress.postgres_status = StoreStatus.SUCCESS
@@ -277,6 +289,24 @@ def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Prog
 
 class _SchemaProblem(Exception):
     pass
+
+
+def target_spelling(
+    mapping: TableMapping, session: Session, key_text: str
+) -> tuple[Any, ...] | None:
+    """The key values of the target row equal to ``key_text`` under the engine's key
+    equality, as stored (``engine.strategies.stored_keys``); None when there is none or the
+    lookup fails (the caller then uses the canonical values)."""
+    from reconciliation.engine.strategies import Options, stored_keys
+    from reconciliation.jobs import table_spec
+
+    try:
+        options = Options(consistency=consistency_level())
+        found = stored_keys(table_spec(mapping), session, target_connection, options, key_text)
+    except Exception:  # a lookup aid only: never the reason a repair fails
+        logger.warning("Looking up the target's key for %r failed", key_text, exc_info=True)
+        return None
+    return found.postgres[0] if found.postgres else None
 
 
 def _session(progress: _Progress) -> Session:

@@ -25,7 +25,10 @@ date                                   ``YYYY-MM-DD``
 time                                   ``HH:MM:SS.ffffff`` (microseconds)
 blob                                   lower-case hex
 inet                                   the address text (``::1``, ``10.0.0.1``)
-duration                               ``<months>mo<days>d<nanoseconds>ns``
+duration                               ``<months>mo<days>d<nanoseconds>ns``: the three fields
+                                       apart (PG ``interval`` read field by field, so 1 month
+                                       is not 30 days and 25 h is not 1 day 1 h); a
+                                       ``timedelta`` has lost them and equals no duration
 list<T>, vector<T, n>                  array, in order
 set<T>                                 array, sorted
 map<K, V>                              object, keys as the canonical *text* of K, sorted
@@ -35,8 +38,20 @@ UDT                                    object, field by field in the type's fiel
 
 NULL is ``null``.  An empty top-level collection is ``null`` (Cassandra cannot tell an empty
 collection from NULL), so it equals NULL, ``{}`` or ``[]`` on the target.  A value that cannot
-be read as the column's type (e.g. text that is not a uuid) becomes ``"<invalid …>"``, which
-equals no valid value of the type.
+be read as the column's type (text that is not a uuid, ``infinity`` in a timestamp or date,
+JSON of the wrong shape, anything a converter raises on) becomes ``"<invalid …>"`` with the
+value as written: it equals no valid value of the type, so its row is a DATA_MISMATCH, and
+the job counts it (``count_unreadable``) instead of failing.  Timestamps and dates are
+compared as epoch milliseconds and day numbers, so years past 9999 are still compared.
+
+Equalities decided here: a ``decimal`` equals the same number at any scale (``1.10`` =
+``1.1``, trailing zeros are cut exactly, never rounded); ``float``/``double`` NaN equals NaN
+and -0.0 equals 0.0; ``time`` is compared at microseconds (PostgreSQL's precision) and
+``timestamp`` at milliseconds (Cassandra's); ``duration`` keeps nanoseconds (a Cassandra
+duration with sub-microsecond digits equals no interval).
+
+**Keys** are compared by the same rule: two rows are the same row when their key columns'
+compare forms are equal (``records.py``).
 
 **Checksum**: SHA-256, as lower-case hex, of the UTF-8 bytes of
 ``json.dumps({column: canonical value, …}, sort_keys=True, separators=(",", ":"),
@@ -60,6 +75,7 @@ import hashlib
 import ipaddress
 import json
 import math
+import re
 import struct
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -67,7 +83,7 @@ from operator import attrgetter
 from typing import Any
 
 from reconciliation.engine.cqltypes import CqlType
-from reconciliation.engine.keys import format_key
+from reconciliation.engine.keys import format_key, strip_zeros
 
 Converter = Callable[[Any], Any]
 
@@ -85,6 +101,42 @@ _INF = math.inf
 def _invalid(value: Any) -> str:
     # Only made for non-text types, whose valid compare forms are never such a string.
     return f"<invalid {value!r}>"
+
+
+invalid = _invalid
+
+# How the target's SELECT hands over values it cannot turn into a compare form
+# (``postgres.py``): infinite timestamps and dates become the extremes of their integer.
+_MS_INFINITY, _MS_MINUS_INFINITY = 2**63 - 1, -(2**63)
+_DAYS_INFINITY, _DAYS_MINUS_INFINITY = 2**31 - 1, -(2**31)
+
+
+def _finite_ms(value: int) -> Any:
+    if value == _MS_INFINITY or value == _MS_MINUS_INFINITY:
+        return _invalid("infinity" if value > 0 else "-infinity")
+    return value
+
+
+def _finite_days(value: int) -> Any:
+    if value == _DAYS_INFINITY or value == _DAYS_MINUS_INFINITY:
+        return _invalid("infinity" if value > 0 else "-infinity")
+    return value
+
+
+def is_unreadable(value: Any) -> bool:
+    """A compare or canonical value that stands for a value that could not be read."""
+    return isinstance(value, str) and value.startswith("<invalid ")
+
+
+def count_unreadable(value: Any) -> int:
+    """How many unreadable values a canonical value holds (nested ones too)."""
+    if is_unreadable(value):
+        return 1
+    if isinstance(value, list):
+        return sum(count_unreadable(v) for v in value)
+    if isinstance(value, dict):
+        return sum(count_unreadable(v) for v in value.values())
+    return 0
 
 
 # -- compare forms of simple types, from any representation (the general path) ---------------
@@ -121,7 +173,7 @@ def _decimal_form(number: decimal.Decimal) -> str:
         return "0"
     if not number.is_finite():
         return "NaN" if number.is_nan() else ("Infinity" if number > 0 else "-Infinity")
-    return format(number.normalize(), "f")
+    return format(strip_zeros(number), "f")
 
 
 def _decimal(value: Any) -> Any:
@@ -302,13 +354,18 @@ def _inet(value: Any) -> Any:
             return _invalid(value)
 
 
+_DURATION_FORM = re.compile(r"^(-?\d+)mo(-?\d+)d(-?\d+)ns$")
+
+
 def _duration(value: Any) -> Any:
+    """Months, days and nanoseconds, each kept apart (never 1 month = 30 days, nor 25 h =
+    1 day 1 h): PostgreSQL's interval is read field by field (``postgres.py``)."""
     if hasattr(value, "months") and hasattr(value, "nanoseconds"):  # the driver's Duration
         return f"{value.months}mo{value.days}d{value.nanoseconds}ns"
-    if isinstance(value, dt.timedelta):
-        nanos = (value.seconds * 1_000_000 + value.microseconds) * 1000
-        return f"0mo{value.days}d{nanos}ns"
-    return _text(value)
+    if isinstance(value, str) and _DURATION_FORM.match(value.strip()):
+        return value.strip()
+    # A timedelta has already folded the fields together: it cannot be compared.
+    return _invalid(value)
 
 
 SIMPLE_CONVERTERS: dict[str, Converter] = {
@@ -466,7 +523,7 @@ _CASSANDRA_FAST: dict[str, Converter | None] = {
     "double": _finite_or_special,
     "uuid": attrgetter("bytes"),
     "timeuuid": attrgetter("bytes"),
-    "timestamp": lambda v: (v - _EPOCH) // _MILLISECOND,  # naive UTC from the driver
+    "timestamp": None,  # epoch milliseconds: cassandra.py selects blobAsBigint(...)
     "date": attrgetter("days_from_epoch"),
     "time": lambda v: v.nanosecond_time // 1000,
 }
@@ -485,7 +542,9 @@ _POSTGRES_FAST: dict[tuple[str, str], Converter | None] = {
     # Columns the target's SELECT already turns into compare forms (postgres.py, "@…").
     ("uuid", "@bytes"): None,
     ("timeuuid", "@bytes"): None,
-    ("timestamp", "@ms"): None,
+    ("timestamp", "@ms"): _finite_ms,
+    ("date", "@days"): _finite_days,
+    ("duration", "@interval"): None,
     ("decimal", "@decimal"): None,
     ("float", "@f32"): _finite_or_special,
     ("timestamp", "timestamptz"): lambda v: (v - _EPOCH_UTC) // _MILLISECOND,
@@ -522,7 +581,6 @@ _CASSANDRA_INLINE: dict[str, str] = {
     "double": "({v} + 0.0 if {v} - {v} == 0 else _special_float({v}))",
     "uuid": "{v}.bytes",
     "timeuuid": "{v}.bytes",
-    "timestamp": "({v} - _EPOCH) // _MILLISECOND",
     "date": "{v}.days_from_epoch",
     "time": "({v}.nanosecond_time // 1000)",
 }
@@ -530,6 +588,8 @@ _POSTGRES_INLINE: dict[tuple[str, str], str] = {
     ("decimal", "numeric"): "_decimal_form({v})",
     ("float", "float4"): "_round_float32({v})",
     ("float", "@f32"): "({v} + 0.0 if {v} - {v} == 0 else _special_float({v}))",
+    ("timestamp", "@ms"): "_finite_ms({v})",
+    ("date", "@days"): "_finite_days({v})",
     ("double", "float8"): "({v} + 0.0 if {v} - {v} == 0 else _special_float({v}))",
     ("uuid", "uuid"): "{v}.bytes",
     ("timeuuid", "uuid"): "{v}.bytes",
@@ -545,6 +605,8 @@ INLINE_NAMESPACE: dict[str, Any] = {
     "_round_float32": _round_float32,
     "_micros_of": _micros_of,
     "_blob": _blob,
+    "_finite_ms": _finite_ms,
+    "_finite_days": _finite_days,
     "_EPOCH": _EPOCH,
     "_EPOCH_UTC": _EPOCH_UTC,
     "_EPOCH_ORDINAL": _EPOCH_ORDINAL,

@@ -7,13 +7,20 @@ handing over at most ``PAGES_AHEAD`` pages through a bounded queue, and the rows
 yielded segment after segment, so the caller sees the whole table in token order while
 holding at most ``parallel × PAGES_AHEAD × page_size`` rows.
 
-``partition_token`` computes the same token in Python for a key read from PostgreSQL (the
-key serialised as Cassandra does, hashed with the driver's C Murmur3), which is what lets
-the engine merge the two stores in token order.
+Timestamps are selected as ``blobAsBigint(timestampAsBlob(c))``: their compare form (epoch
+milliseconds), readable whatever the year (the driver cannot make a ``datetime`` past 9999).
+
+``lookup`` reads rows back by key (the re-check, SAMPLE, the "re-check now" button): it
+binds every Cassandra value that equals the key under the engine's key equality and may be
+written differently (a decimal's scale, 0.0 and -0.0) and returns candidate rows; the
+engine keeps those whose key compare forms equal the key's (``records.py``).
 """
 
 from __future__ import annotations
 
+import decimal
+import itertools
+import marshal
 import queue
 import random
 import struct
@@ -26,19 +33,78 @@ from typing import Any
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, ResponseFuture, Session
 from cassandra.query import BoundStatement, PreparedStatement, tuple_factory
 
-from reconciliation.engine.canonical import key_text
+from reconciliation.engine.canonical import display_value, key_text
+from reconciliation.engine.cqltypes import CqlType
 from reconciliation.engine.identifiers import cql_column, cql_table
 from reconciliation.engine.keys import BadKey, parse_key_part
-from reconciliation.engine.records import (
-    MAX_TOKEN,
-    MIN_TOKEN,
-    fast_token_function,
-    murmur3_token,
-)
-from reconciliation.engine.schema import Layout, Window
+from reconciliation.engine.records import MARSHAL_VERSION, MAX_TOKEN, MIN_TOKEN
+from reconciliation.engine.schema import Column, Layout, Window
 
 PAGES_AHEAD = 2
 _END = object()
+# A decimal partition key is found whatever its scale up to this many extra digits.
+DECIMAL_EXTRA_SCALE = 12
+MAX_CANDIDATES = 64
+
+
+def select_column(column: Column) -> str:
+    """How a scan or lookup selects a column (timestamps as epoch milliseconds)."""
+    name = cql_column(column.name)
+    if column.cql_type.name == "timestamp":
+        return f"blobasbigint(timestampasblob({name}))"
+    return name
+
+
+def driver_value(ctype: CqlType, canonical: Any) -> Any:
+    """A canonical value as the value the driver binds for a ``ctype`` column (BadKey if
+    it cannot be one)."""
+    if canonical is None:
+        return None
+    name = ctype.name
+    if name in {"list", "vector", "set"}:
+        return [driver_value(ctype.params[0], v) for v in canonical]
+    if name == "tuple":
+        return tuple(driver_value(t, v) for t, v in zip(ctype.params, canonical, strict=False))
+    if name == "map":
+        key_type, value_type = ctype.params
+        return {
+            driver_value(key_type, _parse_map_key(key_type, k)): driver_value(value_type, v)
+            for k, v in canonical.items()
+        }
+    if name == "udt":  # the driver binds a UDT from a tuple in field order
+        return tuple(driver_value(t, canonical.get(field)) for field, t in ctype.fields)
+    if name in {"float", "double"} and isinstance(canonical, float):
+        return canonical
+    if name == "varint" or name in {"int", "bigint", "smallint", "tinyint"}:
+        if isinstance(canonical, int) and not isinstance(canonical, bool):
+            return canonical
+    if name == "duration":
+        raise BadKey("duration cannot be a key")
+    return parse_key_part(key_text(canonical), name)
+
+
+def _parse_map_key(ctype: CqlType, text: str) -> Any:
+    if ctype.name in {"list", "set", "map", "tuple", "udt", "vector"}:
+        import json
+
+        return json.loads(text)
+    return text
+
+
+def _variants(ctype: CqlType, value: Any) -> list[Any]:
+    """Driver values equal to ``value`` under the key equality but hashed differently."""
+    if ctype.name == "decimal" and isinstance(value, decimal.Decimal) and value.is_finite():
+        with decimal.localcontext() as context:
+            context.prec = len(value.as_tuple().digits) + DECIMAL_EXTRA_SCALE + 40
+            normal = value.normalize(context)
+            exponent = int(normal.as_tuple().exponent)
+            return [
+                normal.quantize(decimal.Decimal(1).scaleb(exponent - extra), context=context)
+                for extra in range(DECIMAL_EXTRA_SCALE + 1)
+            ]
+    if ctype.name in {"float", "double"} and value == 0:
+        return [0.0, -0.0]
+    return [value]
 
 
 def token_segments(count: int) -> list[tuple[int, int]]:
@@ -72,15 +138,12 @@ class CassandraTable:
         spec = layout.spec
         self.table = cql_table(spec.cassandra_keyspace, spec.cassandra_table)
         self.token_expr = f"token({', '.join(cql_column(n) for n in spec.partition_key)})"
-        self.selected = ", ".join(cql_column(c.name) for c in layout.columns)
+        self.selected = ", ".join(select_column(c) for c in layout.columns)
         self._prepared: dict[str, PreparedStatement] = {}
         key_predicate = " AND ".join(f"{cql_column(c.name)} = ?" for c in layout.key)
         self.lookup_statement = self._prepare(
             f"SELECT {self.token_expr}, {self.selected} FROM {self.table} WHERE {key_predicate}"
         )
-        metadata = self.lookup_statement.column_metadata
-        self._partition_types = [metadata[i].type for i in range(len(layout.partition))]
-        self._protocol = session.cluster.protocol_version
 
     # -- statements -------------------------------------------------------------------------
 
@@ -209,64 +272,58 @@ class CassandraTable:
 
     # -- keys ------------------------------------------------------------------------------
 
-    def driver_key(self, canonical_key: Sequence[Any]) -> list[Any]:
-        """A key's canonical values as the values the driver binds (BadKey if impossible)."""
-        return [
-            parse_key_part(key_text(value), str(column.cql_type))
-            for value, column in zip(canonical_key, self.layout.key, strict=True)
-        ]
-
-    def partition_token(self, canonical_key: Sequence[Any]) -> int | None:
-        """The Murmur3 token Cassandra gives this key; None when it cannot be a Cassandra key."""
+    def driver_keys(self, compare_forms: Sequence[Any]) -> list[list[Any]]:
+        """The driver values to bind for a key given as compare forms: every way Cassandra
+        may hold an equal partition key (a decimal's scales); [] when it cannot be a key."""
+        options: list[list[Any]] = []
+        partition = len(self.layout.partition)
+        if any(value is None for value in compare_forms):
+            return []  # Cassandra keys are never NULL
         try:
-            values = [
-                parse_key_part(key_text(value), str(column.cql_type))
-                for value, column in zip(canonical_key, self.layout.partition, strict=False)
-            ]
-            parts = [
-                kind.serialize(value, self._protocol)
-                for kind, value in zip(self._partition_types, values, strict=True)
-            ]
-        except (BadKey, TypeError, ValueError, struct.error, OverflowError):
-            return None
-        if len(parts) == 1:
-            routing_key = parts[0]
-        else:
-            routing_key = b"".join(struct.pack(">H", len(p)) + p + b"\x00" for p in parts)
-        return murmur3_token(routing_key)
+            for index, (value, column) in enumerate(
+                zip(compare_forms, self.layout.key, strict=True)
+            ):
+                ctype = column.cql_type
+                bound = driver_value(ctype, display_value(ctype, value))
+                options.append(_variants(ctype, bound) if index < partition else [bound])
+        except (BadKey, TypeError, ValueError, AttributeError, ArithmeticError):
+            return []
+        keys = [list(k) for k in itertools.product(*options)]
+        return keys[:MAX_CANDIDATES]
 
-    def token_function(
-        self, display_key: Callable[[Sequence[Any]], Sequence[Any]]
-    ) -> Callable[[Sequence[Any]], int | None]:
-        """``partition_token`` over a key's *compare forms* (``display_key`` turns them into
-        canonical values): ``records.fast_token_function`` for the common partition key
-        types, the driver's serializers for the others."""
-        slow = self.partition_token
+    def lookup(
+        self, keys: Sequence[Sequence[Any]], key_of: Callable[[tuple[Any, ...]], bytes]
+    ) -> list[tuple[Any, ...] | None]:
+        """The current row ``(token, *columns)`` for each key, given as compare forms (None
+        when absent): candidates read by every equal binding, kept when ``key_of(row)`` is
+        the key's bytes (the engine's key equality)."""
+        return [rows[0] if rows else None for rows in self.lookup_all(keys, key_of)]
 
-        def slow_token(compare_forms: Sequence[Any]) -> int | None:
-            return slow(display_key(compare_forms))
-
-        fast = fast_token_function(self.layout, fallback=slow_token)
-        return slow_token if fast is None else fast
-
-    def lookup(self, canonical_keys: Sequence[Sequence[Any]]) -> list[tuple[Any, ...] | None]:
-        """The current row ``(token, *columns)`` for each key (None when absent)."""
+    def lookup_all(
+        self, keys: Sequence[Sequence[Any]], key_of: Callable[[tuple[Any, ...]], bytes]
+    ) -> list[list[tuple[Any, ...]]]:
+        """``lookup``, with every row equal to each key (Cassandra may hold 1.1 and 1.10 as
+        two keys that the key equality calls one)."""
         statements: list[BoundStatement] = []
         positions: list[int] = []
-        for index, key in enumerate(canonical_keys):
-            try:
-                statements.append(self._bind(self.lookup_statement, self.driver_key(key)))
-            except (BadKey, TypeError, ValueError):
-                continue  # not a valid Cassandra key: it cannot be there
-            positions.append(index)
-        found: list[tuple[Any, ...] | None] = [None] * len(canonical_keys)
+        for index, key in enumerate(keys):
+            for values in self.driver_keys(key):
+                try:
+                    statements.append(self._bind(self.lookup_statement, values))
+                except (TypeError, ValueError, struct.error, OverflowError):
+                    continue  # not a valid Cassandra key: it cannot be there
+                positions.append(index)
+        wanted = [marshal.dumps(tuple(k), MARSHAL_VERSION) for k in keys]
+        found: list[list[tuple[Any, ...]]] = [[] for _ in keys]
         for index, rows in zip(positions, self._execute_all(statements), strict=True):
-            found[index] = rows[0] if rows else None
+            for row in rows:
+                if key_of(row) == wanted[index] and row not in found[index]:
+                    found[index].append(row)
         return found
 
     def sample_keys(self, count: int, rng: random.Random) -> list[tuple[Any, ...]]:
         """About ``count`` rows' keys at random ring positions (the first row after each)."""
-        columns = ", ".join(cql_column(c.name) for c in self.layout.key)
+        columns = ", ".join(select_column(c) for c in self.layout.key)
         statement = self._prepare(
             f"SELECT {self.token_expr}, {columns} FROM {self.table} "
             f"WHERE {self.token_expr} > ? LIMIT 1"

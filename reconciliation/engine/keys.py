@@ -22,6 +22,17 @@ INTEGER_TYPES = {"tinyint", "smallint", "int", "bigint", "varint", "counter"}
 TEXT_TYPES = {"text", "varchar", "ascii"}
 
 
+def strip_zeros(number: decimal.Decimal) -> decimal.Decimal:
+    """A finite decimal without trailing zeros, exactly (``normalize()`` would round to the
+    context's 28 digits)."""
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    end = len(digits)
+    while end > 1 and digits[end - 1] == 0:
+        end -= 1
+    return decimal.Decimal((sign, digits[:end], exponent + len(digits) - end))
+
+
 class BadKey(ValueError):
     """A key text that does not fit the table's key columns."""
 
@@ -34,7 +45,7 @@ def _text_of(value: Any) -> str:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return value.isoformat(timespec="milliseconds") + "Z"
     if isinstance(value, decimal.Decimal):
-        text = format(value.normalize(), "f")
+        text = format(strip_zeros(value), "f") if value.is_finite() else str(value)
         return "0" if text in {"-0", "0"} else text
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()

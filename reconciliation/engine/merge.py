@@ -3,6 +3,12 @@
 Records are ``(token, key bytes, row bytes)`` (``records.py``).  A difference is
 ``(key bytes, source row bytes or None, (target row bytes, ...))``: the target side is a
 tuple because a target table without a primary key may hold a key more than once.
+
+Rows pair by key bytes (the engine's one key equality, ``records.py``) within a token.  A
+token's rows (a partition) are paired in memory up to ``GROUP_IN_MEMORY`` rows a side; a
+wider partition is streamed: both sides' rows of that token go to an external sort by key
+bytes (``spill.SortedRuns``) and are merge-joined, so memory stays bounded by constants
+whatever the partition's width.
 """
 
 from __future__ import annotations
@@ -10,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from reconciliation.engine.spill import Spool
+from reconciliation.engine.spill import SortedRuns, Spool
 
 Record = tuple[int, bytes, bytes]
+
+GROUP_IN_MEMORY = 10_000
+WIDE_RUN_SIZE = 50_000
 
 
 # A difference found by a pass: (key bytes, Cassandra row bytes or None, target row bytes...)
@@ -78,15 +87,31 @@ def merge_by_token(
         else:
             p_group, p = _group(p, next(target, None), target)
             c_group = []
+        if len(c_group) > GROUP_IN_MEMORY or len(p_group) > GROUP_IN_MEMORY:
+            seen, c, p = _compare_wide(c_group, c, source, p_group, p, target, add)
+            c_rows += seen[0]
+            p_rows += seen[1]
+            keys += seen[2]
+            continue
         c_rows += len(c_group)
         p_rows += len(p_group)
         keys += _compare_group(c_group, p_group, add)
     while c is not None:  # the source's last tokens: not on the target
         group, c = _group(c, next(source, None), source)
+        if len(group) > GROUP_IN_MEMORY:
+            seen, c, _ = _compare_wide(group, c, source, [], None, iter(()), add)
+            c_rows += seen[0]
+            keys += seen[2]
+            continue
         c_rows += len(group)
         keys += _compare_group(group, [], add)
     while p is not None:  # the target's last tokens: not in the source
         group, p = _group(p, next(target, None), target)
+        if len(group) > GROUP_IN_MEMORY:
+            seen, _, p = _compare_wide([], None, iter(()), group, p, target, add)
+            p_rows += seen[1]
+            keys += seen[2]
+            continue
         p_rows += len(group)
         keys += _compare_group([], group, add)
     counts.cassandra_rows += c_rows
@@ -99,12 +124,77 @@ def _group(
     following: Record | None,
     stream: Iterator[Record],
 ) -> tuple[list[Record], Record | None]:
-    """``first`` and the records after it with the same token; and the next record."""
+    """``first`` and the records after it with the same token, up to one more than
+    ``GROUP_IN_MEMORY`` (then the group continues in the stream); and the next record."""
     group = [first]
     while following is not None and following[0] == first[0]:
         group.append(following)
         following = next(stream, None)
+        if len(group) > GROUP_IN_MEMORY:
+            break
     return group, following
+
+
+def _spill_token(
+    group: list[Record], following: Record | None, stream: Iterator[Record]
+) -> tuple[SortedRuns, Record | None]:
+    """The rest of a wide token's records, with ``group``, sorted by key on disk."""
+    runs = SortedRuns(WIDE_RUN_SIZE)
+    if group:
+        token = group[0][0]
+        runs.extend([(key, row) for _, key, row in group])
+        while following is not None and following[0] == token:
+            runs.add((following[1], following[2]))
+            following = next(stream, None)
+    return runs, following
+
+
+def _compare_wide(
+    c_group: list[Record],
+    c: Record | None,
+    source: Iterator[Record],
+    p_group: list[Record],
+    p: Record | None,
+    target: Iterator[Record],
+    add: Callable[[Diff], None],
+) -> tuple[tuple[int, int, int], Record | None, Record | None]:
+    """Pair a wide token's rows by key through an external sort; (source rows, target
+    rows, keys) and the next record of each stream."""
+    c_runs, c = _spill_token(c_group, c, source)
+    p_runs, p = _spill_token(p_group, p, target)
+    with c_runs, p_runs:
+        seen = _merge_by_key(c_runs.merged(), p_runs.merged(), add)
+        return (c_runs.count, p_runs.count, seen), c, p
+
+
+def _merge_by_key(
+    source: Iterator[tuple[bytes, bytes]],
+    target: Iterator[tuple[bytes, bytes]],
+    add: Callable[[Diff], None],
+) -> int:
+    """Merge-join two key-sorted streams of (key, row); the number of keys."""
+    keys = 0
+    c = next(source, None)
+    p = next(target, None)
+    while c is not None or p is not None:
+        keys += 1
+        if p is None or (c is not None and c[0] < p[0]):
+            assert c is not None
+            add((c[0], c[1], ()))
+            c = next(source, None)
+            continue
+        key = p[0]
+        rows = []
+        while p is not None and p[0] == key:
+            rows.append(p[1])
+            p = next(target, None)
+        if c is not None and c[0] == key:
+            if not agree(c[1], tuple(rows)):
+                add((key, c[1], tuple(rows)))
+            c = next(source, None)
+        else:
+            add((key, None, tuple(rows)))
+    return keys
 
 
 def _compare_group(

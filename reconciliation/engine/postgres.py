@@ -12,15 +12,19 @@ from __future__ import annotations
 import decimal
 import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+import marshal
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import set_json_loads
 
-from reconciliation.engine.canonical import key_text
+from reconciliation.engine.canonical import display_value, is_unreadable
+from reconciliation.engine.records import MARSHAL_VERSION
 from reconciliation.engine.schema import Column, Layout, Window
 
 Connect = Callable[[], psycopg.Connection]
@@ -99,30 +103,104 @@ class PostgresTable:
             ).fetchone()
         return max(0, int(row[0])) if row else 0
 
-    def lookup(self, canonical_keys: Sequence[Sequence[Any]]) -> list[list[tuple[Any, ...]]]:
-        """The current rows for each key (a list: a target without a primary key may hold
-        duplicates), in one query per call."""
-        if not canonical_keys:
+    def lookup(
+        self,
+        keys: Sequence[Sequence[Any]],
+        key_of: Callable[[tuple[Any, ...]], bytes],
+        *,
+        raw_key: bool = False,
+    ) -> list[list[tuple[Any, ...]]]:
+        """The current rows for each key, given as compare forms (a list: a target without a
+        primary key may hold duplicates), in one query per call.
+
+        The query fetches *candidates*: for each key column a predicate that every
+        representation the engine calls equal satisfies (``key_filter``), index-friendly
+        where the column's type allows it; the rows kept are those whose ``key_of(row)`` is
+        the key's bytes (the engine's one key equality, ``records.py``).  When no key column
+        has such a predicate (keys kept as jsonb, say) the table is scanned.  With
+        ``raw_key`` each row ends with its key columns as stored (for repair and erasure).
+        """
+        if not keys:
             return []
-        key = self.layout.key
-        arrays = [[key_text(k[i]) for k in canonical_keys] for i in range(len(key))]
-        names = [sql.Identifier(f"_k{i}") for i in range(len(key))]
-        join = sql.SQL(" AND ").join(_key_equals(c, names[i]) for i, c in enumerate(key))
-        query = sql.SQL(
-            "SELECT _k._n, {cols} FROM {table} AS t "
-            "JOIN unnest({arrays}) WITH ORDINALITY AS _k({names}, _n) ON {join}"
-        ).format(
-            cols=sql.SQL(", ").join(_select(c, "t") for c in self.layout.columns),
-            table=self.table,
-            arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in key),
-            names=sql.SQL(", ").join(names),
-            join=join,
-        )
-        found: list[list[tuple[Any, ...]]] = [[] for _ in canonical_keys]
+        wanted: dict[bytes, list[int]] = {}
+        for index, key in enumerate(keys):
+            wanted.setdefault(marshal.dumps(tuple(key), MARSHAL_VERSION), []).append(index)
+        found: list[list[tuple[Any, ...]]] = [[] for _ in keys]
+        filters: list[tuple[int, KeyFilter]] = []
+        for i, c in enumerate(self.layout.key):
+            found_filter = key_filter(c)
+            if found_filter is not None:
+                filters.append((i, found_filter))
+        selected = [_select(c, "t") for c in self.layout.columns]
+        width = len(selected)
+        if raw_key:
+            selected += [sql.Identifier("t", c.name) for c in self.layout.key]
+        cols = sql.SQL(", ").join(selected)
         with self._connection() as conn:
-            for row in conn.execute(query, arrays, binary=True):
-                found[int(row[0]) - 1].append(tuple(row[1:]))
+            if not filters:
+                rows: Iterable[tuple[Any, ...]] = conn.cursor(name="cdcrecon_lookup").stream(
+                    sql.SQL("SELECT {cols} FROM {table} AS t").format(cols=cols, table=self.table)
+                )
+                for row in rows:
+                    for index in wanted.get(key_of(tuple(row[:width])), ()):
+                        found[index].append(tuple(row))
+                return found
+            # A key with a NULL part (a target without a primary key may hold one) is read
+            # on its own, with IS NULL for that part: "= NULL" would never find it.
+            for index, key in enumerate(keys):
+                if any(value is None for value in key):
+                    query = sql.SQL("SELECT {cols} FROM {table} AS t WHERE {where}").format(
+                        cols=cols, table=self.table, where=self._where_key(key, filters)
+                    )
+                    for row in conn.execute(query, binary=True):
+                        if key_of(tuple(row[:width])) == marshal.dumps(tuple(key), MARSHAL_VERSION):
+                            found[index].append(tuple(row))
+            arrays: list[list[str | None]] = [[] for _ in filters]
+            for key in keys:
+                params = [f.param(key[i]) for i, f in filters]
+                if any(p is IMPOSSIBLE for p in params) or None in key:
+                    params = [None] * len(filters)  # cannot be on the target
+                for array, param in zip(arrays, params, strict=True):
+                    array.append(None if param is IMPOSSIBLE else param)  # type: ignore[arg-type]
+            names = [sql.Identifier(f"_k{n}") for n in range(len(filters))]
+            join = sql.SQL(" AND ").join(
+                f.predicate(
+                    sql.Identifier("t", self.layout.key[i].name), sql.SQL("_k.{}").format(n)
+                )
+                for (i, f), n in zip(filters, names, strict=True)
+            )
+            query = sql.SQL(
+                "SELECT _k._n, {cols} FROM unnest({arrays}) WITH ORDINALITY AS _k({names}, _n) "
+                "JOIN {table} AS t ON {join}"
+            ).format(
+                cols=cols,
+                table=self.table,
+                arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in filters),
+                names=sql.SQL(", ").join(names),
+                join=join,
+            )
+            key_bytes = [marshal.dumps(tuple(k), MARSHAL_VERSION) for k in keys]
+            for line in conn.execute(query, arrays, binary=True):
+                index, row = int(line[0]) - 1, tuple(line[1:])
+                if key_of(row[:width]) == key_bytes[index]:
+                    found[index].append(row)
         return found
+
+    def _where_key(
+        self, key: Sequence[Any], filters: Sequence[tuple[int, KeyFilter]]
+    ) -> sql.Composable:
+        parts: list[sql.Composable] = [sql.SQL("TRUE")]
+        by_column = dict(filters)
+        for i, column in enumerate(self.layout.key):
+            name = sql.Identifier("t", column.name)
+            if key[i] is None:
+                parts.append(sql.SQL("{} IS NULL").format(name))
+            elif i in by_column:
+                param = by_column[i].param(key[i])
+                if param is IMPOSSIBLE:
+                    return sql.SQL("FALSE")
+                parts.append(by_column[i].predicate(name, sql.Literal(param)))
+        return sql.SQL(" AND ").join(parts)
 
     def sample_keys(self, count: int, estimate: int) -> list[tuple[Any, ...]]:
         """About ``count`` random keys (TABLESAMPLE, then random order)."""
@@ -149,7 +227,17 @@ class PostgresTable:
 # Compare forms computed by PostgreSQL (the same as canonical.py computes in Python):
 _COMPARE_FORMS = {
     "@bytes": "uuid_send({})",  # a uuid's 16 bytes
-    "@ms": "floor(extract(epoch FROM {}) * 1000)::int8",  # epoch milliseconds, cut
+    # epoch milliseconds, cut; ±infinity as the int8 extremes (canonical._finite_ms)
+    "@ms": "CASE WHEN isfinite({0}) THEN floor(extract(epoch FROM {0}) * 1000)::int8 "
+    "WHEN {0} > 'epoch' THEN 9223372036854775807 WHEN {0} < 'epoch' THEN -9223372036854775808 END",
+    # the day number; ±infinity as the int4 extremes (canonical._finite_days)
+    "@days": "CASE WHEN isfinite({0}) THEN {0} - DATE '1970-01-01' "
+    "WHEN {0} > 'epoch' THEN 2147483647 WHEN {0} < 'epoch' THEN -2147483648 END",
+    # an interval's months, days and time, each apart: "<months>mo<days>d<nanoseconds>ns"
+    "@interval": "(extract(year FROM {0}) * 12 + extract(month FROM {0}))::int8 || 'mo' || "
+    "extract(day FROM {0})::int8 || 'd' || ((extract(hour FROM {0}) * 3600 + "
+    "extract(minute FROM {0}) * 60) * 1000000 + extract(microseconds FROM {0}))::int8 * 1000 "
+    "|| 'ns'",
     "@decimal": "trim_scale({})::text",  # no trailing zeros, no exponent
     "@f32": "{}::float8",  # a real's exact value
     "text": "{}::text",
@@ -157,6 +245,8 @@ _COMPARE_FORMS = {
 _COPY_TYPES: dict[str, int | str] = {
     "@bytes": "bytea",
     "@ms": "int8",
+    "@days": "int4",
+    "@interval": "text",
     "@decimal": "text",
     "@f32": "float8",
     "text": "text",
@@ -169,12 +259,134 @@ def _select(column: Column, alias: str | None = None) -> sql.Composable:
     return name if template is None else sql.SQL(template).format(name)
 
 
-def _key_equals(column: Column, value: sql.Identifier) -> sql.Composable:
-    """``t.column = <the key's canonical text as the column's type>`` (index-friendly)."""
-    name = sql.Identifier(column.name)
-    if column.pg_type == "bytea":
-        return sql.SQL("t.{} = decode(_k.{}, 'hex')").format(name, value)
+IMPOSSIBLE = object()  # a key value that no row of this column can equal
+_INT8 = 2**63
+# The largest epoch milliseconds PostgreSQL's interval arithmetic takes without overflow.
+_MAX_MS = 9_000_000_000_000_000
+# Day numbers PostgreSQL's date holds (4713 BC to 5874897 AD).
+_MIN_DAYS, _MAX_DAYS = -2_440_000, 2_140_000_000
+_TEXT_PG = frozenset({"text", "varchar", "bpchar", "name"})
+
+
+@dataclass(frozen=True)
+class KeyFilter:
+    """A lookup predicate for one key column: ``template`` over ``{c}`` (the column) and
+    ``{x}`` (the key's text parameter), and ``param`` from a compare form to that text (or
+    ``IMPOSSIBLE``).  Every target value equal to the key under the engine's key equality
+    satisfies it; it may also let others through (the engine checks the key bytes)."""
+
+    template: str
+    param: Callable[[Any], Any]
+
+    def predicate(self, column: sql.Composable, value: sql.Composable) -> sql.Composable:
+        return sql.SQL(self.template).format(c=column, x=value)
+
+
+def _guard(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def param(value: Any) -> Any:
+        if value is None or is_unreadable(value):
+            return IMPOSSIBLE
+        try:
+            return convert(value)
+        except (TypeError, ValueError, ArithmeticError, OverflowError):
+            return IMPOSSIBLE
+
+    return param
+
+
+def _int_param(limit: int | None) -> Callable[[Any], Any]:
+    def param(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return IMPOSSIBLE
+        if limit is not None and not -limit <= value < limit:
+            return IMPOSSIBLE
+        return str(value)
+
+    return _guard(param)
+
+
+def _float_param(value: Any) -> Any:
+    if isinstance(value, str):  # NaN, Infinity, -Infinity
+        return value
+    if not isinstance(value, float) or math.isinf(value):
+        return IMPOSSIBLE
+    return repr(value)
+
+
+def _ms_param(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > _MAX_MS:
+        return IMPOSSIBLE
+    return str(value)
+
+
+def _days_param(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return IMPOSSIBLE
+    return str(value) if _MIN_DAYS <= value <= _MAX_DAYS else IMPOSSIBLE
+
+
+def _display_param(name: str) -> Callable[[Any], Any]:
+    from reconciliation.engine.cqltypes import CqlType
+
+    ctype = CqlType(name)
+    return _guard(lambda v: str(display_value(ctype, v)))
+
+
+_MS_RANGE = (
+    "{c} >= {epoch} + {x}::int8 * interval '1 millisecond' AND "
+    "{c} < {epoch} + ({x}::int8 + 1) * interval '1 millisecond'"
+)
+
+
+def key_filter(column: Column) -> KeyFilter | None:
+    """The lookup predicate of a key column (None: no predicate serves every equal form)."""
+    cql, pg = column.cql_type.name, column.pg_type
     if not column.pg_native:
-        return sql.SQL("t.{}::text = _k.{}").format(name, value)
-    # pg_format comes from format_type() in the catalog, not from a user.
-    return sql.SQL("t.{} = _k.{}::{}").format(name, value, sql.SQL(column.pg_format))
+        return None
+    if cql in {"text", "varchar", "ascii"} and pg in _TEXT_PG:
+        cast = "bpchar" if pg == "bpchar" else "text"
+        return KeyFilter(
+            "{c} = {x}::" + cast, _guard(lambda v: v if isinstance(v, str) else IMPOSSIBLE)
+        )
+    if cql in {"tinyint", "smallint", "int", "bigint", "varint", "counter"}:
+        if pg in {"int2", "int4", "int8"}:
+            return KeyFilter("{c} = {x}::int8", _int_param(_INT8))
+        if pg == "numeric":
+            return KeyFilter("{c} = {x}::numeric", _int_param(None))
+        return None
+    if cql == "decimal" and pg == "numeric":
+        return KeyFilter(
+            "{c} = {x}::numeric", _guard(lambda v: v if isinstance(v, str) else IMPOSSIBLE)
+        )
+    if cql == "float" and pg == "float4":
+        return KeyFilter("{c} = {x}::float4", _guard(_float_param))
+    if cql == "double" and pg == "float8":
+        return KeyFilter("{c} = {x}::float8", _guard(_float_param))
+    if cql == "boolean" and pg == "bool":
+        return KeyFilter(
+            "{c} = {x}::bool",
+            _guard(lambda v: "true" if v is True else ("false" if v is False else IMPOSSIBLE)),
+        )
+    if cql in {"uuid", "timeuuid"} and pg == "uuid":
+        return KeyFilter("{c} = {x}::uuid", _display_param(cql))
+    if cql in {"uuid", "timeuuid"} and pg in _TEXT_PG:
+        # Every text Python's uuid.UUID() reads (any case, braces, urn:uuid:, no hyphens)
+        # ends in the same 32 hex digits once everything else is dropped.
+        return KeyFilter(
+            "right(lower(regexp_replace({c}::text, '[^0-9A-Fa-f]', '', 'g')), 32) = {x}",
+            _guard(lambda v: v.hex() if isinstance(v, bytes) else IMPOSSIBLE),
+        )
+    if cql == "timestamp" and pg in {"timestamptz", "timestamp"}:
+        epoch = "'epoch'::timestamptz" if pg == "timestamptz" else "'epoch'::timestamp"
+        return KeyFilter(_MS_RANGE.replace("{epoch}", epoch), _guard(_ms_param))
+    if cql == "date" and pg == "date":
+        return KeyFilter("{c} = DATE '1970-01-01' + {x}::int4", _guard(_days_param))
+    if cql == "time" and pg == "time":
+        return KeyFilter("{c} = {x}::time", _display_param("time"))
+    if cql == "blob" and pg == "bytea":
+        return KeyFilter("{c} = decode({x}, 'hex')", _guard(lambda v: bytes(v).hex()))
+    if cql == "inet" and pg == "inet":
+        return KeyFilter(
+            "{c} = {x}::inet", _guard(lambda v: v if isinstance(v, str) else IMPOSSIBLE)
+        )
+    return None

@@ -1,15 +1,35 @@
-"""Rows of either store as compact, comparable records ``(token, key bytes, row bytes)``.
+"""Rows of either store as compact, comparable records ``(order, key bytes, row bytes)``.
 
 The key and row bytes are ``marshal`` (version 0) dumps of the values' compare forms
 (``canonical.py``): version 0 writes no references and no interning flags, so equal values
-always give equal bytes, and comparing two rows is one ``bytes`` comparison.  The token
-orders records like Cassandra orders partitions: for a source row it is Cassandra's own
-``token(pk)``, for a target row it is computed here (``fast_token_function``) by serialising
-the partition key as Cassandra does and hashing it with the driver's C Murmur3.
+always give equal bytes, and comparing two rows is one ``bytes`` comparison.
+
+**Key equality** (the one rule of the engine): two rows are the same row when their key
+bytes are equal, i.e. when every key column's compare form is equal.  The merge pairs rows
+by it, lookups (``postgres.PostgresTable.lookup``) keep only the candidate rows that satisfy
+it, and repair and erasure find rows through those lookups.
+
+**Order and pairing.**  The merge needs both streams in one order in which equal keys meet.
+
+* *Token pairing* (partition key columns of types whose compare form is exactly the value
+  Cassandra hashed: text, varchar, ascii, tinyint, smallint, int, bigint, boolean,
+  timestamp, date, uuid, timeuuid, blob, inet): ``order`` is the Murmur3 token.  For a
+  source row it is Cassandra's own ``token(pk)``; for a target row it is computed here by
+  serialising the key's compare forms exactly as Cassandra does and hashing them with the
+  driver's C Murmur3.  The source then streams in Cassandra's own order, unsorted.
+* *Key-hash pairing* (any partition key column of another type: decimal, whose token
+  depends on its scale; varint, whose bytes need not be minimal; float and double, whose
+  -0.0 and NaN payloads hash apart; time, kept at nanoseconds by Cassandra but compared at
+  microseconds; frozen collections, tuples, UDTs and vectors, whose serialised element
+  order and field layout the compare form does not keep): the token cannot be computed
+  from the target's value, so ``order`` is the Murmur3 hash of the *key bytes* on both
+  sides, and both streams are externally sorted by it (``spill.SortedRuns``).  Equal keys
+  have equal key bytes, hence equal orders: they meet whatever Cassandra hashed.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import marshal
 import struct
 from collections.abc import Callable, Iterable, Sequence
@@ -22,8 +42,10 @@ from reconciliation.engine.canonical import (
     Converter,
     cassandra_converter,
     cassandra_inline,
+    column_canonicalizer,
     display_row,
     display_value,
+    invalid,
     postgres_converter,
     postgres_inline,
     row_checksum,
@@ -36,6 +58,8 @@ MARSHAL_VERSION = 0  # no references nor interning flags: the same value, the sa
 
 TokenFunction = Callable[[Sequence[Any]], "int | None"]
 
+_TINYINT = struct.Struct(">b")
+_SMALLINT = struct.Struct(">h")
 _INT = struct.Struct(">i")
 _BIGINT = struct.Struct(">q")
 _DATE = struct.Struct(">I")
@@ -56,19 +80,50 @@ def _date_bytes(days: int) -> bytes:
     return _DATE.pack(days + 2**31)
 
 
+def _boolean_bytes(value: bool) -> bytes:
+    if not isinstance(value, bool):
+        raise TypeError("not a boolean")
+    return b"\x01" if value else b"\x00"
+
+
+def _blob_bytes(value: bytes) -> bytes:
+    if not isinstance(value, bytes):
+        raise TypeError("not a blob")
+    return value
+
+
+def _inet_bytes(value: str) -> bytes:
+    return ipaddress.ip_address(value).packed
+
+
+def _integer_packer(packer: struct.Struct) -> Callable[[Any], bytes]:
+    def pack(value: Any) -> bytes:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError("not an integer")
+        return packer.pack(value)
+
+    return pack
+
+
 # How Cassandra serialises a partition key column, from its compare form.
 _SERIALIZERS: dict[str, Callable[[Any], bytes]] = {
     "text": _utf8,
     "varchar": _utf8,
     "ascii": _utf8,
-    "int": _INT.pack,
-    "bigint": _BIGINT.pack,
-    "counter": _BIGINT.pack,
-    "timestamp": _BIGINT.pack,
+    "tinyint": _integer_packer(_TINYINT),
+    "smallint": _integer_packer(_SMALLINT),
+    "int": _integer_packer(_INT),
+    "bigint": _integer_packer(_BIGINT),
+    "counter": _integer_packer(_BIGINT),
+    "timestamp": _integer_packer(_BIGINT),
     "uuid": _uuid_bytes,
     "timeuuid": _uuid_bytes,
     "date": _date_bytes,
+    "boolean": _boolean_bytes,
+    "blob": _blob_bytes,
+    "inet": _inet_bytes,
 }
+EXACT_TOKEN_TYPES = frozenset(_SERIALIZERS)
 
 
 def murmur3_token(routing_key: bytes) -> int:
@@ -77,12 +132,11 @@ def murmur3_token(routing_key: bytes) -> int:
     return MAX_TOKEN if token == MIN_TOKEN else token
 
 
-def fast_token_function(
-    layout: Layout, fallback: TokenFunction | None = None
-) -> TokenFunction | None:
-    """The token of a key's compare forms, for partition keys made of text, integer,
-    timestamp, uuid and date columns (None for other key types).  A value that does not
-    serialise (an invalid one) goes to ``fallback``, or has no token."""
+def fast_token_function(layout: Layout) -> TokenFunction | None:
+    """Cassandra's token of a key's compare forms, when every partition key column is of a
+    type whose compare form is exactly what Cassandra hashed (``EXACT_TOKEN_TYPES``); None
+    otherwise (the engine then pairs by key hash).  A value that does not serialise (an
+    invalid one, which equals no Cassandra key) has no token."""
     serializers = []
     for column in layout.partition:
         serializer = _SERIALIZERS.get(column.cql_type.name)
@@ -97,22 +151,27 @@ def fast_token_function(
                 return murmur3_token(single(compare_forms[0]))
             parts = [f(v) for f, v in zip(serializers, compare_forms, strict=False)]
             return murmur3_token(b"".join(_LENGTH.pack(len(p)) + p + b"\x00" for p in parts))
-        except (AttributeError, TypeError, struct.error, OverflowError):
-            return None if fallback is None else fallback(compare_forms)
+        except (AttributeError, TypeError, ValueError, struct.error, OverflowError):
+            return None
 
     return token
 
 
-class Codec:
-    """Rows of either store to records ``(token, key bytes, row bytes)``, and back."""
+def key_order(key: bytes) -> int:
+    """The merge order of a key under key-hash pairing: Murmur3 of its key bytes."""
+    return int(murmur3(key))
 
-    def __init__(
-        self,
-        layout: Layout,
-        token_function: Callable[
-            [Callable[[Sequence[Any]], Sequence[Any]]], Callable[[Sequence[Any]], int | None]
-        ],
-    ) -> None:
+
+class Codec:
+    """Rows of either store to records ``(order, key bytes, row bytes)``, and back.
+
+    ``pairs_by_token`` says which pairing the layout gets (module docstring).  A row whose
+    values the fast builder cannot convert (a value of the wrong shape, out of range) is
+    converted column by column, each unconvertible value becoming ``<invalid …>``: it
+    differs from every readable value, so its row is reported, never the job failed.
+    """
+
+    def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.names = layout.names
         self.key_size = len(layout.key)
@@ -122,21 +181,67 @@ class Codec:
             postgres_converter(c.cql_type, c.pg_read_as) for c in layout.columns
         )
         self._types = [c.cql_type for c in layout.columns]
-        self._token = token_function(self.display_key)
+        self._token = fast_token_function(layout)
+        self.pairs_by_token = self._token is not None
+        self._safe_cassandra = [
+            column_canonicalizer(c.cql_type)
+            if cassandra_converter(c.cql_type) is not None
+            else _identity
+            for c in layout.columns
+        ]
+        self._safe_postgres = [
+            postgres_converter(c.cql_type, c.pg_read_as) or _identity for c in layout.columns
+        ]
         self.cassandra_record = self._compile("cassandra")
         self.postgres_record = self._compile("postgres")
+
+    def _slow_record(self, side: str) -> Callable[[Sequence[Any]], tuple[int, bytes, bytes]]:
+        converters = self._safe_cassandra if side == "cassandra" else self._safe_postgres
+        k = self.key_size
+
+        def record(row: Sequence[Any]) -> tuple[int, bytes, bytes]:
+            values = list(row[1:]) if side == "cassandra" else list(row)
+            forms = []
+            for convert, value in zip(converters, values, strict=True):
+                try:
+                    forms.append(convert(value))
+                except Exception:
+                    forms.append(invalid(value))
+            key = marshal.dumps(tuple(forms[:k]), MARSHAL_VERSION)
+            return (
+                self.order(key, forms[:k], row[0] if side == "cassandra" else None),
+                key,
+                marshal.dumps(forms[k:], MARSHAL_VERSION),
+            )
+
+        return record
+
+    def order(self, key: bytes, compare_forms: Sequence[Any], cassandra_token: Any) -> int:
+        """A record's merge order (token, or key hash)."""
+        if self._token is None:
+            return key_order(key)
+        if cassandra_token is not None:
+            return int(cassandra_token)
+        token = None if None in compare_forms else self._token(compare_forms)
+        return MIN_TOKEN if token is None else token
+
+    def key_bytes(self, compare_forms: Sequence[Any]) -> bytes:
+        """Key bytes of a key's compare forms (the engine's key equality)."""
+        return marshal.dumps(tuple(compare_forms), MARSHAL_VERSION)
 
     def _compile(self, side: str) -> Callable[[Sequence[Any]], tuple[int, bytes, bytes]]:
         """A record builder for this table's columns, with each column's conversion written
         inline (``canonical.*_inline``): the hot loop of a scan runs it once per row.
 
-        Cassandra rows are ``(token, *columns)``; PostgreSQL rows are ``(*columns)`` and their
-        token is computed from the key's compare forms.
+        Cassandra rows are ``(token, *columns)``; PostgreSQL rows are ``(*columns)``.  Under
+        token pairing a target row's token is computed from the key's compare forms; under
+        key-hash pairing both sides' order is the hash of the key bytes.
         """
         namespace: dict[str, Any] = {
             **INLINE_NAMESPACE,
             "_dumps": marshal.dumps,
             "_token": self._token,
+            "_key_order": key_order,
             "_MIN_TOKEN": MIN_TOKEN,
         }
         expressions = []
@@ -161,7 +266,15 @@ class Codec:
         key = "(" + "".join(f"{e}, " for e in expressions[:k]) + ")"
         values = "[" + ", ".join(expressions[k:]) + "]"
         version = MARSHAL_VERSION
-        if side == "cassandra":
+        if self._token is None:
+            head = "token, " if side == "cassandra" else ""
+            source = (
+                f"def record(row):\n"
+                f"    {head}{names}, = row\n"
+                f"    key = _dumps({key}, {version})\n"
+                f"    return (_key_order(key), key, _dumps({values}, {version}))\n"
+            )
+        elif side == "cassandra":
             source = (
                 f"def record(row):\n"
                 f"    token, {names}, = row\n"
@@ -176,6 +289,13 @@ class Codec:
                 f"    return (_MIN_TOKEN if token is None else token, "
                 f"_dumps(key, {version}), _dumps({values}, {version}))\n"
             )
+        # An unreadable value: this row only, column by column (no cost on the common path).
+        namespace["_slow"] = self._slow_record(side)
+        body = source.splitlines()
+        source = "\n".join(
+            [body[0], "    try:", *("    " + line for line in body[1:])]
+            + ["    except Exception:", "        return _slow(row)", ""]
+        )
         exec(compile(source, f"<record builder: {side}>", "exec"), namespace)  # noqa: S102
         return namespace["record"]  # type: ignore[no-any-return]
 
@@ -197,6 +317,10 @@ class Codec:
 
     def display(self, key: bytes, row: bytes) -> dict[str, Any]:
         return display_row(self.names, self.values(key, row))
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def _active(converters: Iterable[Converter | None]) -> list[tuple[int, Converter]]:

@@ -175,6 +175,10 @@ def read_as(cql_type: CqlType, pg_type: str, native: bool, server_version: int) 
     if cql_type.name == "timestamp" and pg_type in {"timestamptz", "timestamp"}:
         # extract(epoch) is exact (numeric) from PostgreSQL 14 on.
         return "@ms" if server_version >= 140000 else pg_type
+    if cql_type.name == "date" and pg_type == "date":
+        return "@days"  # a day number: infinity and years past 9999 stay readable
+    if cql_type.name == "duration" and pg_type == "interval":
+        return "@interval"  # months, days and time kept apart
     if cql_type.name == "float" and pg_type == "float4":
         return "@f32"  # as float8: the exact 32-bit value, no rounding in Python
     if cql_type.name == "decimal" and pg_type == "numeric":

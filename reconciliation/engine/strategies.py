@@ -9,13 +9,17 @@ key, so the engine brings both sides into **token order** and merges them:
    record ``(token, key bytes, row bytes)`` (``records.py``: the compare forms of
    ``canonical.py``, marshalled), its partition key hashed to its Murmur3 token in Python
    exactly as Cassandra would, and goes to an external sort (``spill.SortedRuns``: sorted
-   runs of 100k records on disk).
+   runs of 100k records on disk).  When the partition key has a column whose token the
+   target's value cannot reproduce (a decimal's scale, ...), both sides are ordered by a
+   hash of their key bytes instead, and the source is externally sorted too
+   (``records.py``, "key-hash pairing").
 2. *Source*: the ring is split into token segments read concurrently but handed over in
    order (``cassandra.CassandraTable.stream``), so rows arrive in token order with
    ``token(pk)`` computed by Cassandra; each becomes the same kind of record.
 3. *Merge*: the two token-ordered streams are walked together (``merge.merge_by_token``), a
    token at a time (one row, one partition, or a rare token collision).  Within a token
-   rows pair up by key: a key on one side only is MISSING_IN_POSTGRES /
+   rows pair up by key bytes (a partition wider than ``merge.GROUP_IN_MEMORY`` rows through
+   an on-disk sort by key, so memory does not grow with the partition): a key on one side only is MISSING_IN_POSTGRES /
    MISSING_IN_CASSANDRA; a pair whose bytes differ is a DATA_MISMATCH.  Differences go to a
    disk spool.
 
@@ -26,7 +30,9 @@ key, so the engine brings both sides into **token order** and merges them:
    source's first records wait in a spool until the target is sorted.)  Small tables are
    done in-process, one step after the other.
 4. *Verdict*: after the pass (and after ``recheck_delay_seconds``, when not 0) each
-   differing key is read again from both sides, in batches of 500; keys that now agree are
+   differing key is read again from both sides, in batches of 500, by the same key equality
+   (``_read_both``: candidates by an index-friendly predicate, kept when their key bytes are
+   equal); keys that now agree are
    transient, the rest are reported with SHA-256 checksums and readable data.
 
 Memory is bounded by constants (a sort run, one block per run while merging, a few
@@ -57,13 +63,17 @@ from cassandra.cluster import Session
 
 from reconciliation.engine.canonical import (
     Converter,
+    column_canonicalizer,
+    count_unreadable,
+    is_unreadable,
     primary_key_text,
 )
 from reconciliation.engine.cassandra import CassandraTable, token_segments
 from reconciliation.engine.drift import drift_percentage, row_count_drift, wilson_interval
+from reconciliation.engine.keys import BadKey, split_key
 from reconciliation.engine.merge import Diff, PassCounts, agree, merge_by_token
 from reconciliation.engine.postgres import PostgresTable
-from reconciliation.engine.records import MARSHAL_VERSION, Codec, fast_token_function
+from reconciliation.engine.records import MARSHAL_VERSION, Codec
 from reconciliation.engine.schema import SchemaError, TableSpec, Window, discover_layout
 from reconciliation.engine.spill import RecordLog, SortedRuns, Spool
 from reconciliation.engine.target_worker import TargetJob, TargetProcess, spill_target
@@ -133,6 +143,8 @@ class Outcome:
     drift_percentage: float = 0.0
     drift_ci_low: float | None = None
     drift_ci_high: float | None = None
+    # Values either side could not read as the column's type (each in a reported row).
+    unreadable_value_count: int = 0
     schema_warnings: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
 
@@ -191,27 +203,64 @@ class Engine:
             parallel=options.parallel,
         )
         self.postgres = PostgresTable(connect, self.layout)
-        self.codec = Codec(self.layout, self.cassandra.token_function)
+        self.codec = Codec(self.layout)
         self.child_peak_rss_mb: float | None = None  # of the target's child process, if any
+        self.unreadable_values = 0  # in the rows reported
 
     # -- lookups ------------------------------------------------------------------------------
 
     def _read_both(
         self, keys: Sequence[bytes], *, cassandra: bool = True, postgres: bool = True
     ) -> tuple[list[bytes | None], list[tuple[bytes, ...]]]:
-        values = [self.codec.key_values(k) for k in keys]
+        """The current rows of each key (key bytes) on both sides, as row bytes: the rows
+        whose key is equal to it under the engine's key equality (``records.py``)."""
+        forms = [list(marshal.loads(k)) for k in keys]
         c_rows: list[bytes | None] = [None] * len(keys)
         p_rows: list[tuple[bytes, ...]] = [()] * len(keys)
+        codec = self.codec
         if cassandra:
-            for i, row in enumerate(self.cassandra.lookup(values)):
+            c_key = lambda row: codec.cassandra_record(row)[1]  # noqa: E731
+            for i, row in enumerate(self.cassandra.lookup(forms, c_key)):
                 if row is not None:
-                    c_rows[i] = self.codec.cassandra_record(row)[2]
+                    c_rows[i] = codec.cassandra_record(row)[2]
         if postgres:
-            for i, rows in enumerate(self.postgres.lookup(values)):
-                p_rows[i] = tuple(self.codec.postgres_record(r)[2] for r in rows)
+            p_key = lambda row: codec.postgres_record(row)[1]  # noqa: E731
+            for i, rows in enumerate(self.postgres.lookup(forms, p_key)):
+                p_rows[i] = tuple(codec.postgres_record(r)[2] for r in rows)
         return c_rows, p_rows
 
+    def compare_keys(self, keys: Sequence[bytes]) -> list[Difference | None]:
+        """Read ``keys`` back from both stores now and compare: each key's Difference, or
+        None where the two sides agree."""
+        results: list[Difference | None] = []
+        for start in range(0, len(keys), VERDICT_BATCH):
+            batch = keys[start : start + VERDICT_BATCH]
+            c_rows, p_rows = self._read_both(batch)
+            for key, c_row, rows in zip(batch, c_rows, p_rows, strict=True):
+                results.append(None if agree(c_row, rows) else self._difference(key, c_row, rows))
+        return results
+
+    def key_bytes_of(self, primary_key_value: str) -> bytes:
+        """The key bytes of a ``primary_key_value`` text (BadKey when it does not fit)."""
+        parts = split_key(primary_key_value, len(self.layout.key))
+        forms = []
+        for part, column in zip(parts, self.layout.key, strict=True):
+            form = column_canonicalizer(column.cql_type)(part)
+            if form is None or is_unreadable(form):
+                raise BadKey(f"{part!r} is not a valid {column.cql_type} value.")
+            forms.append(form)
+        return self.codec.key_bytes(forms)
+
     def _emit(self, key: bytes, c_row: bytes | None, p_rows: tuple[bytes, ...]) -> None:
+        difference = self._difference(key, c_row, p_rows)
+        self.unreadable_values += sum(
+            count_unreadable(data)
+            for data in (difference.cassandra_data, difference.postgres_data)
+            if data is not None
+        )
+        self.report(difference)
+
+    def _difference(self, key: bytes, c_row: bytes | None, p_rows: tuple[bytes, ...]) -> Difference:
         codec = self.codec
         if c_row is None:
             kind = MISSING_IN_CASSANDRA
@@ -220,15 +269,13 @@ class Engine:
         else:
             kind = DATA_MISMATCH
         p_row = next((r for r in p_rows if r != c_row), p_rows[0]) if p_rows else None
-        self.report(
-            Difference(
-                primary_key_value=primary_key_text(codec.key_values(key)),
-                mismatch_type=kind,
-                cassandra_checksum=None if c_row is None else codec.checksum(key, c_row),
-                postgres_checksum=None if p_row is None else codec.checksum(key, p_row),
-                cassandra_data=None if c_row is None else codec.display(key, c_row),
-                postgres_data=None if p_row is None else codec.display(key, p_row),
-            )
+        return Difference(
+            primary_key_value=primary_key_text(codec.key_values(key)),
+            mismatch_type=kind,
+            cassandra_checksum=None if c_row is None else codec.checksum(key, c_row),
+            postgres_checksum=None if p_row is None else codec.checksum(key, p_row),
+            cassandra_data=None if c_row is None else codec.display(key, c_row),
+            postgres_data=None if p_row is None else codec.display(key, p_row),
         )
 
     def judge(
@@ -331,7 +378,7 @@ class Engine:
         return (
             self.options.target_url is not None
             and estimate >= self.options.target_process_min_rows
-            and fast_token_function(self.layout) is not None
+            and self.codec.pairs_by_token
         )
 
     def _source_pages(
@@ -353,7 +400,13 @@ class Engine:
         counts = PassCounts()
         differences = Spool()
         try:
-            merge_by_token(source, target.merged(), differences, counts)
+            if self.codec.pairs_by_token:  # Cassandra's own order: no sort
+                merge_by_token(source, target.merged(), differences, counts)
+            else:  # key-hash pairing: the source is sorted by key hash too
+                with SortedRuns(self.options.run_size) as sorted_source:
+                    for page in self._source_pages(segments, window):
+                        sorted_source.extend([record(row) for row in page])
+                    merge_by_token(sorted_source.merged(), target.merged(), differences, counts)
         except BaseException:
             differences.close()
             raise
@@ -532,6 +585,7 @@ class Engine:
             raise ValueError(f"Unknown validation strategy {strategy!r}.")
         outcome = runners[strategy]()
         outcome.schema_warnings = list(self.layout.warnings)
+        outcome.unreadable_value_count = self.unreadable_values
         self.progress(1.0)
         return outcome
 
@@ -552,3 +606,62 @@ def reconcile(
     """Run ``strategy`` over ``spec``: differences go to ``report`` as they are decided, the
     counters come back.  Read-only on both stores."""
     return Engine(spec, session, connect, options, report, progress).run(strategy)
+
+
+def recheck_keys(
+    spec: TableSpec,
+    session: Session,
+    connect: Connect,
+    options: Options,
+    primary_key_values: Sequence[str],
+) -> list[Difference | None]:
+    """Read these keys (``Mismatch.primary_key_value`` texts) back from both stores now and
+    compare them: for each, its Difference as a job would report it, or None when the two
+    sides agree.  The same key equality and lookups as the jobs' transient re-check.
+    Read-only; raises BadKey for a key text that does not fit the table's key columns."""
+    engine = Engine(spec, session, connect, options, report=lambda difference: None)
+    keys = [engine.key_bytes_of(value) for value in primary_key_values]
+    return engine.compare_keys(keys)
+
+
+@dataclass(frozen=True)
+class StoredKeys:
+    """The key column values of every row equal to one key, as each store holds them."""
+
+    cassandra: list[tuple[Any, ...]]
+    postgres: list[tuple[Any, ...]]
+
+
+def stored_keys(
+    spec: TableSpec,
+    session: Session,
+    connect: Connect,
+    options: Options,
+    primary_key_value: str,
+) -> StoredKeys:
+    """Where "the same row" as ``primary_key_value`` is in each store, by the engine's one
+    key equality (a uuid key the target keeps as upper-case text, a decimal key Cassandra
+    keeps as 1.10): the key values to bind to find, lock, update or delete exactly those
+    rows (repair, GDPR erasure).  Read-only; BadKey when the text does not fit the key."""
+    engine = Engine(spec, session, connect, options, report=lambda difference: None)
+    forms = [list(marshal.loads(engine.key_bytes_of(primary_key_value)))]
+    codec = engine.codec
+    size = len(engine.layout.key)
+    width = len(engine.layout.columns)
+    source = engine.cassandra.lookup_all(forms, lambda row: codec.cassandra_record(row)[1])
+    target = engine.postgres.lookup(forms, lambda row: codec.postgres_record(row)[1], raw_key=True)
+    return StoredKeys(
+        cassandra=[_driver_key(engine, row[1 : 1 + size]) for row in source[0]],
+        postgres=[tuple(row[width:]) for row in target[0]],
+    )
+
+
+def _driver_key(engine: Engine, values: Sequence[Any]) -> tuple[Any, ...]:
+    # Timestamps are selected as epoch milliseconds (cassandra.select_column): bind them back
+    # as UTC datetimes, which every driver code path accepts.
+    key = []
+    for column, value in zip(engine.layout.key, values, strict=True):
+        if column.cql_type.name == "timestamp" and isinstance(value, int):
+            value = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=value)
+        key.append(value)
+    return tuple(key)

@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 
 from reconciliation.engine.merge import PassCounts, merge_by_token
-from reconciliation.engine.records import Codec, fast_token_function
+from reconciliation.engine.records import Codec
 from reconciliation.engine.schema import Layout, Window
 from reconciliation.engine.spill import SortedRuns, Spool, follow
 
@@ -73,10 +73,9 @@ def spill_target(
 def _run(job: TargetJob) -> dict[str, Any]:
     from reconciliation.engine.postgres import PostgresTable
 
-    token = fast_token_function(job.layout)
-    if token is None:
-        raise ValueError("The partition key has no fast token function.")
-    codec = Codec(job.layout, lambda display_key: token)
+    codec = Codec(job.layout)
+    if not codec.pairs_by_token:
+        raise ValueError("The partition key is paired by key hash, not by token.")
     table = PostgresTable(lambda: psycopg.connect(job.database_url), job.layout)
     runs = SortedRuns(job.run_size, directory=job.directory)
     with table.snapshot(job.window) as rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -532,3 +533,40 @@ def test_a_child_process_that_cannot_read_the_target_fails_the_job_saying_why(
         engine.run(ValidationStrategy.CHECKSUM)
 
     assert describe_failure(raised.value).startswith("Target PostgreSQL is unreachable")
+
+
+def test_a_wide_partition_is_streamed_and_exactly_its_planted_differences_found(
+    cassandra, target, table_pair, monkeypatch
+) -> None:
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    from reconciliation.engine import merge
+
+    # The same code path as a partition of millions of rows, at a size a test can afford.
+    monkeypatch.setattr(merge, "GROUP_IN_MEMORY", 50)
+    monkeypatch.setattr(merge, "WIDE_RUN_SIZE", 120)
+    columns = "p int, c int, v text, PRIMARY KEY (p, c)"
+    mapping = table_pair(columns, columns)
+    table = mapping.name
+    rows = [(0, c, f"v{c}") for c in range(600)] + [(1, c, "small") for c in range(3)]
+    insert = cassandra.prepare(f"INSERT INTO {table} (p, c, v) VALUES (?, ?, ?)")
+    execute_concurrent_with_args(cassandra, insert, rows, concurrency=64)
+    with target.cursor().copy(f"COPY public.{table} (p, c, v) FROM STDIN") as copy:
+        for p, c, v in rows:
+            if c != 5 or p != 0:
+                copy.write_row((p, c, "changed" if (p, c) == (0, 300) else v))
+        copy.write_row((0, 10_000, "extra"))
+
+    # Re-checked by key too (the default configuration re-checks after a delay).
+    delayed = dataclasses.replace(settings.reconciliation, recheck_delay_seconds=0.01)
+    with override_settings(RECONCILIATION=delayed):
+        job = run(mapping)
+
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert mismatches(job) == {
+        '["0","5"]': MismatchType.MISSING_IN_POSTGRES,
+        '["0","300"]': MismatchType.DATA_MISMATCH,
+        '["0","10000"]': MismatchType.MISSING_IN_CASSANDRA,
+    }
+    assert (job.cassandra_row_count, job.postgres_row_count, job.keys_examined) == (603, 603, 604)
+    assert job.transient_count == 0

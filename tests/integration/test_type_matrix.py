@@ -241,6 +241,20 @@ MATRIX = [
         ],
     ),
     (
+        "duration",
+        "interval",
+        [
+            ("1mo2d3h", "'1 mon 2 days 03:00:00'", EQUAL),
+            ("25h", "'25 hours'", EQUAL),
+            ("-1y2mo", "'-1 year -2 mons'", EQUAL),
+            ("1mo", "'30 days'", DIFFERENT),  # months and days are kept apart
+            ("25h", "'1 day 1 hour'", DIFFERENT),  # so are days and time
+            ("1d", "'24 hours'", DIFFERENT),
+            ("1us", "'00:00:00.000001'", EQUAL),
+            ("1mo1d", "'1 mon 2 days'", DIFFERENT),
+        ],
+    ),
+    (
         "vector<float, 3>",
         "real[]",
         [

@@ -166,9 +166,25 @@ def test_inet_matches_inet_or_text() -> None:
     assert not same("inet", "10.0.0.1", "10.0.0.2")
 
 
-def test_durations() -> None:
-    assert same("duration", Duration(0, 2, 3000), dt.timedelta(days=2, microseconds=3))
-    assert not same("duration", Duration(1, 0, 0), dt.timedelta(days=30))
+def test_durations_compare_months_days_and_time_apart() -> None:
+    # The target's interval arrives as "<months>mo<days>d<nanoseconds>ns" (postgres.py).
+    assert same("duration", Duration(0, 2, 3000), "0mo2d3000ns")
+    assert same("duration", Duration(-14, 3, 90001500000000), "-14mo3d90001500000000ns")
+    assert not same("duration", Duration(1, 0, 0), "0mo30d0ns")  # a month is not 30 days
+    assert not same("duration", Duration(0, 1, 3_600_000_000_000), "0mo0d90000000000000ns")
+    # A timedelta has folded months and days together: it equals no duration.
+    assert not same("duration", Duration(0, 2, 3000), dt.timedelta(days=2, microseconds=3))
+    assert canonical("duration", Duration(1, 2, 3)) == "1mo2d3ns"
+
+
+def test_unreadable_values_are_shown_as_written_and_counted() -> None:
+    from reconciliation.engine.canonical import count_unreadable, is_unreadable
+
+    value = canonical("uuid", "not-a-uuid")
+    assert value == "<invalid 'not-a-uuid'>"
+    assert is_unreadable(value)
+    assert canonical("list<int>", {"a": 1}) == "<invalid {'a': 1}>"
+    assert count_unreadable({"a": value, "b": [1, value], "c": "fine"}) == 2
 
 
 # -- collections, tuples, UDTs ------------------------------------------------------------------
