@@ -278,7 +278,7 @@ def equal_keys(mapping: TableMapping, key: RecordKey, session: Any = None) -> An
     try:
         return stored_keys(
             table_spec(mapping),
-            session or cassandra_session(),
+            session or healthy_cassandra_session(),
             target_connection,
             Options(consistency=erasure_consistency_level()),
             key.text,
