@@ -10,7 +10,8 @@ test runs in real processes pointed at the private stores: two Celery workers (o
 each, so a test can send a job to a chosen worker) and a driver process
 (``tests/faults/driver.py``) that enqueues jobs and reads them back.
 
-Ports default to 55432 (PostgreSQL), 19142 (CQL) and 17100 (Cassandra storage); set
+Ports default to 25432 (PostgreSQL), 19142 (CQL) and 17100 (Cassandra storage), all below
+Linux's ephemeral range (32768-60999) so that no outgoing connection can hold them; set
 ``FAULTS_PG_PORT``, ``FAULTS_CQL_PORT``, ``FAULTS_STORAGE_PORT`` to move them.
 Measurements (seconds from a fault to FAILED, from recovery to the first successful job)
 are printed at the end of the run and written to ``.local/faults/measurements.json``.
@@ -32,7 +33,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 
 from tests.integration.conftest import api_client, superuser_api  # noqa: F401 (fixtures)
@@ -152,13 +153,13 @@ def _zombie(pid: int) -> bool:
 @pytest.fixture(scope="session")
 def private_stack() -> Iterator[PrivateStack]:
     stack = PrivateStack(
-        pg_port=int(os.environ.get("FAULTS_PG_PORT", "55432")),
+        pg_port=int(os.environ.get("FAULTS_PG_PORT", "25432")),
         cql_port=int(os.environ.get("FAULTS_CQL_PORT", "19142")),
         storage_port=int(os.environ.get("FAULTS_STORAGE_PORT", "17100")),
     )
     clash = {stack.pg_port, stack.cql_port, stack.storage_port} & SHARED_PORTS
     assert not clash, f"the private stack must not use the shared services' ports {clash}"
-    stack.services("up", "postgres", "cassandra")
+    stack.services("up", "postgres", "cassandra", timeout=400)
     yield stack
     stack.services("down", "postgres", "cassandra")
     if MEASUREMENTS:
@@ -171,7 +172,9 @@ def connect_cassandra(port: int) -> tuple[Cluster, Session]:
         port=port,
         protocol_version=5,
         connect_timeout=5,
-        load_balancing_policy=RoundRobinPolicy(),
+        execution_profiles={
+            EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy())
+        },
         reconnection_policy=ConstantReconnectionPolicy(1.0, max_attempts=None),
     )
     return cluster, cluster.connect()
