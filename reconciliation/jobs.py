@@ -28,15 +28,14 @@ from cdcrecon.conf import MAX_SAMPLE_SIZE, settings
 from reconciliation.choices import AlertLevel, JobStatus, JobType, ValidationStrategy
 from reconciliation.connections import (
     StoreUnavailable,
-    cassandra_session,
     consistency_level,
-    target_connection,
 )
 from reconciliation.engine.keys import BadKey
 from reconciliation.engine.schema import SchemaError, TableSpec
-from reconciliation.engine.strategies import Difference, Options, Outcome, reconcile
-from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
-from reconciliation.registry import TableNotFound, UnknownTable, ensure_key_columns, get_mapping
+from reconciliation.engine.strategies import Difference, Options, Outcome
+from reconciliation.ledger import LookupRecorder, engine_for, heal_covered
+from reconciliation.models import Finding, Mismatch, ReconciliationJob, TableMapping
+from reconciliation.registry import TableNotFound, UnknownTable, get_mapping
 
 
 class JobAlreadyRunning(Exception):
@@ -162,18 +161,18 @@ class _Touch:
 
 
 class _MismatchWriter:
-    """The engine's report callback: ``bulk_create`` mismatches a thousand at a time."""
+    """The engine's report callback: the job's findings go to the ledger a thousand at a
+    time (``MismatchQuerySet.record_findings``: one open difference per key, refreshed or
+    reopened, never duplicated; each key also recorded as this job's ``JobFinding``)."""
 
     def __init__(self, job: ReconciliationJob) -> None:
         self.job = job
-        self.pending: list[Mismatch] = []
+        self.pending: list[Finding] = []
         self.written = 0
 
     def __call__(self, difference: Difference) -> None:
         self.pending.append(
-            Mismatch(
-                job=self.job,
-                table_name=self.job.table_name,
+            Finding(
                 primary_key_value=difference.primary_key_value,
                 mismatch_type=difference.mismatch_type,
                 cassandra_checksum=difference.cassandra_checksum,
@@ -187,8 +186,7 @@ class _MismatchWriter:
 
     def flush(self) -> None:
         if self.pending:
-            Mismatch.objects.bulk_create(self.pending, batch_size=MISMATCH_BATCH)
-            self.written += len(self.pending)
+            self.written += Mismatch.objects.record_findings(self.job, self.pending)
             self.pending = []
 
 
@@ -272,18 +270,12 @@ def run_job(
     try:
         job.touch(0.0)
         mapping = get_mapping(job.table_name)
-        session = cassandra_session()
-        ensure_key_columns(mapping, session)
-        outcome = reconcile(
-            job.validation_strategy,
-            table_spec(mapping),
-            session,
-            target_connection,
-            engine_options(job),
-            writer,
-            _Touch(job, on_progress),
-        )
+        # reconcile() is Engine(...).run(): the ledger keeps the engine to learn what it covered.
+        engine = engine_for(mapping, engine_options(job), writer, _Touch(job, on_progress))
+        recorder = LookupRecorder(engine)
+        outcome = engine.run(job.validation_strategy)
         writer.flush()
+        heal_covered(job, engine, outcome, recorder)
         _complete(job, mapping, outcome)
     except BaseException as exc:
         job.mark_failed(describe_failure(exc))
@@ -293,7 +285,16 @@ def run_job(
 
 
 def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -> None:
-    level = mapping.alert_level_for(outcome.drift_percentage)
+    # A run that examined nothing (an empty window, an empty table) is inconclusive: no
+    # drift (not 0%), no alert level, so no gauge and no green badge.
+    conclusive = ReconciliationJob.examined_something(
+        job.validation_strategy,
+        outcome.cassandra_row_count,
+        outcome.postgres_row_count,
+        outcome.keys_examined,
+    )
+    drift = outcome.drift_percentage if conclusive else None
+    level = mapping.alert_level_for(drift)
     now = timezone.now()
     fields: dict[str, Any] = {
         "status": JobStatus.COMPLETED,
@@ -305,9 +306,9 @@ def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -
         "keys_examined": outcome.keys_examined,
         "mismatch_count": outcome.mismatch_count,
         "transient_count": outcome.transient_count,
-        "drift_percentage": outcome.drift_percentage,
-        "drift_ci_low": outcome.drift_ci_low,
-        "drift_ci_high": outcome.drift_ci_high,
+        "drift_percentage": drift,
+        "drift_ci_low": outcome.drift_ci_low if drift is not None else None,
+        "drift_ci_high": outcome.drift_ci_high if drift is not None else None,
         "alert_level": level,
         "alert_fired": level != AlertLevel.NONE,
         "schema_warnings": outcome.schema_warnings,
