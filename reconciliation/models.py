@@ -417,6 +417,7 @@ class MismatchQuerySet(QuerySet["Mismatch"]):
                 resolution_notes=Case(
                     When(resolution_notes="", then=Value(note)),
                     default=Concat(F("resolution_notes"), Value("\n\n" + note)),
+                    output_field=models.TextField(),
                 ),
             )
         return closed

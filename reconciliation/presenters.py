@@ -1,7 +1,7 @@
 """Jobs as the API shows them, for every caller that is not a DRF view (the CLI's --json).
 
 ``job_detail(job)`` is the body of ``GET /reconciliation/jobs/{job_id}``: the guide's job
-fields plus its mismatches (at most ``JOB_DETAIL_MISMATCH_LIMIT``, newest first).
+fields plus the differences it found (at most ``JOB_DETAIL_MISMATCH_LIMIT``, newest first).
 Datetimes are ISO 8601 in UTC with a ``Z`` suffix; ids are UUID strings.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from reconciliation.models import Mismatch, ReconciliationJob
+from reconciliation.models import JobFinding, Mismatch, ReconciliationJob
 
 JOB_FIELDS = (
     "job_id",
@@ -36,6 +36,19 @@ MISMATCH_SUMMARY_FIELDS = (
     "resolution_status",
 )
 JOB_DETAIL_MISMATCH_LIMIT = 1000
+#: Added to the guide's job: what the run examined, schema warnings, whether it was
+#: inconclusive (examined nothing: no drift, no badge), and the TIMESTAMP_RANGE window.
+JOB_LEDGER_FIELDS = ("keys_examined", "schema_warnings", "inconclusive", "window")
+#: The model fields a job's JSON reads (for ``.only()``).
+JOB_MODEL_FIELDS = (*JOB_FIELDS, "keys_examined", "schema_warnings", "parameters")
+#: Added to the guide's mismatch: the ledger's history of the difference.
+MISMATCH_LEDGER_FIELDS = (
+    "first_seen_at",
+    "last_seen_at",
+    "times_seen",
+    "last_job_id",
+    "reappeared_at",
+)
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -55,17 +68,40 @@ def _json_value(value: Any) -> Any:
 
 def job_summary(job: ReconciliationJob) -> dict[str, Any]:
     """One job as in ``GET /reconciliation/jobs``."""
-    return {name: _json_value(getattr(job, name)) for name in JOB_FIELDS}
+    body = {name: _json_value(getattr(job, name)) for name in JOB_FIELDS}
+    body["keys_examined"] = job.keys_examined
+    body["schema_warnings"] = list(job.schema_warnings or [])
+    body["inconclusive"] = job.is_inconclusive
+    body["window"] = job.window
+    return body
 
 
-def mismatch_summary(mismatch: Mismatch) -> dict[str, Any]:
-    """One mismatch as embedded in a job's details."""
-    return {name: _json_value(getattr(mismatch, name)) for name in MISMATCH_SUMMARY_FIELDS}
+def mismatch_summary(mismatch: Mismatch, found_as: str | None = None) -> dict[str, Any]:
+    """One mismatch as embedded in a job's details (``found_as``: the type that job saw)."""
+    body = {name: _json_value(getattr(mismatch, name)) for name in MISMATCH_SUMMARY_FIELDS}
+    if found_as is not None:
+        body["mismatch_type"] = found_as
+    for name in MISMATCH_LEDGER_FIELDS:
+        body[name] = _json_value(getattr(mismatch, name))
+    return body
 
 
 def job_detail(job: ReconciliationJob, limit: int = JOB_DETAIL_MISMATCH_LIMIT) -> dict[str, Any]:
-    """The job as ``GET /reconciliation/jobs/{job_id}`` returns it."""
-    mismatches = job.mismatches.only(*MISMATCH_SUMMARY_FIELDS).order_by(
-        "-detected_at", "mismatch_id"
-    )[:limit]
-    return {**job_summary(job), "mismatches": [mismatch_summary(m) for m in mismatches]}
+    """The job as ``GET /reconciliation/jobs/{job_id}`` returns it: with the keys *this
+    job* found (its ``JobFinding`` rows), each difference as it stands now."""
+    findings = (
+        JobFinding.objects.filter(job=job)
+        .select_related("mismatch")
+        .only(
+            "mismatch_type",
+            "found_at",
+            *(f"mismatch__{name}" for name in MISMATCH_SUMMARY_FIELDS),
+            *(f"mismatch__{name}" for name in MISMATCH_LEDGER_FIELDS if name != "last_job_id"),
+            "mismatch__last_job",
+        )
+        .order_by("-found_at", "mismatch_id")[:limit]
+    )
+    return {
+        **job_summary(job),
+        "mismatches": [mismatch_summary(f.mismatch, f.mismatch_type) for f in findings],
+    }

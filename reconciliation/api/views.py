@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+from cassandra import DriverException
+from cassandra.cluster import NoHostAvailable
 from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
@@ -25,13 +28,14 @@ from reconciliation.api.errors import ApiError
 from reconciliation.api.pagination import JobPagination, MismatchPagination
 from reconciliation.api.permissions import CanResolveMismatches, CanTriggerJobs, CanViewJobs
 from reconciliation.api.serializers import (
-    JOB_FIELDS,
+    JOB_MODEL_FIELDS,
     MISMATCH_FIELDS,
     ErrorSerializer,
     JobConflictSerializer,
     JobDetailSerializer,
     JobSerializer,
     MismatchSerializer,
+    RecheckResponseSerializer,
     ResolveConflictSerializer,
     ResolveResponseSerializer,
     ResolveSerializer,
@@ -39,10 +43,19 @@ from reconciliation.api.serializers import (
     TriggerSerializer,
     iso,
 )
+from reconciliation.connections import StoreUnavailable
+from reconciliation.engine.keys import BadKey
+from reconciliation.engine.schema import SchemaError
 from reconciliation.filtersets import MismatchFilterSet, ReconciliationJobFilterSet
-from reconciliation.jobs import BadJobRequest, JobAlreadyRunning, build_parameters, create_job
+from reconciliation.jobs import (
+    BadJobRequest,
+    JobAlreadyRunning,
+    build_parameters,
+    create_job,
+    describe_failure,
+)
 from reconciliation.models import AlreadyResolved, Mismatch, ReconciliationJob
-from reconciliation.registry import UnknownTable, get_mapping, registered_names
+from reconciliation.registry import TableNotFound, UnknownTable, get_mapping, registered_names
 from reconciliation.tasks import enqueue_job
 
 TAG = "reconciliation"
@@ -71,7 +84,7 @@ class PagedListMixin:
 class ReconciliationJobViewSet(PagedListMixin, viewsets.ReadOnlyModelViewSet):
     """Reconciliation job history and details."""
 
-    queryset = ReconciliationJob.objects.only(*JOB_FIELDS).order_by("-started_at", "-job_id")
+    queryset = ReconciliationJob.objects.only(*JOB_MODEL_FIELDS).order_by("-started_at", "-job_id")
     serializer_class = JobSerializer
     filterset_class = ReconciliationJobFilterSet
     pagination_class = JobPagination
@@ -127,7 +140,7 @@ class MismatchViewSet(PagedListMixin, mixins.ListModelMixin, viewsets.GenericVie
     lookup_url_kwarg = "mismatch_id"
 
     def get_permissions(self) -> Sequence[Any]:
-        if self.action == "resolve":
+        if self.action in {"resolve", "recheck"}:
             return [IsAuthenticated(), CanResolveMismatches()]
         return super().get_permissions()
 
@@ -207,6 +220,41 @@ class MismatchViewSet(PagedListMixin, mixins.ListModelMixin, viewsets.GenericVie
                     "resolved_at": iso(mismatch.resolved_at),
                 },
             }
+        )
+
+    @extend_schema(
+        operation_id="recheck_mismatch",
+        summary="Re-check a mismatch now",
+        description="Re-reads the key from Cassandra and PostgreSQL at once (read-only). "
+        "Equal now: the mismatch closes as AUTO_RESOLVED, resolved by you (`closed`). Still "
+        "different: the captured rows are refreshed (`still_different`, or `changed` when "
+        "the rows changed); an IGNORED mismatch stays ignored while its rows are as they "
+        "were, a resolved one reopens. A note names you either way.",
+        parameters=[OpenApiParameter("mismatch_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        request=None,
+        responses={
+            200: RecheckResponseSerializer,
+            **_errors(401, 403, 404),
+            409: OpenApiResponse(
+                ErrorSerializer, description="Table no longer registered, bad key or schema."
+            ),
+            502: OpenApiResponse(ErrorSerializer, description="A store could not be read."),
+        },
+    )
+    @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
+    def recheck(self, request: Request, mismatch_id: str | None = None) -> Response:
+        mismatch = self.get_object()
+        try:
+            outcome = mismatch.recheck(request.user)
+        except (UnknownTable, TableNotFound, SchemaError, BadKey) as exc:
+            raise ApiError("cannot_recheck", str(exc), status.HTTP_409_CONFLICT) from None
+        except (StoreUnavailable, DriverException, NoHostAvailable, psycopg.Error) as exc:
+            raise ApiError(
+                "store_unavailable", describe_failure(exc), status.HTTP_502_BAD_GATEWAY
+            ) from None
+        row = Mismatch.objects.filter(pk=mismatch.pk).values(*MISMATCH_FIELDS).get()
+        return Response(
+            {"status": "success", "outcome": outcome, "mismatch": MismatchSerializer(row).data}
         )
 
 
