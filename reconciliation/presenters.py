@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.db.models import Q
+
 from reconciliation.models import JobFinding, Mismatch, ReconciliationJob
 
 JOB_FIELDS = (
@@ -87,21 +89,21 @@ def mismatch_summary(mismatch: Mismatch, found_as: str | None = None) -> dict[st
 
 
 def job_detail(job: ReconciliationJob, limit: int = JOB_DETAIL_MISMATCH_LIMIT) -> dict[str, Any]:
-    """The job as ``GET /reconciliation/jobs/{job_id}`` returns it: with the keys *this
-    job* found (its ``JobFinding`` rows), each difference as it stands now."""
-    findings = (
-        JobFinding.objects.filter(job=job)
-        .select_related("mismatch")
-        .only(
-            "mismatch_type",
-            "found_at",
-            *(f"mismatch__{name}" for name in MISMATCH_SUMMARY_FIELDS),
-            *(f"mismatch__{name}" for name in MISMATCH_LEDGER_FIELDS if name != "last_job_id"),
-            "mismatch__last_job",
-        )
-        .order_by("-found_at", "mismatch_id")[:limit]
+    """The job as ``GET /reconciliation/jobs/{job_id}`` returns it: with the differences
+    *this job* found (its ``JobFinding`` rows, and those it first found), each as it
+    stands now but with the type this job saw."""
+    found = JobFinding.objects.filter(job=job).values("mismatch_id")
+    mismatches = list(
+        Mismatch.objects.filter(Q(job=job) | Q(pk__in=found))
+        .only(*MISMATCH_SUMMARY_FIELDS, *MISMATCH_LEDGER_FIELDS)
+        .order_by("-detected_at", "mismatch_id")[:limit]
+    )
+    seen_as = dict(
+        JobFinding.objects.filter(
+            job=job, mismatch_id__in=[m.mismatch_id for m in mismatches]
+        ).values_list("mismatch_id", "mismatch_type")
     )
     return {
         **job_summary(job),
-        "mismatches": [mismatch_summary(f.mismatch, f.mismatch_type) for f in findings],
+        "mismatches": [mismatch_summary(m, seen_as.get(m.mismatch_id)) for m in mismatches],
     }

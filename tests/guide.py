@@ -24,6 +24,15 @@ JOB_FIELDS = frozenset(
     }
 )
 
+# Issue 11 (the ledger) adds these to a job: what it examined, schema warnings, whether it
+# was inconclusive (examined nothing) and its TIMESTAMP_RANGE window.
+JOB_LEDGER_FIELDS = frozenset({"keys_examined", "schema_warnings", "inconclusive", "window"})
+
+# ... and these to a mismatch (list and job details): its history across runs.
+MISMATCH_LEDGER_FIELDS = frozenset(
+    {"first_seen_at", "last_seen_at", "times_seen", "last_job_id", "reappeared_at"}
+)
+
 # A mismatch inside GET /reconciliation/jobs/{id}.
 JOB_DETAIL_MISMATCH_FIELDS = frozenset(
     {

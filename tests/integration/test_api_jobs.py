@@ -9,7 +9,7 @@ import pytest
 
 from reconciliation.choices import JobStatus, JobType, ValidationStrategy
 from tests.factories import JobFactory, MismatchFactory
-from tests.guide import JOB_FIELDS
+from tests.guide import JOB_FIELDS, JOB_LEDGER_FIELDS
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +39,11 @@ def test_it_lists_jobs_in_the_guides_envelope_with_exactly_the_guides_fields(rea
             "mismatch_count": 5000,
             "drift_percentage": 0.5,
             "alert_fired": False,
+            # The ledger's additions (issue 11): what the run examined, and how.
+            "keys_examined": None,
+            "schema_warnings": [],
+            "inconclusive": False,
+            "window": None,
         }
     ]
 
@@ -148,7 +153,7 @@ def test_job_details_have_the_list_fields_plus_the_guides_mismatch_fields(reader
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == JOB_FIELDS | {"mismatches"}
+    assert set(body) == JOB_FIELDS | JOB_LEDGER_FIELDS | {"mismatches"}
     assert body["job_id"] == str(job.job_id)
     assert body["validation_strategy"] == "CHECKSUM"
     assert body["drift_percentage"] == 0.5
@@ -161,6 +166,11 @@ def test_job_details_have_the_list_fields_plus_the_guides_mismatch_fields(reader
             "postgres_checksum": None,
             "detected_at": "2025-11-25T10:00:30Z",
             "resolution_status": "PENDING",
+            "first_seen_at": body["mismatches"][0]["first_seen_at"],
+            "last_seen_at": body["mismatches"][0]["last_seen_at"],
+            "times_seen": 1,
+            "last_job_id": None,
+            "reappeared_at": None,
         }
     ]
 
@@ -171,7 +181,7 @@ def test_job_details_agree_with_the_list_entry(reader) -> None:
     (listed,) = reader.get("/reconciliation/jobs").json()["jobs"]
     detail = reader.get(f"/reconciliation/jobs/{job.job_id}").json()
 
-    assert {k: detail[k] for k in JOB_FIELDS} == listed
+    assert {k: detail[k] for k in JOB_FIELDS | JOB_LEDGER_FIELDS} == listed
 
 
 def test_an_unknown_job_is_a_json_404(reader) -> None:

@@ -12,7 +12,12 @@ from django.db import connection
 
 from reconciliation.choices import JobStatus
 from reconciliation.models import ReconciliationJob
-from tests.guide import JOB_DETAIL_MISMATCH_FIELDS, JOB_FIELDS
+from tests.guide import (
+    JOB_DETAIL_MISMATCH_FIELDS,
+    JOB_FIELDS,
+    JOB_LEDGER_FIELDS,
+    MISMATCH_LEDGER_FIELDS,
+)
 from tests.support import REPO
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -76,7 +81,7 @@ def test_json_prints_only_the_job_as_the_api_returns_it(users) -> None:
 
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
-    assert set(body) == JOB_FIELDS | {"mismatches"}
+    assert set(body) == JOB_FIELDS | JOB_LEDGER_FIELDS | {"mismatches"}
     assert body["table_name"] == users.name
     assert body["status"] == "COMPLETED"
     assert (body["cassandra_row_count"], body["postgres_row_count"]) == (4, 3)
@@ -85,7 +90,7 @@ def test_json_prints_only_the_job_as_the_api_returns_it(users) -> None:
     assert body["alert_fired"] is True
     assert body["started_at"].endswith("Z") and body["completed_at"].endswith("Z")
     (mismatch,) = body["mismatches"]
-    assert set(mismatch) == JOB_DETAIL_MISMATCH_FIELDS
+    assert set(mismatch) == JOB_DETAIL_MISMATCH_FIELDS | MISMATCH_LEDGER_FIELDS
     assert mismatch["primary_key_value"] == "u3"
     assert mismatch["mismatch_type"] == "MISSING_IN_POSTGRES"
     assert len(mismatch["cassandra_checksum"]) == 64 and mismatch["postgres_checksum"] is None
