@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from reconciliation.admin.common import (
@@ -44,6 +45,8 @@ class MismatchAdmin(admin.ModelAdmin):
         "key",
         "type_badge",
         "status_badge",
+        "seen",
+        "last_seen_at",
         "job_link",
         "detected_at",
         "resolved_by",
@@ -75,6 +78,9 @@ class MismatchAdmin(admin.ModelAdmin):
                     "type_badge",
                     "job_link",
                     "detected_at",
+                    "seen",
+                    "last_seen_at",
+                    "last_job_link",
                 ]
             },
         ),
@@ -117,6 +123,29 @@ class MismatchAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="resolution_status")
     def status_badge(self, obj: Mismatch) -> SafeString:
         return badge(obj.resolution_status, obj.get_resolution_status_display())
+
+    @admin.display(description="seen", ordering="times_seen")
+    def seen(self, obj: Mismatch) -> SafeString:
+        """How many runs found it, and the "reappeared after resolution" marker."""
+        marker = (
+            format_html(
+                ' <span class="cdc-reappeared" title="resolved, then found again on {} UTC" '
+                'style="color:#c62828;font-weight:bold">reappeared</span>',
+                f"{obj.reappeared_at:%Y-%m-%d %H:%M}",
+            )
+            if obj.reappeared_at
+            else ""
+        )
+        return format_html("{}×{}", obj.times_seen, marker)
+
+    @admin.display(description="latest job")
+    def last_job_link(self, obj: Mismatch) -> SafeString | str:
+        job = obj.last_job
+        if job is None:
+            return "—"
+        return link(
+            job_url(job.job_id), f"{job.validation_strategy} {job.started_at:%Y-%m-%d %H:%M}"
+        )
 
     @admin.display(description="job", ordering="job__started_at")
     def job_link(self, obj: Mismatch) -> SafeString:
