@@ -165,16 +165,14 @@ ROW_LEVEL_STRATEGIES = (
 FULL_CHECK_STRATEGIES = (ValidationStrategy.CHECKSUM,)
 
 
-def conclusive_q(prefix: str = "") -> Q:
-    """``ReconciliationJob.is_conclusive`` as a filter (``prefix`` for a related lookup)."""
-    p = prefix
-    row_count = Q(**{f"{p}validation_strategy": ValidationStrategy.ROW_COUNT}) & (
-        Q(**{f"{p}cassandra_row_count__gt": 0}) | Q(**{f"{p}postgres_row_count__gt": 0})
+def conclusive_q() -> Q:
+    """``ReconciliationJob.is_conclusive`` as a filter."""
+    examined_nothing = Q(keys_examined=0) | Q(
+        validation_strategy=ValidationStrategy.ROW_COUNT,
+        cassandra_row_count=0,
+        postgres_row_count=0,
     )
-    row_level = Q(**{f"{p}validation_strategy__in": ROW_LEVEL_STRATEGIES}) & Q(
-        **{f"{p}keys_examined__gt": 0}
-    )
-    return Q(**{f"{p}status": JobStatus.COMPLETED}) & (row_count | row_level)
+    return Q(status=JobStatus.COMPLETED, drift_percentage__isnull=False) & ~examined_nothing
 
 
 class ReconciliationJobQuerySet(QuerySet["ReconciliationJob"]):
@@ -263,12 +261,17 @@ class ReconciliationJob(models.Model):
     def is_conclusive(self) -> bool:
         """Did the job check anything?  Row-level strategies: some key examined; ROW_COUNT:
         some row counted on either side.  A completed job that did not is *inconclusive*: it
-        sets no drift gauge and earns no green badge."""
-        return self.status == JobStatus.COMPLETED and self.examined_something(
-            self.validation_strategy,
-            self.cassandra_row_count,
-            self.postgres_row_count,
-            self.keys_examined,
+        sets no drift gauge and earns no green badge (``run_job`` stores no drift for it).
+        A job without ``keys_examined`` (rows written before it was recorded) counts as
+        conclusive when it has a drift."""
+        if self.status != JobStatus.COMPLETED or self.drift_percentage is None:
+            return False
+        if self.keys_examined == 0:
+            return False
+        return not (
+            self.validation_strategy == ValidationStrategy.ROW_COUNT
+            and self.cassandra_row_count == 0
+            and self.postgres_row_count == 0
         )
 
     @staticmethod
