@@ -10,7 +10,7 @@ from django.conf import settings as django_settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
-from django.db.models.functions import Concat
+from django.db.models.functions import Concat, Now
 from django.utils import timezone
 
 from cdcrecon.conf import TABLE_NAME_PATTERN, settings
@@ -462,12 +462,15 @@ class Mismatch(models.Model):
     erased_at = models.DateTimeField(
         null=True, blank=True, help_text="Set when a GDPR erasure scrubbed the captured rows."
     )
-    first_seen_at = models.DateTimeField(default=timezone.now)
+    # Database defaults too, so that rows written by plain SQL (bulk loads) are valid.
+    first_seen_at = models.DateTimeField(default=timezone.now, db_default=Now())
     last_seen_at = models.DateTimeField(
-        default=timezone.now, help_text="When a run (or a re-check) last captured the rows."
+        default=timezone.now,
+        db_default=Now(),
+        help_text="When a run (or a re-check) last captured the rows.",
     )
     times_seen = models.PositiveIntegerField(
-        default=1, help_text="How many runs (and re-checks) found this difference."
+        default=1, db_default=1, help_text="How many runs (and re-checks) found this difference."
     )
     last_job = models.ForeignKey(
         ReconciliationJob,
