@@ -13,11 +13,12 @@ from typing import Any
 
 import django_filters
 from django import forms
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus
-from reconciliation.models import Mismatch, ReconciliationJob
+from reconciliation.models import JobFinding, Mismatch, ReconciliationJob
 
 
 class Iso8601Field(forms.Field):
@@ -113,9 +114,16 @@ class MismatchFilterSet(django_filters.FilterSet):
     mismatch_type = django_filters.ChoiceFilter(choices=MismatchType.choices)
     resolution_status = django_filters.ChoiceFilter(choices=ResolutionStatus.choices)
     job_id = django_filters.UUIDFilter(
-        field_name="job_id", help_text="Only mismatches found by this job."
+        method="filter_found_by_job",
+        help_text="Only mismatches found by this job (first found, or found again).",
     )
 
     class Meta:
         model = Mismatch
         fields = ["table", "mismatch_type", "resolution_status", "job_id"]
+
+    def filter_found_by_job(self, queryset: QuerySet[Any], name: str, value: Any) -> QuerySet[Any]:
+        if value is None:
+            return queryset
+        found = JobFinding.objects.filter(job_id=value).values("mismatch_id")
+        return queryset.filter(Q(job_id=value) | Q(pk__in=found))

@@ -130,6 +130,9 @@ def test_repeated_runs_leave_exactly_one_open_difference_per_drifted_key(users, 
     assert {m["last_job_id"] for m in listed} == {str(jobs[-1].job_id)}
     assert {m["job_id"] for m in listed} == {str(jobs[0].job_id)}
 
+    by_job = reader.get("/reconciliation/mismatches", {"job_id": str(jobs[1].job_id)}).json()
+    assert sorted(m["primary_key_value"] for m in by_job["mismatches"]) == sorted(DRIFTED)
+
     detail = reader.get(f"/reconciliation/jobs/{jobs[1].job_id}").json()
     assert sorted(m["primary_key_value"] for m in detail["mismatches"]) == sorted(DRIFTED)
     assert detail["keys_examined"] == 11 and detail["inconclusive"] is False
