@@ -294,7 +294,11 @@ def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -
         outcome.keys_examined,
     )
     drift = outcome.drift_percentage if conclusive else None
-    level = mapping.alert_level_for(drift)
+    # An estimate alerts only when even the lower bound of its 95% interval passes the
+    # threshold (as the Prometheus rules judge it).
+    estimate = job.validation_strategy == ValidationStrategy.SAMPLE
+    judged = outcome.drift_ci_low if estimate and outcome.drift_ci_low is not None else drift
+    level = mapping.alert_level_for(judged if drift is not None else None)
     now = timezone.now()
     fields: dict[str, Any] = {
         "status": JobStatus.COMPLETED,

@@ -229,11 +229,13 @@ class TriggerSerializer(serializers.Serializer[dict[str, Any]]):
         sample_size = fields.pop("sample_size")
         fields["from"] = AwareDateTimeField(
             required=False,
-            help_text="TIMESTAMP_RANGE only: window start, inclusive (ISO 8601 with offset).",
+            help_text="TIMESTAMP_RANGE only: window start, inclusive (ISO 8601 with offset). "
+            "Default: `to` minus RECONCILIATION_INTERVAL_MINUTES minus 5 minutes of overlap.",
         )
         fields["to"] = AwareDateTimeField(
             required=False,
-            help_text="TIMESTAMP_RANGE only: window end, exclusive (ISO 8601 with offset).",
+            help_text="TIMESTAMP_RANGE only: window end, exclusive (ISO 8601 with offset). "
+            "Default: when the job starts. The job's `window` shows the window used.",
         )
         fields["sample_size"] = sample_size
         return fields
