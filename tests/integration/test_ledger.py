@@ -379,3 +379,22 @@ def test_a_sample_after_a_checksum_leaves_the_checksum_series_untouched(users, c
         for j in ReconciliationJob.objects.latest_conclusive().filter(table_name=users.name)
     }
     assert latest == {S.CHECKSUM: full.pk, S.SAMPLE: estimate.pk}
+
+
+def test_a_sample_alerts_only_when_its_lower_bound_passes_the_threshold(
+    cassandra, target, table_pair
+) -> None:
+    mapping = table_pair(USERS_CASSANDRA, USERS_POSTGRES)
+    for i in range(60):
+        row = (f"user-{i}", f"u{i}@example.com", i, NOW)
+        put_cassandra(cassandra, mapping.name, row)
+        put_postgres(target, mapping.name, row)
+    target.execute(f"UPDATE public.{mapping.name} SET score = -1 WHERE id = 'user-7'")
+
+    full = run(mapping)
+    estimate = run(mapping, S.SAMPLE, sample_size=100)  # 1 of 60: 1.67%, lower bound ~0.3%
+
+    assert full.alert_level == AlertLevel.WARNING  # 1.67% > 1%
+    assert estimate.drift_percentage == pytest.approx(100 / 60)
+    assert estimate.drift_ci_low is not None and estimate.drift_ci_low < 1.0
+    assert estimate.alert_level == AlertLevel.NONE and estimate.alert_fired is False
