@@ -100,7 +100,9 @@ def main() -> int:
     rows.append(("run 3: find half again (10% ignored)", n // 2, apply(third, range(n // 2))))
     started = time.perf_counter()
     closed = Mismatch.objects.heal(third)
-    rows.append(("heal: close what run 3 covered and did not find", closed, time.perf_counter() - started))
+    rows.append(
+        ("heal: close what run 3 covered and did not find", closed, time.perf_counter() - started)
+    )
 
     open_rows = Mismatch.objects.open().count()
     print(f"\n{n:,} keys, batches of {BATCH}; {open_rows:,} open differences at the end\n")
