@@ -650,6 +650,19 @@ class Mismatch(models.Model):
         notes = (notes or "").strip()
         if not notes:
             raise ValueError("A note is required to reopen a mismatch.")
+        other = (
+            Mismatch.objects.filter(
+                table_name=self.table_name, primary_key_value=self.primary_key_value
+            )
+            .open()
+            .exclude(pk=self.pk)
+            .first()
+        )
+        if other is not None:  # at most one open difference per key
+            raise ValueError(
+                f"Key {self.primary_key_value!r} of {self.table_name} already has an open "
+                f"mismatch ({other.mismatch_id}); work on that one instead."
+            )
         who = getattr(user, "username", None) or "unknown"
         stamp = timezone.now().strftime("%Y-%m-%d %H:%M UTC")
         history = f"{self.resolution_notes}\n\n" if self.resolution_notes else ""

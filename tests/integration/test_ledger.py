@@ -398,3 +398,49 @@ def test_a_sample_alerts_only_when_its_lower_bound_passes_the_threshold(
     assert estimate.drift_percentage == pytest.approx(100 / 60)
     assert estimate.drift_ci_low is not None and estimate.drift_ci_low < 1.0
     assert estimate.alert_level == AlertLevel.NONE and estimate.alert_fired is False
+
+
+def test_a_composite_key_is_one_difference_across_runs_and_can_be_rechecked(
+    cassandra, target, table_pair, operator
+) -> None:
+    mapping = table_pair(
+        "tenant text, day date, seq int, note text, PRIMARY KEY ((tenant, day), seq)",
+        "tenant text, day date, seq int, note text, PRIMARY KEY (tenant, day, seq)",
+    )
+    insert = "INSERT INTO {} (tenant, day, seq, note) VALUES (%s, %s, %s, %s)"
+    for seq in range(3):
+        values = ("acme", dt.date(2025, 11, 25), seq, f"n{seq}")
+        cassandra.execute(insert.format(mapping.name), values)
+        target.execute(insert.format(f"public.{mapping.name}"), values)
+    target.execute(f"UPDATE public.{mapping.name} SET note = 'x' WHERE seq = 2")
+
+    run(mapping)
+    run(mapping)
+
+    (key,) = open_keys(mapping)
+    assert key == '["acme","2025-11-25","2"]'
+    mismatch = ledger(mapping, key)
+    assert mismatch.times_seen == 2
+    target.execute(f"UPDATE public.{mapping.name} SET note = 'n2' WHERE seq = 2")
+    response = operator.post(f"/reconciliation/mismatches/{mismatch.mismatch_id}/recheck")
+    assert response.status_code == 200, response.content
+    assert response.json()["outcome"] == "closed"
+
+
+def test_reopening_a_resolved_difference_is_refused_while_the_key_has_an_open_one(
+    users, alice
+) -> None:
+    job = run(users)
+    old = Mismatch.objects.create(
+        job=job,
+        table_name=users.name,
+        primary_key_value="user-1",
+        mismatch_type=MismatchType.DATA_MISMATCH,
+        resolution_status=ResolutionStatus.MANUAL_RESOLVED,
+    )
+
+    with pytest.raises(ValueError, match="already has an open mismatch"):
+        old.reopen(alice, "try again")
+
+    old.refresh_from_db()
+    assert old.resolution_status == ResolutionStatus.MANUAL_RESOLVED
