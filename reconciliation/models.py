@@ -8,10 +8,12 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.db.models.functions import Concat, Now
 from django.utils import timezone
+from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from cdcrecon.conf import TABLE_NAME_PATTERN, settings
 from reconciliation.choices import (
@@ -386,19 +388,7 @@ class MismatchQuerySet(QuerySet["Mismatch"]):
                     )
                 mismatch.see(finding, job, now)
                 rows.append(mismatch)
-            self.model.objects.bulk_create(
-                rows,
-                update_conflicts=True,
-                unique_fields=["mismatch_id"],
-                update_fields=list(_LEDGER_WRITE_FIELDS),
-            )
-            JobFinding.objects.bulk_create(
-                [
-                    JobFinding(job=job, mismatch=m, mismatch_type=m.mismatch_type, found_at=now)
-                    for m in rows
-                ],
-                ignore_conflicts=True,
-            )
+            _upsert(rows, job, now)
         return len(rows)
 
     def heal(self, job: ReconciliationJob, keys: list[str] | None = None) -> int:
@@ -424,6 +414,62 @@ class MismatchQuerySet(QuerySet["Mismatch"]):
                 ),
             )
         return closed
+
+
+def _upsert(rows: list[Mismatch], job: ReconciliationJob, now: Any) -> None:
+    """Write the decided rows and their findings: COPY into a temporary table, then one
+    ``INSERT … ON CONFLICT (mismatch_id) DO UPDATE`` and one ``INSERT`` of the findings.
+    (Several times faster than ``bulk_create`` for thousands of rows with JSON.)"""
+    fields = list(Mismatch._meta.concrete_fields)
+    column = {f.name: str(f.column) for f in fields}
+    table = sql.Identifier(Mismatch._meta.db_table)
+    batch = sql.Identifier(f"ledger_batch_{uuid.uuid4().hex}")
+    names = sql.SQL(", ").join([sql.Identifier(column[f.name]) for f in fields])
+    updates = sql.SQL(", ").join(
+        [
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(column[n]))
+            for n in _LEDGER_WRITE_FIELDS
+        ]
+    )
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # psycopg's own cursor, for COPY
+        raw.execute(
+            sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(batch, table)
+        )
+        # Plain attribute values (psycopg adapts UUIDs, datetimes, text, numbers), JSON
+        # wrapped as jsonb: Field.get_db_prep_save per value would double the cost.
+        attnames = [(f.attname, isinstance(f, models.JSONField)) for f in fields]
+        with raw.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(batch, names)) as copy:
+            for row in rows:
+                values = row.__dict__
+                copy.write_row(
+                    [
+                        Jsonb(values[name])
+                        if is_json and values[name] is not None
+                        else values[name]
+                        for name, is_json in attnames
+                    ]
+                )
+        raw.execute(
+            sql.SQL(
+                "INSERT INTO {table} ({names}) SELECT {names} FROM {batch} "
+                "ON CONFLICT ({pk}) DO UPDATE SET {updates}"
+            ).format(
+                table=table,
+                names=names,
+                batch=batch,
+                pk=sql.Identifier(column["mismatch_id"]),
+                updates=updates,
+            )
+        )
+        raw.execute(
+            sql.SQL(
+                "INSERT INTO {findings} (job_id, mismatch_id, mismatch_type, found_at) "
+                "SELECT %s, mismatch_id, mismatch_type, %s FROM {batch} ON CONFLICT DO NOTHING"
+            ).format(findings=sql.Identifier(JobFinding._meta.db_table), batch=batch),
+            [job.pk, now],
+        )
+        raw.execute(sql.SQL("DROP TABLE {}").format(batch))
 
 
 def _batches(items: list[str], size: int) -> list[list[str]]:
