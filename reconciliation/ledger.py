@@ -187,7 +187,7 @@ def heal_covered(
 def _in_window_and_equal(job: ReconciliationJob, engine: Engine, outcome: Outcome) -> list[str]:
     window = {**(job.parameters or {}), **outcome.parameters}
     start, end = _time(window.get("from")), _time(window.get("to"))
-    column = job_mapping_column(engine)
+    column = engine.spec.timestamp_column
     candidates = list(
         Mismatch.objects.filter(table_name=job.table_name)
         .open()
@@ -205,10 +205,6 @@ def _in_window_and_equal(job: ReconciliationJob, engine: Engine, outcome: Outcom
         ):
             covered.append(key)
     return covered
-
-
-def job_mapping_column(engine: Engine) -> str:
-    return engine.spec.timestamp_column
 
 
 def _time(value: Any) -> dt.datetime | None:
