@@ -18,14 +18,20 @@ from typing import Any, ClassVar
 
 import django_filters
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from cdcrecon.conf import TABLE_NAME_PATTERN, settings
 from cdcrecon.filters import StrictFilterSet
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus
-from reconciliation.models import Mismatch, MismatchCount, ReconciliationJob, TableMapping
+from reconciliation.models import (
+    JobFinding,
+    Mismatch,
+    MismatchCount,
+    ReconciliationJob,
+    TableMapping,
+)
 
 
 class Iso8601Field(forms.Field):
@@ -131,12 +137,6 @@ class TableCheckedFilterSet(StrictFilterSet):
         return False
 
 
-def last_seen_field() -> str:
-    """``last_seen_at`` (issue 11's ledger field) when the model has it, else ``detected_at``."""
-    names = {field.name for field in Mismatch._meta.get_fields()}
-    return "last_seen_at" if "last_seen_at" in names else "detected_at"
-
-
 class ReconciliationJobFilterSet(TableCheckedFilterSet):
     table = TableNameFilter(help_text="Only jobs of this table (exact name).")
     status = django_filters.ChoiceFilter(choices=JobStatus.choices, help_text="Job status.")
@@ -168,7 +168,8 @@ class MismatchFilterSet(TableCheckedFilterSet):
         choices=ResolutionStatus.choices, help_text="Resolution status."
     )
     job_id = django_filters.UUIDFilter(
-        field_name="job_id", help_text="Only mismatches found by this job."
+        method="filter_found_by_job",
+        help_text="Only mismatches found by this job (first found, or found again).",
     )
     detected_after = Iso8601Filter(
         field_name="detected_at",
@@ -238,4 +239,10 @@ class MismatchFilterSet(TableCheckedFilterSet):
         self, queryset: QuerySet[Mismatch], name: str, value: dt.datetime
     ) -> QuerySet[Mismatch]:
         lookup = self.filters[name].lookup_expr
-        return queryset.filter(**{f"{last_seen_field()}__{lookup}": value})
+        return queryset.filter(**{f"last_seen_at__{lookup}": value})
+
+    def filter_found_by_job(self, queryset: QuerySet[Any], name: str, value: Any) -> QuerySet[Any]:
+        if value is None:
+            return queryset
+        found = JobFinding.objects.filter(job_id=value).values("mismatch_id")
+        return queryset.filter(Q(job_id=value) | Q(pk__in=found))

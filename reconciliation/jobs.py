@@ -16,11 +16,11 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 from cassandra import DriverException, OperationTimedOut, Unauthorized
-from cassandra.cluster import NoHostAvailable, Session
+from cassandra.cluster import NoHostAvailable
 from cassandra.connection import ConnectionException
 from django.db import Error as DjangoDatabaseError
 from django.db import IntegrityError, transaction
@@ -30,18 +30,16 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from cdcrecon.conf import MAX_SAMPLE_SIZE, settings
 from reconciliation.choices import AlertLevel, JobPhase, JobStatus, JobType, ValidationStrategy
 from reconciliation.connections import (
-    ResilientSession,
     StoreUnavailable,
     consistency_level,
     ensure_app_database,
-    healthy_cassandra_session,
-    target_connection,
 )
 from reconciliation.engine.keys import BadKey
 from reconciliation.engine.schema import SchemaError, TableSpec
-from reconciliation.engine.strategies import Difference, Options, Outcome, reconcile
-from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
-from reconciliation.registry import TableNotFound, UnknownTable, ensure_key_columns, get_mapping
+from reconciliation.engine.strategies import Difference, Options, Outcome
+from reconciliation.ledger import engine_for, heal_covered
+from reconciliation.models import Finding, Mismatch, ReconciliationJob, TableMapping
+from reconciliation.registry import TableNotFound, UnknownTable, get_mapping
 
 
 class JobAlreadyRunning(Exception):
@@ -173,18 +171,18 @@ class _Touch:
 
 
 class _MismatchWriter:
-    """The engine's report callback: ``bulk_create`` mismatches a thousand at a time."""
+    """The engine's report callback: the job's findings go to the ledger a thousand at a
+    time (``MismatchQuerySet.record_findings``: one open difference per key, refreshed or
+    reopened, never duplicated; each key also recorded as this job's ``JobFinding``)."""
 
     def __init__(self, job: ReconciliationJob) -> None:
         self.job = job
-        self.pending: list[Mismatch] = []
+        self.pending: list[Finding] = []
         self.written = 0
 
     def __call__(self, difference: Difference) -> None:
         self.pending.append(
-            Mismatch(
-                job=self.job,
-                table_name=self.job.table_name,
+            Finding(
                 primary_key_value=difference.primary_key_value,
                 mismatch_type=difference.mismatch_type,
                 cassandra_checksum=difference.cassandra_checksum,
@@ -198,8 +196,7 @@ class _MismatchWriter:
 
     def flush(self) -> None:
         if self.pending:
-            Mismatch.objects.bulk_create(self.pending, batch_size=MISMATCH_BATCH)
-            self.written += len(self.pending)
+            self.written += Mismatch.objects.record_findings(self.job, self.pending)
             self.pending = []
 
 
@@ -287,21 +284,13 @@ def run_job(
         job.enter_phase(JobPhase.READING)
         job.touch(0.0)
         mapping = get_mapping(job.table_name)
-        # Probed (and rebuilt once if broken) before the first read; transient errors are
-        # then retried per statement, i.e. per token segment or page.
-        session = cast(Session, ResilientSession(healthy_cassandra_session()))
-        ensure_key_columns(mapping, session)
-        outcome = reconcile(
-            job.validation_strategy,
-            table_spec(mapping),
-            session,
-            target_connection,
-            engine_options(job),
-            writer,
-            _Touch(job, on_progress),
-        )
+        # engine_for probes the Cassandra session (rebuilt once if broken) before the first
+        # read; transient errors are then retried per statement (per token segment or page).
+        engine = engine_for(mapping, engine_options(job), writer, _Touch(job, on_progress))
+        outcome = engine.run(job.validation_strategy)
         job.enter_phase(JobPhase.WRITING)
         writer.flush()
+        heal_covered(job, engine, outcome)
         _complete(job, mapping, outcome)
     except BaseException as exc:
         record_failure(job, describe_failure(exc))
@@ -332,7 +321,20 @@ def record_failure(job: ReconciliationJob, message: str) -> bool:
 
 
 def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -> None:
-    level = mapping.alert_level_for(outcome.drift_percentage)
+    # A run that examined nothing (an empty window, an empty table) is inconclusive: no
+    # drift (not 0%), no alert level, so no gauge and no green badge.
+    conclusive = ReconciliationJob.examined_something(
+        job.validation_strategy,
+        outcome.cassandra_row_count,
+        outcome.postgres_row_count,
+        outcome.keys_examined,
+    )
+    drift = outcome.drift_percentage if conclusive else None
+    # An estimate alerts only when even the lower bound of its 95% interval passes the
+    # threshold (as the Prometheus rules judge it).
+    estimate = job.validation_strategy == ValidationStrategy.SAMPLE
+    judged = outcome.drift_ci_low if estimate and outcome.drift_ci_low is not None else drift
+    level = mapping.alert_level_for(judged if drift is not None else None)
     now = timezone.now()
     fields: dict[str, Any] = {
         "status": JobStatus.COMPLETED,
@@ -346,9 +348,9 @@ def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -
         "mismatch_count": outcome.mismatch_count,
         "transient_count": outcome.transient_count,
         "unreadable_value_count": outcome.unreadable_value_count,
-        "drift_percentage": outcome.drift_percentage,
-        "drift_ci_low": outcome.drift_ci_low,
-        "drift_ci_high": outcome.drift_ci_high,
+        "drift_percentage": drift,
+        "drift_ci_low": outcome.drift_ci_low if drift is not None else None,
+        "drift_ci_high": outcome.drift_ci_high if drift is not None else None,
         "alert_level": level,
         "alert_fired": level != AlertLevel.NONE,
         "schema_warnings": outcome.schema_warnings,

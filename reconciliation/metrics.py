@@ -13,16 +13,25 @@ through :func:`register`), that reads the job and mismatch tables **at scrape ti
 few aggregate queries.  Whatever process ran a job and whichever web process is scraped,
 the answer is the same, and it survives restarts:
 
-* gauges ``cdc_reconciliation_drift_percentage``, ``cdc_reconciliation_cassandra_rows``,
-  ``cdc_reconciliation_postgres_rows`` and ``cdc_reconciliation_last_completed_timestamp_seconds``
-  ``{table}``: from each table's latest COMPLETED job (one ``DISTINCT ON`` query served by
-  the ``(table_name, status, started_at)`` index);
+* gauges ``cdc_reconciliation_drift_percentage{table,strategy}`` and
+  ``cdc_reconciliation_drift_ci_low_percentage{table,strategy}``: one series per (table,
+  strategy) from that strategy's latest *conclusive* job (``latest_conclusive()``: a job
+  that examined no key sets none), so a SAMPLE estimate never replaces a CHECKSUM verdict.
+  ``ci_low`` is the lower bound of a SAMPLE's 95% interval and the drift itself for the
+  exact strategies: the alert rules read it, so an estimate alerts only when even its
+  lower bound passes the threshold;
+* gauges ``cdc_reconciliation_cassandra_rows`` / ``_postgres_rows{table}``: the last known
+  whole-table counts (the latest COMPLETED ROW_COUNT or CHECKSUM job that counted; a SAMPLE
+  or a TIMESTAMP_RANGE window does not count the table), and
+  ``cdc_reconciliation_last_completed_timestamp_seconds{table}``: the latest COMPLETED job;
 * counters ``cdc_reconciliation_jobs_completed_total{table,status}`` (COMPLETED, FAILED) and
   histogram ``cdc_reconciliation_duration_seconds{table}`` (COMPLETED jobs, ``completed_at -
   started_at``): one ``GROUP BY table_name, status`` query with one conditional count per
   bucket;
-* counter ``cdc_reconciliation_mismatches_total{table,type}``: one ``GROUP BY table_name,
-  mismatch_type`` query (an index-only scan of ``mismatch_table_type_status``);
+* counter ``cdc_reconciliation_mismatches_total{table,type}``: differences recorded, each
+  standing difference once however many runs found it (the ledger keeps one row per key);
+  and gauge ``cdc_reconciliation_open_mismatches{table,type}``: those PENDING now — one
+  ``GROUP BY table_name, mismatch_type`` query (``mismatch_table_type_status``);
 * gauges ``cdc_reconciliation_drift_warning_threshold`` and
   ``cdc_reconciliation_drift_critical_threshold`` ``{table}``: each TableMapping's effective
   thresholds (per-table value, else RECONCILIATION_DRIFT_*_THRESHOLD), so that the alert rules
@@ -65,7 +74,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from reconciliation.choices import JobStatus, MismatchType
+from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +101,8 @@ FINISHED_STATUSES: tuple[str, ...] = (JobStatus.COMPLETED.value, JobStatus.FAILE
 SCRAPE_STATEMENT_TIMEOUT_MS = 5000
 
 PREFIX = "cdc_reconciliation"
+#: The strategies whose row counts are the whole table's (TIMESTAMP_RANGE counts a window).
+WHOLE_TABLE_COUNTS = (ValidationStrategy.ROW_COUNT.value, ValidationStrategy.CHECKSUM.value)
 
 
 @dataclass
@@ -106,6 +117,9 @@ class Snapshot:
     """Everything one scrape reads from the database."""
 
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    drift: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    row_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    open_mismatches: dict[tuple[str, str], int] = field(default_factory=dict)
     jobs: dict[tuple[str, str], int] = field(default_factory=dict)
     durations: dict[str, _Histogram] = field(default_factory=dict)
     mismatches: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -114,13 +128,19 @@ class Snapshot:
     @property
     def tables(self) -> list[str]:
         names = set(self.latest) | set(self.durations) | set(self.thresholds)
+        names |= {table for table, _ in self.drift}
         names |= {table for table, _ in self.jobs} | {table for table, _ in self.mismatches}
         return sorted(names)
 
 
 def read_snapshot() -> Snapshot:
     """Run the scrape's aggregate queries (one transaction, under a statement timeout)."""
-    from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
+    from reconciliation.models import (
+        Mismatch,
+        ReconciliationJob,
+        TableMapping,
+        thresholds_for_table,
+    )
 
     snap = Snapshot()
     with transaction.atomic():
@@ -135,15 +155,30 @@ def read_snapshot() -> Snapshot:
             ReconciliationJob.objects.filter(status=JobStatus.COMPLETED)
             .order_by("table_name", "-started_at")
             .distinct("table_name")
-            .values(
-                "table_name",
-                "drift_percentage",
-                "cassandra_row_count",
-                "postgres_row_count",
-                "completed_at",
-            )
+            .values("table_name", "completed_at")
         )
         snap.latest = {row["table_name"]: dict(row) for row in latest}
+
+        verdicts = ReconciliationJob.objects.latest_conclusive().values_list(
+            "table_name", "validation_strategy", "drift_percentage", "drift_ci_low"
+        )
+        for table, strategy, drift, ci_low in verdicts:
+            if drift is not None:
+                low = drift if strategy != ValidationStrategy.SAMPLE or ci_low is None else ci_low
+                snap.drift[(table, strategy)] = (drift, low)
+
+        counted = (
+            ReconciliationJob.objects.filter(
+                status=JobStatus.COMPLETED,
+                validation_strategy__in=WHOLE_TABLE_COUNTS,
+                cassandra_row_count__isnull=False,
+                postgres_row_count__isnull=False,
+            )
+            .order_by("table_name", "-started_at")
+            .distinct("table_name")
+            .values_list("table_name", "cassandra_row_count", "postgres_row_count")
+        )
+        snap.row_counts = {table: (c or 0, p or 0) for table, c, p in counted}
 
         buckets = {
             f"le_{i}": Count(
@@ -184,15 +219,19 @@ def read_snapshot() -> Snapshot:
         per_type = (
             Mismatch.objects.order_by()
             .values("table_name", "mismatch_type")
-            .annotate(n=Count("pk"))
+            .annotate(
+                n=Count("pk"),
+                pending=Count("pk", filter=Q(resolution_status=ResolutionStatus.PENDING)),
+            )
         )
-        snap.mismatches = {(row["table_name"], row["mismatch_type"]): row["n"] for row in per_type}
+        for counts in per_type:
+            kind = (counts["table_name"], counts["mismatch_type"])
+            snap.mismatches[kind] = counts["n"]
+            snap.open_mismatches[kind] = counts["pending"]
 
         for mapping in TableMapping.objects.only("name", "warning_threshold", "critical_threshold"):
-            snap.thresholds[mapping.name] = (
-                mapping.effective_warning_threshold,
-                mapping.effective_critical_threshold,
-            )
+            thresholds = thresholds_for_table(mapping.name, mapping)
+            snap.thresholds[mapping.name] = (thresholds.warning, thresholds.critical)
     return snap
 
 
@@ -202,17 +241,23 @@ def _families() -> dict[str, Metric]:
     return {
         "drift": GaugeMetricFamily(
             f"{PREFIX}_drift_percentage",
-            "Drift percentage found by the table's latest completed reconciliation job.",
-            labels=t,
+            "Drift percentage found by the latest conclusive job of each strategy on the table.",
+            labels=["table", "strategy"],
+        ),
+        "drift_ci_low": GaugeMetricFamily(
+            f"{PREFIX}_drift_ci_low_percentage",
+            "Lower bound of the drift's 95% interval (SAMPLE); the drift itself for the exact "
+            "strategies. The drift alerts compare this with the thresholds.",
+            labels=["table", "strategy"],
         ),
         "cassandra": GaugeMetricFamily(
             f"{PREFIX}_cassandra_rows",
-            "Rows in Cassandra (the source) per the table's latest completed job.",
+            "Rows in Cassandra (the source), last counted by a ROW_COUNT or CHECKSUM job.",
             labels=t,
         ),
         "postgres": GaugeMetricFamily(
             f"{PREFIX}_postgres_rows",
-            "Rows in PostgreSQL (the target) per the table's latest completed job.",
+            "Rows in PostgreSQL (the target), last counted by a ROW_COUNT or CHECKSUM job.",
             labels=t,
         ),
         "last": GaugeMetricFamily(
@@ -232,7 +277,12 @@ def _families() -> dict[str, Metric]:
         ),
         "mismatches": CounterMetricFamily(
             f"{PREFIX}_mismatches",
-            "Mismatched rows recorded by reconciliation jobs, by table and mismatch type.",
+            "Differences recorded (each standing difference once), by table and mismatch type.",
+            labels=["table", "type"],
+        ),
+        "open": GaugeMetricFamily(
+            f"{PREFIX}_open_mismatches",
+            "Differences PENDING now (one per key), by table and mismatch type.",
             labels=["table", "type"],
         ),
         "jobs": CounterMetricFamily(
@@ -254,14 +304,13 @@ def _families() -> dict[str, Metric]:
 
 def families_from(snap: Snapshot) -> Iterator[Metric]:
     fam = _families()
+    for (table, strategy), (drift, low) in sorted(snap.drift.items()):
+        fam["drift"].add_metric([table, strategy], float(drift))  # type: ignore[attr-defined]
+        fam["drift_ci_low"].add_metric([table, strategy], float(low))  # type: ignore[attr-defined]
+    for table, (cassandra_rows, postgres_rows) in sorted(snap.row_counts.items()):
+        fam["cassandra"].add_metric([table], float(cassandra_rows))  # type: ignore[attr-defined]
+        fam["postgres"].add_metric([table], float(postgres_rows))  # type: ignore[attr-defined]
     for table, row in sorted(snap.latest.items()):
-        for key, column in (
-            ("drift", "drift_percentage"),
-            ("cassandra", "cassandra_row_count"),
-            ("postgres", "postgres_row_count"),
-        ):
-            if row[column] is not None:
-                fam[key].add_metric([table], float(row[column]))  # type: ignore[attr-defined]
         if row["completed_at"] is not None:
             fam["last"].add_metric([table], row["completed_at"].timestamp())  # type: ignore[attr-defined]
     for table, (warning, critical) in sorted(snap.thresholds.items()):
@@ -270,6 +319,7 @@ def families_from(snap: Snapshot) -> Iterator[Metric]:
     for table in snap.tables:
         for kind in MismatchType.values:
             fam["mismatches"].add_metric([table, kind], snap.mismatches.get((table, kind), 0))  # type: ignore[attr-defined]
+            fam["open"].add_metric([table, kind], snap.open_mismatches.get((table, kind), 0))  # type: ignore[attr-defined]
         for status in FINISHED_STATUSES:
             fam["jobs"].add_metric([table, status], snap.jobs.get((table, status), 0))  # type: ignore[attr-defined]
         hist = snap.durations.get(table, _Histogram())

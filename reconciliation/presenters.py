@@ -1,7 +1,7 @@
 """Jobs as the API shows them, for every caller that is not a DRF view (the CLI's --json).
 
 ``job_detail(job)`` is the body of ``GET /reconciliation/jobs/{job_id}``: the guide's job
-fields plus its mismatches (at most ``JOB_DETAIL_MISMATCH_LIMIT``, newest first).
+fields plus the differences it found (at most ``JOB_DETAIL_MISMATCH_LIMIT``, newest first).
 Datetimes are ISO 8601 in UTC with a ``Z`` suffix; ids are UUID strings.
 """
 
@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.db.models import Q
+
 from reconciliation.choices import JobStatus, JobType
-from reconciliation.models import Mismatch, ReconciliationJob
+from reconciliation.models import JobFinding, Mismatch, ReconciliationJob
 
 JOB_FIELDS = (
     "job_id",
@@ -26,10 +28,21 @@ JOB_FIELDS = (
     "mismatch_count",
     "drift_percentage",
     "alert_fired",
-    # Beyond the guide: why a FAILED job failed (store and error), and where a job is.
+)
+#: Beyond the guide: why a FAILED job failed (store and error) and where a job is; who
+#: started it (a username, "schedule", or null: CLI, deleted user); how far it got; values
+#: neither side could read; what the run examined, schema warnings, whether it was
+#: inconclusive (examined nothing: no drift, no badge), and the TIMESTAMP_RANGE window.
+JOB_EXTRA_FIELDS = (
     "error_message",
     "phase",
-    "requested_by",  # who started it: a username, "schedule", or null (CLI, deleted user)
+    "requested_by",
+    "progress",
+    "unreadable_value_count",
+    "keys_examined",
+    "schema_warnings",
+    "inconclusive",
+    "window",
 )
 MISMATCH_SUMMARY_FIELDS = (
     "mismatch_id",
@@ -41,6 +54,20 @@ MISMATCH_SUMMARY_FIELDS = (
     "resolution_status",
 )
 JOB_DETAIL_MISMATCH_LIMIT = 1000
+#: The model fields a job's JSON reads (for ``.only()``).
+JOB_MODEL_FIELDS = (
+    *JOB_FIELDS,
+    *(name for name in JOB_EXTRA_FIELDS if name not in ("inconclusive", "window")),
+    "parameters",
+)
+#: Added to the guide's mismatch: the ledger's history of the difference.
+MISMATCH_LEDGER_FIELDS = (
+    "first_seen_at",
+    "last_seen_at",
+    "times_seen",
+    "last_job_id",
+    "reappeared_at",
+)
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -85,19 +112,43 @@ def job_summary(job: ReconciliationJob) -> dict[str, Any]:
     """One job as in ``GET /reconciliation/jobs`` (the guide's fields, then our additions)."""
     body = {name: _json_value(getattr(job, name)) for name in JOB_FIELDS}
     body["error_message"] = job.error_message or None  # null unless the job failed
+    body["phase"] = job.phase
     body["requested_by"] = requested_by_name(job)
     body["progress"] = progress_percent(job)
+    body["keys_examined"] = job.keys_examined
+    body["schema_warnings"] = list(job.schema_warnings or [])
+    body["inconclusive"] = job.is_inconclusive
+    body["window"] = job.window
+    body["unreadable_value_count"] = job.unreadable_value_count
     return body
 
 
-def mismatch_summary(mismatch: Mismatch) -> dict[str, Any]:
-    """One mismatch as embedded in a job's details."""
-    return {name: _json_value(getattr(mismatch, name)) for name in MISMATCH_SUMMARY_FIELDS}
+def mismatch_summary(mismatch: Mismatch, found_as: str | None = None) -> dict[str, Any]:
+    """One mismatch as embedded in a job's details (``found_as``: the type that job saw)."""
+    body = {name: _json_value(getattr(mismatch, name)) for name in MISMATCH_SUMMARY_FIELDS}
+    if found_as is not None:
+        body["mismatch_type"] = found_as
+    for name in MISMATCH_LEDGER_FIELDS:
+        body[name] = _json_value(getattr(mismatch, name))
+    return body
 
 
 def job_detail(job: ReconciliationJob, limit: int = JOB_DETAIL_MISMATCH_LIMIT) -> dict[str, Any]:
-    """The job as ``GET /reconciliation/jobs/{job_id}`` returns it."""
-    mismatches = job.mismatches.only(*MISMATCH_SUMMARY_FIELDS).order_by(
-        "-detected_at", "mismatch_id"
-    )[:limit]
-    return {**job_summary(job), "mismatches": [mismatch_summary(m) for m in mismatches]}
+    """The job as ``GET /reconciliation/jobs/{job_id}`` returns it: with the differences
+    *this job* found (its ``JobFinding`` rows, and those it first found), each as it
+    stands now but with the type this job saw."""
+    found = JobFinding.objects.filter(job=job).values("mismatch_id")
+    mismatches = list(
+        Mismatch.objects.filter(Q(job=job) | Q(pk__in=found))
+        .only(*MISMATCH_SUMMARY_FIELDS, *MISMATCH_LEDGER_FIELDS)
+        .order_by("-detected_at", "mismatch_id")[:limit]
+    )
+    seen_as = dict(
+        JobFinding.objects.filter(
+            job=job, mismatch_id__in=[m.mismatch_id for m in mismatches]
+        ).values_list("mismatch_id", "mismatch_type")
+    )
+    return {
+        **job_summary(job),
+        "mismatches": [mismatch_summary(m, seen_as.get(m.mismatch_id)) for m in mismatches],
+    }

@@ -25,8 +25,27 @@ JOB_FIELDS = frozenset(
 )
 
 # Our additions to a job's JSON beyond the guide: why it failed and where it is (issue 12),
-# who started it (issue 14), how far it got (issue 11).
-JOB_EXTRA_FIELDS = frozenset({"error_message", "phase", "requested_by", "progress"})
+# who started it (issue 14), how far it got, what it examined, schema warnings, whether it was
+# inconclusive and its TIMESTAMP_RANGE window (issue 11), values neither side could read
+# (issue 10).
+JOB_EXTRA_FIELDS = frozenset(
+    {
+        "error_message",
+        "phase",
+        "requested_by",
+        "progress",
+        "unreadable_value_count",
+        "keys_examined",
+        "schema_warnings",
+        "inconclusive",
+        "window",
+    }
+)
+
+# Issue 11 adds these to a mismatch (list and job details): its history across runs.
+MISMATCH_LEDGER_FIELDS = frozenset(
+    {"first_seen_at", "last_seen_at", "times_seen", "last_job_id", "reappeared_at"}
+)
 
 # A mismatch inside GET /reconciliation/jobs/{id}.
 JOB_DETAIL_MISMATCH_FIELDS = frozenset(

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import FloatField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import FloatField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -29,12 +29,17 @@ from reconciliation.admin.common import (
 from reconciliation.admin.views import (
     badge,
     drift_badge,
+    inconclusive_badge,
+    job_status_badge,
 )
 from reconciliation.choices import JobStatus
 from reconciliation.jobs import BadJobRequest
 from reconciliation.models import (
+    FULL_CHECK_STRATEGIES,
+    Mismatch,
     ReconciliationJob,
     TableMapping,
+    thresholds_for_table,
 )
 from reconciliation.presenters import requested_by_name
 
@@ -113,6 +118,7 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
                     "transient_count",
                     "drift",
                     "confidence_interval",
+                    "full_check_verdict",
                     "alert",
                     "alert_fired",
                 ]
@@ -154,7 +160,7 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: ReconciliationJob) -> SafeString:
-        return badge(obj.status, obj.get_status_display())
+        return job_status_badge(obj)  # "inconclusive" (grey) when it examined nothing
 
     @admin.display(description="rows C / P")
     def counts(self, obj: ReconciliationJob) -> str:
@@ -171,18 +177,39 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
 
     @admin.display(description="drift", ordering="drift_percentage")
     def drift(self, obj: ReconciliationJob) -> SafeString:
+        if obj.is_inconclusive:
+            return inconclusive_badge()
         warning = getattr(obj, "warning_at", None)
         critical = getattr(obj, "critical_at", None)
         if warning is None or critical is None:
-            mapping = TableMapping.objects.filter(name=obj.table_name).first()
-            config = settings.reconciliation
-            warning = (
-                mapping.effective_warning_threshold if mapping else config.drift_warning_threshold
-            )
-            critical = (
-                mapping.effective_critical_threshold if mapping else config.drift_critical_threshold
-            )
+            thresholds = thresholds_for_table(obj.table_name)
+            warning, critical = thresholds.warning, thresholds.critical
         return drift_badge(obj.drift_percentage, warning, critical)
+
+    @admin.display(description="latest full check")
+    def full_check_verdict(self, obj: ReconciliationJob) -> SafeString | str:
+        """The table's latest conclusive CHECKSUM, beside this (possibly newer) estimate."""
+        full = (
+            ReconciliationJob.objects.filter(
+                table_name=obj.table_name, validation_strategy__in=FULL_CHECK_STRATEGIES
+            )
+            .conclusive()
+            .order_by("-started_at")
+            .first()
+        )
+        if full is None:
+            return "none yet: no CHECKSUM of this table has examined any key"
+        if full.pk == obj.pk:
+            return "this job"
+        thresholds = thresholds_for_table(obj.table_name)
+        return format_html(
+            '{} <a href="{}">{} {}</a>{}',
+            drift_badge(full.drift_percentage, thresholds.warning, thresholds.critical),
+            reverse("admin:reconciliation_reconciliationjob_change", args=[full.pk]),
+            full.validation_strategy,
+            f"{full.started_at:%Y-%m-%d %H:%M}",
+            " (older: this job is a newer estimate)" if full.started_at < obj.started_at else "",
+        )
 
     @admin.display(description="95% CI")
     def confidence_interval(self, obj: ReconciliationJob) -> str:
@@ -234,14 +261,16 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
 
     @admin.display(description="mismatches")
     def mismatches_preview(self, obj: ReconciliationJob) -> SafeString | str:
+        # What this job found (its findings), each difference as it stands now.
+        found = Mismatch.objects.filter(Q(job=obj) | Q(findings__job=obj)).distinct()
         mismatches = list(
-            obj.mismatches.select_related("resolved_by").order_by("detected_at", "mismatch_id")[
+            found.select_related("resolved_by").order_by("detected_at", "mismatch_id")[
                 :MISMATCH_PREVIEW_LIMIT
             ]
         )
         if not mismatches:
             return "None stored (ROW_COUNT jobs and clean runs store no row mismatches)."
-        total = obj.mismatches.count()
+        total = found.count()
         rows = format_html_join(
             "",
             '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>',

@@ -33,6 +33,7 @@ from reconciliation.admin.common import (
     changelist_filters,
     filtered_changelist_url,
     job_url,
+    link,
 )
 from reconciliation.admin.views import (
     badge,
@@ -40,7 +41,6 @@ from reconciliation.admin.views import (
     summarise,
 )
 from reconciliation.choices import MismatchType, ResolutionStatus
-from reconciliation.filtersets import last_seen_field
 from reconciliation.models import (
     CLOSED_STATUSES,
     AlreadyResolved,
@@ -58,12 +58,6 @@ def differing_columns(mismatch: Mismatch, excluded_columns: list[str] | None) ->
     return [row.column for row in diff_rows(mismatch, mapping) if row.differs]
 
 
-def _last_seen_filters() -> list[Any]:
-    # last_seen_at comes with issue 11's ledger fields; until then detected_at stands in.
-    field = last_seen_field()
-    return [(field, admin.DateFieldListFilter)] if field != "detected_at" else []
-
-
 @admin.register(Mismatch)
 class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
     list_display = [
@@ -72,6 +66,7 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
         "type_badge",
         "status_badge",
         "differs",
+        "seen",
         "last_seen",
         "job_link",
         "resolved_by",
@@ -83,7 +78,7 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
         "resolution_status",
         JobFilter,
         "detected_at",
-        *_last_seen_filters(),
+        ("last_seen_at", admin.DateFieldListFilter),
     ]
     search_fields = ["primary_key_value"]
     search_help_text = "Search by primary key (part of the key text or JSON array)."
@@ -105,6 +100,9 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
                     "type_badge",
                     "job_link",
                     "detected_at",
+                    "seen",
+                    "last_seen_at",
+                    "last_job_link",
                 ]
             },
         ),
@@ -162,10 +160,34 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
             f" +{more}" if more > 0 else "",
         )
 
-    @admin.display(description="last seen", ordering=last_seen_field())
+    @admin.display(description="last seen", ordering="last_seen_at")
     def last_seen(self, obj: Mismatch) -> SafeString:
-        seen = getattr(obj, "last_seen_at", None) or obj.detected_at
-        return format_html('<span style="white-space:nowrap">{}</span>', f"{seen:%Y-%m-%d %H:%M}")
+        return format_html(
+            '<span style="white-space:nowrap">{}</span>', f"{obj.last_seen_at:%Y-%m-%d %H:%M}"
+        )
+
+    @admin.display(description="seen", ordering="times_seen")
+    def seen(self, obj: Mismatch) -> SafeString:
+        """How many runs found it, and the "reappeared after resolution" marker."""
+        marker = (
+            format_html(
+                ' <span class="cdc-reappeared" title="resolved, then found again on {} UTC" '
+                'style="color:#c62828;font-weight:bold">reappeared</span>',
+                f"{obj.reappeared_at:%Y-%m-%d %H:%M}",
+            )
+            if obj.reappeared_at
+            else ""
+        )
+        return format_html("{}×{}", obj.times_seen, marker)
+
+    @admin.display(description="latest job")
+    def last_job_link(self, obj: Mismatch) -> SafeString | str:
+        job = obj.last_job
+        if job is None:
+            return "—"
+        return link(
+            job_url(job.job_id), f"{job.validation_strategy} {job.started_at:%Y-%m-%d %H:%M}"
+        )
 
     @admin.display(description="job", ordering="job__started_at")
     def job_link(self, obj: Mismatch) -> SafeString:
@@ -410,18 +432,14 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
     def recheck_now(
         self, request: HttpRequest, queryset: QuerySet[Mismatch]
     ) -> HttpResponseRedirect | None:
-        """Mismatch.recheck (issue 11's ledger): re-read the key from both stores now, close
+        """Mismatch.recheck: re-read the key from both stores now, close
         the difference (AUTO_RESOLVED) when the rows agree, refresh it otherwise."""
         handled: list[Any] = []
         outcomes: dict[str, list[str]] = {}
         for mismatch in queryset.select_related(None).iterator():
             handled.append(mismatch.pk)
-            recheck = getattr(mismatch, "recheck", None)
-            if recheck is None:  # the model method arrives with issue 11's ledger branch
-                self.message_user(request, "Re-check is not available yet.", messages.ERROR)
-                break
             try:
-                outcome = str(recheck(request.user))
+                outcome = mismatch.recheck(request.user)
             except Exception as exc:  # a store down: report it, keep going with the others
                 self.message_user(
                     request,

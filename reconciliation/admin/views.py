@@ -29,7 +29,14 @@ from reconciliation.choices import (
     ResolutionStatus,
 )
 from reconciliation.engine.schema import is_excluded
-from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
+from reconciliation.models import (
+    FULL_CHECK_STRATEGIES,
+    Mismatch,
+    ReconciliationJob,
+    TableMapping,
+    Thresholds,
+    thresholds_for_table,
+)
 from reconciliation.repair import canonical_equal
 
 TREND_DAYS = 7
@@ -88,13 +95,24 @@ def drift_badge(drift: float | None, warning: float, critical: float) -> SafeStr
 
 
 def level_for(drift: float | None, warning: float, critical: float) -> str:
-    if drift is None:
-        return AlertLevel.NONE
-    if drift > critical:
-        return AlertLevel.CRITICAL
-    if drift > warning:
-        return AlertLevel.WARNING
-    return AlertLevel.NONE
+    return Thresholds(warning, critical).alert_level(drift)
+
+
+def inconclusive_badge() -> SafeString:
+    """A completed run that examined nothing: grey, never green."""
+    return format_html(
+        '<span class="cdc-badge cdc-inconclusive" style="color:#fff;background:#757575;'
+        'padding:1px 7px;border-radius:9px;font-size:11px;white-space:nowrap" '
+        'title="completed, but examined no key (an empty window or table): no verdict">{}</span>',
+        "inconclusive",
+    )
+
+
+def job_status_badge(job: ReconciliationJob) -> SafeString:
+    """The job's status, or "inconclusive" for a completed run that examined nothing."""
+    if job.is_inconclusive:
+        return inconclusive_badge()
+    return badge(job.status, job.get_status_display())
 
 
 def _number(value: float) -> str:
@@ -103,10 +121,14 @@ def _number(value: float) -> str:
 
 def thresholds_for(table_name: str, mappings: dict[str, TableMapping]) -> tuple[float, float]:
     mapping = mappings.get(table_name)
-    if mapping is None:
-        config = settings.reconciliation
-        return config.drift_warning_threshold, config.drift_critical_threshold
-    return mapping.effective_warning_threshold, mapping.effective_critical_threshold
+    if mapping is None:  # unregistered: the settings' defaults, without a query
+        thresholds = Thresholds(
+            settings.reconciliation.drift_warning_threshold,
+            settings.reconciliation.drift_critical_threshold,
+        )
+    else:
+        thresholds = thresholds_for_table(table_name, mapping)
+    return thresholds.warning, thresholds.critical
 
 
 # --------------------------------------------------------------------------------------
@@ -174,7 +196,10 @@ class TableOverview:
     warning: float
     critical: float
     latest_job: ReconciliationJob | None = None
+    # The verdict: the latest conclusive full check (CHECKSUM), else the latest conclusive
+    # job of any strategy; ``estimates``: newer conclusive jobs of other strategies.
     latest_drift_job: ReconciliationJob | None = None
+    estimates: list[ReconciliationJob] = field(default_factory=list)
     trend: list[tuple[dt.datetime, float]] = field(default_factory=list)
     open_by_type: dict[str, int] = field(default_factory=dict)
     next_run: str = "not scheduled"
@@ -190,9 +215,28 @@ class TableOverview:
         return drift_badge(drift, self.warning, self.critical)
 
     @property
+    def is_full_check(self) -> bool:
+        job = self.latest_drift_job
+        return job is not None and job.validation_strategy in FULL_CHECK_STRATEGIES
+
+    @property
+    def estimate_lines(self) -> list[tuple[ReconciliationJob, SafeString, str]]:
+        """(job, drift badge, "95% CI a–b%" or "") of each newer estimate."""
+        return [
+            (
+                job,
+                drift_badge(job.drift_percentage, self.warning, self.critical),
+                f"95% CI {job.drift_ci_low:.2f}–{job.drift_ci_high:.2f}%"
+                if job.drift_ci_low is not None and job.drift_ci_high is not None
+                else "",
+            )
+            for job in self.estimates
+        ]
+
+    @property
     def latest_job_badge(self) -> SafeString | str:
         job = self.latest_job
-        return badge(job.status, job.get_status_display()) if job else ""
+        return job_status_badge(job) if job else ""
 
     @property
     def trend_svg(self) -> SafeString:
@@ -360,19 +404,29 @@ def table_overviews(now: dt.datetime | None = None) -> list[TableOverview]:
     ):
         open_counts[row["table_name"]][row["mismatch_type"]] = row["n"]
 
+    verdicts: dict[str, list[ReconciliationJob]] = defaultdict(list)
+    for job in ReconciliationJob.objects.filter(table_name__in=names).latest_conclusive():
+        verdicts[job.table_name].append(job)
+
     overviews = []
     for name in names:
         warning, critical = thresholds_for(name, mappings)
         jobs = ReconciliationJob.objects.filter(table_name=name).order_by("-started_at")
+        latest = sorted(verdicts.get(name, []), key=lambda j: j.started_at, reverse=True)
+        full = next((j for j in latest if j.validation_strategy in FULL_CHECK_STRATEGIES), None)
+        verdict = full or (latest[0] if latest else None)
         overview = TableOverview(
             name=name,
             mapping=mappings.get(name),
             warning=warning,
             critical=critical,
             latest_job=jobs.first(),
-            latest_drift_job=jobs.filter(
-                status=JobStatus.COMPLETED, drift_percentage__isnull=False
-            ).first(),
+            latest_drift_job=verdict,
+            estimates=[
+                j
+                for j in latest
+                if j is not verdict and (verdict is None or j.started_at > verdict.started_at)
+            ],
             trend=trends.get(name, []),
             open_by_type=open_counts.get(name, {}),
         )

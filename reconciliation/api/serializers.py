@@ -26,14 +26,17 @@ from reconciliation.choices import (
 from reconciliation.models import CLOSED_STATUSES, Mismatch, ReconciliationJob
 from reconciliation.presenters import (
     JOB_DETAIL_MISMATCH_LIMIT,
+    JOB_EXTRA_FIELDS,
     JOB_FIELDS,
+    JOB_MODEL_FIELDS,
+    MISMATCH_LEDGER_FIELDS,
     MISMATCH_SUMMARY_FIELDS,
     iso,
     job_detail,
     job_summary,
 )
 
-__all__ = ["JOB_DETAIL_MISMATCH_LIMIT", "iso"]
+__all__ = ["JOB_DETAIL_MISMATCH_LIMIT", "JOB_MODEL_FIELDS", "iso"]
 
 
 # --- jobs ---------------------------------------------------------------------------------
@@ -62,11 +65,26 @@ class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
         max_value=100,
         help_text="How far the job got, in percent (0-100); 100 once COMPLETED.",
     )
+    schema_warnings = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Columns on one side only (not compared), one sentence each.",
+    )
+    inconclusive = serializers.BooleanField(
+        read_only=True,
+        help_text="COMPLETED but examined no key (ROW_COUNT: no row): drift is null, no alert.",
+    )
+    window = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text="TIMESTAMP_RANGE: the {from, to} window checked (default: the last "
+        "RECONCILIATION_INTERVAL_MINUTES plus 5 minutes, up to now); null otherwise.",
+    )
 
     class Meta:
         model = ReconciliationJob
-        fields: tuple[str, ...] = (*JOB_FIELDS, "progress")
-        read_only_fields: tuple[str, ...] = (*JOB_FIELDS, "progress")
+        fields: tuple[str, ...] = (*JOB_FIELDS, *JOB_EXTRA_FIELDS)
+        read_only_fields: tuple[str, ...] = (*JOB_FIELDS, *JOB_EXTRA_FIELDS)
 
     def to_representation(self, job: ReconciliationJob) -> dict[str, Any]:
         # One definition of a job's JSON, shared with the CLI (reconciliation.presenters).
@@ -79,10 +97,12 @@ class MismatchSummarySerializer(serializers.ModelSerializer[Mismatch]):
     mismatch_type = serializers.ChoiceField(choices=MismatchType.choices, read_only=True)
     resolution_status = serializers.ChoiceField(choices=ResolutionStatus.choices, read_only=True)
 
+    last_job_id = serializers.UUIDField(read_only=True, allow_null=True)
+
     class Meta:
         model = Mismatch
-        fields = MISMATCH_SUMMARY_FIELDS
-        read_only_fields = MISMATCH_SUMMARY_FIELDS
+        fields = (*MISMATCH_SUMMARY_FIELDS, *MISMATCH_LEDGER_FIELDS)
+        read_only_fields = fields
 
 
 class JobDetailSerializer(JobSerializer):
@@ -117,6 +137,7 @@ MISMATCH_FIELDS = (
     "cassandra_data",
     "postgres_data",
     "resolution_status",
+    *MISMATCH_LEDGER_FIELDS,
 )
 
 
@@ -141,6 +162,21 @@ class MismatchSerializer(serializers.Serializer[dict[str, Any]]):
         help_text="The row as read from PostgreSQL (null if absent).",
     )
     resolution_status = serializers.ChoiceField(choices=ResolutionStatus.choices, read_only=True)
+    first_seen_at = serializers.DateTimeField(read_only=True)
+    last_seen_at = serializers.DateTimeField(
+        read_only=True, help_text="When a run (or a re-check) last captured the rows."
+    )
+    times_seen = serializers.IntegerField(
+        read_only=True, help_text="How many runs (and re-checks) found this difference."
+    )
+    last_job_id = serializers.UUIDField(
+        read_only=True, allow_null=True, help_text="The latest job that found it."
+    )
+    reappeared_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="Set when a resolved difference was found again and reopened.",
+    )
 
     def to_representation(self, row: Any) -> dict[str, Any]:
         # Fast path for up to 10,000 rows a page: no per-field serializer machinery.
@@ -156,6 +192,11 @@ class MismatchSerializer(serializers.Serializer[dict[str, Any]]):
             "cassandra_data": row.get("cassandra_json", row.get("cassandra_data")),
             "postgres_data": row.get("postgres_json", row.get("postgres_data")),
             "resolution_status": row["resolution_status"],
+            "first_seen_at": iso(row["first_seen_at"]),
+            "last_seen_at": iso(row["last_seen_at"]),
+            "times_seen": row["times_seen"],
+            "last_job_id": str(row["last_job_id"]) if row["last_job_id"] else None,
+            "reappeared_at": iso(row["reappeared_at"]),
         }
 
 
@@ -205,11 +246,13 @@ class TriggerSerializer(serializers.Serializer[dict[str, Any]]):
         sample_size = fields.pop("sample_size")
         fields["from"] = AwareDateTimeField(
             required=False,
-            help_text="TIMESTAMP_RANGE only: window start, inclusive (ISO 8601 with offset).",
+            help_text="TIMESTAMP_RANGE only: window start, inclusive (ISO 8601 with offset). "
+            "Default: `to` minus RECONCILIATION_INTERVAL_MINUTES minus 5 minutes of overlap.",
         )
         fields["to"] = AwareDateTimeField(
             required=False,
-            help_text="TIMESTAMP_RANGE only: window end, exclusive (ISO 8601 with offset).",
+            help_text="TIMESTAMP_RANGE only: window end, exclusive (ISO 8601 with offset). "
+            "Default: when the job starts. The job's `window` shows the window used.",
         )
         fields["sample_size"] = sample_size
         return fields
@@ -269,6 +312,18 @@ class JobConflictSerializer(ErrorSerializer):
 
     job_id = serializers.UUIDField(help_text="The running job.")
     table_name = serializers.CharField()
+
+
+class RecheckResponseSerializer(serializers.Serializer[dict[str, Any]]):
+    """POST /reconciliation/mismatches/{id}/recheck: what the re-read found."""
+
+    status = serializers.ChoiceField(choices=["success"])
+    outcome = serializers.ChoiceField(
+        choices=["closed", "still_different", "changed"],
+        help_text="closed: the rows are equal now (AUTO_RESOLVED); still_different: as "
+        "captured; changed: still different, rows refreshed.",
+    )
+    mismatch = serializers.DictField(help_text="The mismatch as in the mismatch list.")
 
 
 class ResolveConflictSerializer(ErrorSerializer):

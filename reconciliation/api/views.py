@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import psycopg
+from cassandra import DriverException
+from cassandra.cluster import NoHostAvailable
 from django.db import transaction
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
@@ -30,13 +33,14 @@ from cdcrecon.api.pagination import JobPagination, MismatchPagination
 from cdcrecon.filters import FilterSetOnViewBackend
 from reconciliation.api.permissions import CanResolveMismatches, CanTriggerJobs, CanViewJobs
 from reconciliation.api.serializers import (
-    JOB_FIELDS,
+    JOB_MODEL_FIELDS,
     MISMATCH_FIELDS,
     ErrorSerializer,
     JobConflictSerializer,
     JobDetailSerializer,
     JobSerializer,
     MismatchSerializer,
+    RecheckResponseSerializer,
     ResolveConflictSerializer,
     ResolveResponseSerializer,
     ResolveSerializer,
@@ -44,10 +48,19 @@ from reconciliation.api.serializers import (
     TriggerSerializer,
     iso,
 )
+from reconciliation.connections import StoreUnavailable
+from reconciliation.engine.keys import BadKey
+from reconciliation.engine.schema import SchemaError
 from reconciliation.filtersets import MismatchFilterSet, ReconciliationJobFilterSet
-from reconciliation.jobs import BadJobRequest, JobAlreadyRunning, build_parameters, create_job
+from reconciliation.jobs import (
+    BadJobRequest,
+    JobAlreadyRunning,
+    build_parameters,
+    create_job,
+    describe_failure,
+)
 from reconciliation.models import AlreadyResolved, Mismatch, ReconciliationJob
-from reconciliation.registry import UnknownTable, get_mapping, registered_names
+from reconciliation.registry import TableNotFound, UnknownTable, get_mapping, registered_names
 from reconciliation.tasks import enqueue_job
 
 TAG = "reconciliation"
@@ -122,7 +135,7 @@ class ReconciliationJobViewSet(PagedListMixin, viewsets.ReadOnlyModelViewSet):
 
     queryset = (
         ReconciliationJob.objects.select_related("requested_by")
-        .only(*JOB_FIELDS, "progress", "requested_by__username")
+        .only(*JOB_MODEL_FIELDS, "requested_by__username")
         .order_by("-started_at", "-job_id")
     )
     serializer_class = JobSerializer
@@ -184,7 +197,7 @@ class MismatchViewSet(PagedListMixin, mixins.ListModelMixin, viewsets.GenericVie
     throttle_scope: str | None = None
 
     def get_permissions(self) -> Sequence[Any]:
-        if self.action == "resolve":
+        if self.action in {"resolve", "recheck"}:
             return [IsAuthenticated(), CanResolveMismatches()]
         return super().get_permissions()
 
@@ -264,6 +277,47 @@ class MismatchViewSet(PagedListMixin, mixins.ListModelMixin, viewsets.GenericVie
                     "resolved_at": iso(mismatch.resolved_at),
                 },
             }
+        )
+
+    @extend_schema(
+        operation_id="recheck_mismatch",
+        summary="Re-check a mismatch now",
+        description="Re-reads the key from Cassandra and PostgreSQL at once (read-only). "
+        "Equal now: the mismatch closes as AUTO_RESOLVED, resolved by you (`closed`). Still "
+        "different: the captured rows are refreshed (`still_different`, or `changed` when "
+        "the rows changed); an IGNORED mismatch stays ignored while its rows are as they "
+        "were, a resolved one reopens. A note names you either way.",
+        parameters=[OpenApiParameter("mismatch_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        request=None,
+        responses={
+            200: RecheckResponseSerializer,
+            **_errors(401, 403, 404),
+            409: OpenApiResponse(
+                ErrorSerializer, description="Table no longer registered, bad key or schema."
+            ),
+            502: OpenApiResponse(ErrorSerializer, description="A store could not be read."),
+        },
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        filter_backends=[],
+        pagination_class=None,
+        throttle_scope="recheck",
+    )
+    def recheck(self, request: Request, mismatch_id: str | None = None) -> Response:
+        mismatch = self.get_object()
+        try:
+            outcome = mismatch.recheck(request.user)
+        except (UnknownTable, TableNotFound, SchemaError, BadKey) as exc:
+            raise ApiError("cannot_recheck", str(exc), status.HTTP_409_CONFLICT) from None
+        except (StoreUnavailable, DriverException, NoHostAvailable, psycopg.Error) as exc:
+            raise ApiError(
+                "store_unavailable", describe_failure(exc), status.HTTP_502_BAD_GATEWAY
+            ) from None
+        row = Mismatch.objects.filter(pk=mismatch.pk).values(*MISMATCH_FIELDS).get()
+        return Response(
+            {"status": "success", "outcome": outcome, "mismatch": MismatchSerializer(row).data}
         )
 
 

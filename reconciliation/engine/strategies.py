@@ -132,6 +132,15 @@ class Difference:
 
 
 @dataclass
+class KeyReading:
+    """One key read now from both stores: its Difference (None when the sides agree) and
+    every row found for it, readable (Cassandra's first)."""
+
+    difference: Difference | None
+    rows: list[dict[str, Any]]
+
+
+@dataclass
 class Outcome:
     """What a strategy found (the job's counters)."""
 
@@ -147,6 +156,10 @@ class Outcome:
     unreadable_value_count: int = 0
     schema_warnings: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
+    # The keys a random SAMPLE drew (``primary_key_value`` texts, at most the sample size):
+    # what it covered.  None when the run covered its whole scope (CHECKSUM, a SAMPLE of a
+    # table no larger than the sample, a TIMESTAMP_RANGE window) or no key (ROW_COUNT).
+    examined_keys: list[str] | None = None
 
 
 Report = Callable[[Difference], None]
@@ -232,13 +245,22 @@ class Engine:
     def compare_keys(self, keys: Sequence[bytes]) -> list[Difference | None]:
         """Read ``keys`` back from both stores now and compare: each key's Difference, or
         None where the two sides agree."""
-        results: list[Difference | None] = []
+        return [reading.difference for reading in self.read_keys(keys)]
+
+    def read_keys(self, keys: Sequence[bytes]) -> list[KeyReading]:
+        """``compare_keys``, with every row found for each key, readable (both sides)."""
+        readings: list[KeyReading] = []
+        display = self.codec.display
         for start in range(0, len(keys), VERDICT_BATCH):
             batch = keys[start : start + VERDICT_BATCH]
             c_rows, p_rows = self._read_both(batch)
             for key, c_row, rows in zip(batch, c_rows, p_rows, strict=True):
-                results.append(None if agree(c_row, rows) else self._difference(key, c_row, rows))
-        return results
+                shown = ([] if c_row is None else [display(key, c_row)]) + [
+                    display(key, row) for row in rows
+                ]
+                difference = None if agree(c_row, rows) else self._difference(key, c_row, rows)
+                readings.append(KeyReading(difference, shown))
+        return readings
 
     def key_bytes_of(self, primary_key_value: str) -> bytes:
         """The key bytes of a ``primary_key_value`` text (BadKey when it does not fit)."""
@@ -564,6 +586,7 @@ class Engine:
             mismatch_count=verdicts.mismatches,
             transient_count=verdicts.transient,
             drift_percentage=drift_percentage(verdicts.mismatches, len(examined)),
+            examined_keys=[primary_key_text(self.codec.key_values(key)) for key in examined],
         )
 
     def _key_bytes(self, key_row: Sequence[Any], converters: list[tuple[int, Converter]]) -> bytes:

@@ -191,6 +191,23 @@ def alerts(prometheus: str) -> dict[tuple[str, str], str]:
     }
 
 
+def sample_job(table: str, drift: float, ci_low: float, ci_high: float) -> None:
+    """A SAMPLE estimate, newer than the table's other jobs (and with no row counts)."""
+    started = timezone.now() - timedelta(minutes=1)
+    ReconciliationJob.objects.create(
+        table_name=table,
+        validation_strategy=ValidationStrategy.SAMPLE,
+        status=JobStatus.COMPLETED,
+        started_at=started,
+        completed_at=started + timedelta(seconds=5),
+        keys_examined=1000,
+        mismatch_count=round(drift * 10),
+        drift_percentage=drift,
+        drift_ci_low=ci_low,
+        drift_ci_high=ci_high,
+    )
+
+
 def completed_job(table: str, drift: float, cassandra: int, postgres: int) -> None:
     started = timezone.now() - timedelta(minutes=3)
     ReconciliationJob.objects.create(
@@ -227,9 +244,14 @@ def test_prometheus_scrapes_the_metrics_and_fires_the_drift_alerts(
     # e2e_orders: the same drift, but its own thresholds are 10 / 20: only a warning.
     mapping("e2e_orders", warning_threshold=10.0, critical_threshold=20.0)
     completed_job("e2e_orders", 12.5, 400, 350)
+    # A newer SAMPLE of e2e_users estimates 3.71% (95% interval 0.5-9%): it adds its own
+    # series and replaces neither the full verdict nor the row counts, and its lower bound
+    # (0.5%) alerts nothing by itself.
+    sample_job("e2e_users", 3.71, 0.5, 9.0)
+    full = 'cdc_reconciliation_drift_percentage{strategy="ROW_COUNT"}'
 
     def drift_series() -> dict[str, float] | None:
-        found = by_table(api(prometheus, "query", query="cdc_reconciliation_drift_percentage"))
+        found = by_table(api(prometheus, "query", query=full))
         return found if {"e2e_users", "e2e_orders"} <= set(found) else None
 
     assert wait_for("the drift series", drift_series, logs) == {
@@ -237,6 +259,10 @@ def test_prometheus_scrapes_the_metrics_and_fires_the_drift_alerts(
         "e2e_orders": 12.5,
     }
     q = "query"
+    sampled = 'cdc_reconciliation_drift_percentage{strategy="SAMPLE"}'
+    assert by_table(api(prometheus, q, query=sampled)) == {"e2e_users": 3.71}
+    low = 'cdc_reconciliation_drift_ci_low_percentage{strategy="SAMPLE"}'
+    assert by_table(api(prometheus, q, query=low)) == {"e2e_users": 0.5}
     assert by_table(api(prometheus, q, query="cdc_reconciliation_cassandra_rows")) == {
         "e2e_users": 1000,
         "e2e_orders": 400,
@@ -250,9 +276,9 @@ def test_prometheus_scrapes_the_metrics_and_fires_the_drift_alerts(
         "e2e_orders": 20.0,
     }
     completed = 'cdc_reconciliation_jobs_completed_total{status="COMPLETED"}'
-    assert by_table(api(prometheus, q, query=completed)) == {"e2e_users": 1, "e2e_orders": 1}
+    assert by_table(api(prometheus, q, query=completed)) == {"e2e_users": 2, "e2e_orders": 1}
     buckets = 'cdc_reconciliation_duration_seconds_bucket{le="60.0"}'
-    assert by_table(api(prometheus, q, query=buckets)) == {"e2e_users": 1, "e2e_orders": 1}
+    assert by_table(api(prometheus, q, query=buckets)) == {"e2e_users": 2, "e2e_orders": 1}
     # The guide's P95 query is accepted (a vector, NaN or empty until jobs complete over time).
     p95 = "histogram_quantile(0.95, rate(cdc_reconciliation_duration_seconds_bucket[5m]))"
     assert api(prometheus, q, query=p95)["resultType"] == "vector"
@@ -290,9 +316,7 @@ def test_prometheus_scrapes_the_metrics_and_fires_the_drift_alerts(
         return not any(table == "e2e_users" for _, table in alerts(prometheus))
 
     wait_for("e2e_users' alert to resolve", resolved, logs)
-    assert by_table(api(prometheus, q, query="cdc_reconciliation_drift_percentage"))[
-        "e2e_users"
-    ] == pytest.approx(0.2)
+    assert by_table(api(prometheus, q, query=full))["e2e_users"] == pytest.approx(0.2)
 
 
 def test_a_job_run_by_a_celery_worker_fires_the_critical_alert(

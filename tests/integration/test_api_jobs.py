@@ -43,6 +43,11 @@ def test_it_lists_jobs_in_the_guides_envelope_with_the_guides_fields_and_progres
             "phase": "DONE",
             "requested_by": "schedule",  # issue 14: who started it (no user: the schedule)
             "progress": 100.0,
+            # The ledger's additions (issue 11): what the run examined, and how.
+            "keys_examined": None,
+            "schema_warnings": [],
+            "inconclusive": False,
+            "window": None,
         }
     ]
 
@@ -165,6 +170,11 @@ def test_job_details_have_the_list_fields_plus_the_guides_mismatch_fields(reader
             "postgres_checksum": None,
             "detected_at": "2025-11-25T10:00:30Z",
             "resolution_status": "PENDING",
+            "first_seen_at": body["mismatches"][0]["first_seen_at"],
+            "last_seen_at": body["mismatches"][0]["last_seen_at"],
+            "times_seen": 1,
+            "last_job_id": None,
+            "reappeared_at": None,
         }
     ]
 

@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from reconciliation.choices import MismatchType, ResolutionStatus
+from reconciliation.presenters import iso
 from tests.factories import JobFactory, MismatchFactory
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +35,11 @@ def test_it_lists_mismatches_in_the_guides_envelope_with_both_sides_rows(reader)
                 "cassandra_data": {"id": "user-123", "email": "old@example.com"},
                 "postgres_data": {"id": "user-123", "email": "new@example.com"},
                 "resolution_status": "PENDING",
+                "first_seen_at": iso(mismatch.first_seen_at),
+                "last_seen_at": iso(mismatch.last_seen_at),
+                "times_seen": 1,
+                "last_job_id": None,
+                "reappeared_at": None,
             }
         ],
         "total": 1,

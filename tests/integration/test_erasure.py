@@ -227,7 +227,8 @@ def test_a_request_without_a_reason_is_refused_and_touches_nothing(
 def test_captured_mismatch_data_of_the_key_is_scrubbed_but_the_mismatch_kept(
     api: APIClient, users: TableMapping
 ) -> None:
-    erased = mismatch(users, "user-alice", resolution_status=ResolutionStatus.IGNORED)
+    # At most one open difference per key (issue 11): the earlier one was resolved.
+    erased = mismatch(users, "user-alice", resolution_status=ResolutionStatus.MANUAL_RESOLVED)
     one_sided = mismatch(
         users,
         "user-alice",
@@ -243,7 +244,7 @@ def test_captured_mismatch_data_of_the_key_is_scrubbed_but_the_mismatch_kept(
     marker = {"_redacted": f"GDPR erasure {response.json()['audit_id']}"}
     assert response.json()["mismatches_scrubbed"] == 2
     erased.refresh_from_db()
-    assert erased.resolution_status == ResolutionStatus.IGNORED
+    assert erased.resolution_status == ResolutionStatus.MANUAL_RESOLVED
     assert erased.cassandra_data == marker and erased.postgres_data == marker
     assert erased.cassandra_checksum is None and erased.postgres_checksum is None
     assert erased.erased_at is not None

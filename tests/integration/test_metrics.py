@@ -41,9 +41,11 @@ def mapping(name: str, **fields) -> TableMapping:
 
 def job(table: str, status: str, started_ago: timedelta, seconds: float | None, **fields):
     started = timezone.now() - started_ago
+    counts = [fields.get("cassandra_row_count") or 0, fields.get("postgres_row_count") or 0]
+    fields.setdefault("keys_examined", max(counts) or None)  # a CHECKSUM examines every key
+    fields.setdefault("validation_strategy", ValidationStrategy.CHECKSUM)
     return ReconciliationJob.objects.create(
         table_name=table,
-        validation_strategy=ValidationStrategy.CHECKSUM,
         status=status,
         started_at=started,
         completed_at=None if seconds is None else started + timedelta(seconds=seconds),
@@ -54,7 +56,10 @@ def job(table: str, status: str, started_ago: timedelta, seconds: float | None, 
 def mismatches(parent: ReconciliationJob, kind: str, n: int) -> None:
     for i in range(n):
         Mismatch.objects.create(
-            job=parent, table_name=parent.table_name, primary_key_value=f"k{i}", mismatch_type=kind
+            job=parent,
+            table_name=parent.table_name,
+            primary_key_value=f"{kind}-{i}",
+            mismatch_type=kind,
         )
 
 
@@ -65,13 +70,17 @@ from reconciliation.models import Mismatch, ReconciliationJob
 now = timezone.now()
 def job(status, ago, seconds, **fields):
     started = now - timedelta(seconds=ago)
+    fields.setdefault("validation_strategy", "ROW_COUNT")
     return ReconciliationJob.objects.create(
-        table_name="obs_orders", validation_strategy="ROW_COUNT", status=status,
+        table_name="obs_orders", status=status,
         started_at=started, completed_at=started + timedelta(seconds=seconds), **fields)
 done = job("COMPLETED", 4 * 3600, 3 * 3600, drift_percentage=12.5,
            cassandra_row_count=80, postgres_row_count=70, mismatch_count=10)
 Mismatch.objects.create(job=done, table_name="obs_orders", primary_key_value="o1",
                         mismatch_type="MISSING_IN_CASSANDRA")
+# A SAMPLE afterwards: its own series, and it counts no rows.
+job("COMPLETED", 600, 5, validation_strategy="SAMPLE", drift_percentage=2.0, drift_ci_low=0.4,
+    drift_ci_high=5.1, keys_examined=100, mismatch_count=2)
 job("FAILED", 600, 30, error_message="Cassandra unreachable")
 print(done.job_id)
 """
@@ -103,13 +112,19 @@ def test_metrics_show_every_family_with_values_from_the_database(client) -> None
     s = scrape(client)
 
     # Gauges: the latest COMPLETED job of each table.
-    assert sample(s, f"{P}_drift_percentage", table="obs_users") == 0.5
+    assert sample(s, f"{P}_drift_percentage", table="obs_users", strategy="CHECKSUM") == 0.5
     assert sample(s, f"{P}_cassandra_rows", table="obs_users") == 200
     assert sample(s, f"{P}_postgres_rows", table="obs_users") == 199
-    assert sample(s, f"{P}_drift_percentage", table="obs_orders") == 12.5
+    assert sample(s, f"{P}_drift_percentage", table="obs_orders", strategy="ROW_COUNT") == 12.5
+    # obs_orders' newer SAMPLE adds its own series and keeps the ROW_COUNT verdict and counts.
+    assert sample(s, f"{P}_drift_percentage", table="obs_orders", strategy="SAMPLE") == 2.0
+    assert sample(s, f"{P}_drift_ci_low_percentage", table="obs_orders", strategy="SAMPLE") == 0.4
+    assert (
+        sample(s, f"{P}_drift_ci_low_percentage", table="obs_orders", strategy="ROW_COUNT") == 12.5
+    )
     assert sample(s, f"{P}_cassandra_rows", table="obs_orders") == 80
     assert sample(s, f"{P}_postgres_rows", table="obs_orders") == 70
-    assert sample(s, f"{P}_drift_percentage", table="obs_legacy") == 0.0
+    assert sample(s, f"{P}_drift_percentage", table="obs_legacy", strategy="CHECKSUM") == 0.0
 
     # Thresholds: per table, else the settings' defaults (1.0 and 5.0).
     assert sample(s, f"{P}_drift_warning_threshold", table="obs_users") == 2.5
@@ -122,7 +137,7 @@ def test_metrics_show_every_family_with_values_from_the_database(client) -> None
     jobs = f"{P}_jobs_completed_total"
     assert sample(s, jobs, table="obs_users", status="COMPLETED") == 3
     assert sample(s, jobs, table="obs_users", status="FAILED") == 1
-    assert sample(s, jobs, table="obs_orders", status="COMPLETED") == 1
+    assert sample(s, jobs, table="obs_orders", status="COMPLETED") == 2
     assert sample(s, jobs, table="obs_orders", status="FAILED") == 1
     assert sample(s, jobs, table="obs_legacy", status="FAILED") == 0
     assert sample(s, jobs, table="obs_users", status="RUNNING") is None
@@ -141,10 +156,12 @@ def test_metrics_show_every_family_with_values_from_the_database(client) -> None
         assert sample(s, bucket, table="obs_users", le=le) == count, le
     assert sample(s, f"{P}_duration_seconds_count", table="obs_users") == 3
     assert sample(s, f"{P}_duration_seconds_sum", table="obs_users") == pytest.approx(7245.5)
-    # obs_orders' completed job (another process) ran 3 h: only in the 4 h bucket and up.
-    assert sample(s, bucket, table="obs_orders", le="7200.0") == 0
-    assert sample(s, bucket, table="obs_orders", le="14400.0") == 1
-    assert sample(s, f"{P}_duration_seconds_sum", table="obs_orders") == pytest.approx(10800)
+    # obs_orders' ROW_COUNT job (another process) ran 3 h: only in the 4 h bucket and up;
+    # its SAMPLE ran 5 s.
+    assert sample(s, bucket, table="obs_orders", le="1.0") == 0
+    assert sample(s, bucket, table="obs_orders", le="7200.0") == 1
+    assert sample(s, bucket, table="obs_orders", le="14400.0") == 2
+    assert sample(s, f"{P}_duration_seconds_sum", table="obs_orders") == pytest.approx(10805)
 
     assert sample(s, f"{P}_metrics_up") == 1
 
@@ -153,13 +170,13 @@ def test_metrics_show_every_family_with_values_from_the_database(client) -> None
 def test_the_next_scrape_sees_a_job_another_process_just_finished(client) -> None:
     mapping("obs_orders")
     before = scrape(client)
-    assert sample(before, f"{P}_drift_percentage", table="obs_orders") is None
+    assert sample(before, f"{P}_drift_percentage", table="obs_orders", strategy="ROW_COUNT") is None
     assert sample(before, f"{P}_jobs_completed_total", table="obs_orders", status="FAILED") == 0
 
     run_django_code(OTHER_PROCESS)
 
     after = scrape(client)
-    assert sample(after, f"{P}_drift_percentage", table="obs_orders") == 12.5
+    assert sample(after, f"{P}_drift_percentage", table="obs_orders", strategy="ROW_COUNT") == 12.5
     assert sample(after, f"{P}_jobs_completed_total", table="obs_orders", status="FAILED") == 1
     assert (
         sample(after, f"{P}_mismatches_total", table="obs_orders", type="MISSING_IN_CASSANDRA") == 1
@@ -175,7 +192,7 @@ def test_the_latest_completed_job_wins_over_a_later_failed_or_running_one(client
 
     s = scrape(client)
 
-    assert sample(s, f"{P}_drift_percentage", table="obs_t") == 7.0
+    assert sample(s, f"{P}_drift_percentage", table="obs_t", strategy="CHECKSUM") == 7.0
     assert sample(s, f"{P}_postgres_rows", table="obs_t") == 9
 
 
@@ -211,3 +228,67 @@ def test_a_database_that_cannot_answer_gives_metrics_up_0_not_a_failed_scrape(
     assert sample(s, f"{P}_drift_warning_threshold", table="obs_users") is None
     assert sample(scrape(client), f"{P}_drift_warning_threshold", table="obs_users") == 1.0
     assert sample(scrape(client), f"{P}_metrics_up") == 1
+
+
+@pytest.mark.django_db
+def test_a_sample_after_a_checksum_leaves_the_checksum_series_and_row_counts_untouched(
+    client,
+) -> None:
+    mapping("obs_sessions")
+    job("obs_sessions", JobStatus.COMPLETED, timedelta(hours=2), 30, drift_percentage=6.25,
+        cassandra_row_count=4000, postgres_row_count=3900, mismatch_count=250)  # fmt: skip
+    before = scrape(client)
+
+    job("obs_sessions", JobStatus.COMPLETED, timedelta(minutes=5), 3, keys_examined=1000,
+        validation_strategy=ValidationStrategy.SAMPLE, drift_percentage=3.71,
+        drift_ci_low=2.7, drift_ci_high=5.0, mismatch_count=37)  # fmt: skip
+    after = scrape(client)
+
+    for s in (before, after):
+        assert sample(s, f"{P}_drift_percentage", table="obs_sessions", strategy="CHECKSUM") == 6.25
+        assert sample(s, f"{P}_cassandra_rows", table="obs_sessions") == 4000
+        assert sample(s, f"{P}_postgres_rows", table="obs_sessions") == 3900
+    assert sample(before, f"{P}_drift_percentage", table="obs_sessions", strategy="SAMPLE") is None
+    assert sample(after, f"{P}_drift_percentage", table="obs_sessions", strategy="SAMPLE") == 3.71
+    low = f"{P}_drift_ci_low_percentage"
+    assert sample(after, low, table="obs_sessions", strategy="SAMPLE") == 2.7
+    assert sample(after, low, table="obs_sessions", strategy="CHECKSUM") == 6.25
+
+
+@pytest.mark.django_db
+def test_an_inconclusive_job_sets_no_drift_and_keeps_the_last_conclusive_one(client) -> None:
+    job("obs_events", JobStatus.COMPLETED, timedelta(hours=3), 5, drift_percentage=2.0,
+        validation_strategy=ValidationStrategy.TIMESTAMP_RANGE, keys_examined=50,
+        cassandra_row_count=50, postgres_row_count=49)  # fmt: skip
+    # A newer window that held no rows: COMPLETED, but examined nothing.
+    job("obs_events", JobStatus.COMPLETED, timedelta(minutes=5), 1,
+        validation_strategy=ValidationStrategy.TIMESTAMP_RANGE, keys_examined=0,
+        drift_percentage=None, cassandra_row_count=0, postgres_row_count=0)  # fmt: skip
+    job("obs_empty", JobStatus.COMPLETED, timedelta(minutes=5), 1, keys_examined=0,
+        drift_percentage=None, cassandra_row_count=0, postgres_row_count=0)  # fmt: skip
+
+    s = scrape(client)
+
+    drift = f"{P}_drift_percentage"
+    assert sample(s, drift, table="obs_events", strategy="TIMESTAMP_RANGE") == 2.0
+    assert not [k for k in s if k[0] == drift and ("table", "obs_empty") in k[1]]
+    # A window's counts are not the table's: no row-count series from TIMESTAMP_RANGE.
+    assert sample(s, f"{P}_cassandra_rows", table="obs_events") is None
+    # The empty CHECKSUM counted the (empty) table, so its counts are known.
+    assert sample(s, f"{P}_cassandra_rows", table="obs_empty") == 0
+
+
+@pytest.mark.django_db
+def test_open_mismatches_count_pending_differences_once_per_key(client) -> None:
+    parent = job("obs_open", JobStatus.COMPLETED, timedelta(hours=1), 5, drift_percentage=1.0,
+                 cassandra_row_count=10, postgres_row_count=10)  # fmt: skip
+    mismatches(parent, MismatchType.DATA_MISMATCH, 3)
+    Mismatch.objects.filter(primary_key_value="DATA_MISMATCH-0").update(
+        resolution_status="MANUAL_RESOLVED"
+    )
+
+    s = scrape(client)
+
+    kind = MismatchType.DATA_MISMATCH.value
+    assert sample(s, f"{P}_open_mismatches", table="obs_open", type=kind) == 2
+    assert sample(s, f"{P}_mismatches_total", table="obs_open", type=kind) == 3

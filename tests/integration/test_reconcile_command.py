@@ -12,7 +12,12 @@ from django.db import connection
 
 from reconciliation.choices import JobStatus
 from reconciliation.models import ReconciliationJob
-from tests.guide import JOB_DETAIL_MISMATCH_FIELDS, JOB_EXTRA_FIELDS, JOB_FIELDS
+from tests.guide import (
+    JOB_DETAIL_MISMATCH_FIELDS,
+    JOB_EXTRA_FIELDS,
+    JOB_FIELDS,
+    MISMATCH_LEDGER_FIELDS,
+)
 from tests.support import REPO
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,7 +90,7 @@ def test_json_prints_only_the_job_as_the_api_returns_it(users) -> None:
     assert body["alert_fired"] is True
     assert body["started_at"].endswith("Z") and body["completed_at"].endswith("Z")
     (mismatch,) = body["mismatches"]
-    assert set(mismatch) == JOB_DETAIL_MISMATCH_FIELDS
+    assert set(mismatch) == JOB_DETAIL_MISMATCH_FIELDS | MISMATCH_LEDGER_FIELDS
     assert mismatch["primary_key_value"] == "u3"
     assert mismatch["mismatch_type"] == "MISSING_IN_POSTGRES"
     assert len(mismatch["cassandra_checksum"]) == 64 and mismatch["postgres_checksum"] is None

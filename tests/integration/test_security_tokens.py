@@ -154,7 +154,7 @@ def test_the_migration_turns_clear_tokens_into_digests_that_keep_working() -> No
             "created timestamptz NOT NULL, user_id integer NOT NULL)"
         )
         cursor.execute("INSERT INTO authtoken_token VALUES (%s, now(), %s)", [old_key, user.pk])
-    migration = importlib.import_module("reconciliation.migrations.0002_hashed_tokens")
+    migration = importlib.import_module("reconciliation.migrations.0003_hashed_tokens")
 
     with connection.schema_editor() as editor:
         migration.hash_clear_tokens(global_apps, editor)

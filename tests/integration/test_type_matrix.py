@@ -272,7 +272,9 @@ def run_checksum(mapping, recheck_delay: float = 0.0) -> tuple[set[str], Reconci
         run_job(job)
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED, job.error_message
-    kinds = dict(Mismatch.objects.filter(job=job).values_list("primary_key_value", "mismatch_type"))
+    # The keys this job found (a difference keeps the job that first found it as ``job``).
+    found = Mismatch.objects.filter(findings__job=job)
+    kinds = dict(found.values_list("primary_key_value", "mismatch_type"))
     assert set(kinds.values()) <= {MismatchType.DATA_MISMATCH}, kinds
     return set(kinds), job
 

@@ -151,7 +151,7 @@ class Command(BaseCommand):
         if job.status != JobStatus.COMPLETED:
             self.stdout.write(head)
             return
-        kinds = Counter(job.mismatches.values_list("mismatch_type", flat=True))
+        kinds = Counter(job.findings.values_list("mismatch_type", flat=True))
         by_kind = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
         lines = [
             head,
@@ -161,7 +161,11 @@ class Command(BaseCommand):
             f"  mismatches: {job.mismatch_count}"
             + (f" ({by_kind})" if by_kind else "")
             + f"; transient {job.transient_count}",
-            f"  drift: {job.drift_percentage or 0:.4g}%"
+            (
+                "  drift: inconclusive (nothing was examined)"
+                if job.is_inconclusive
+                else f"  drift: {job.drift_percentage or 0:.4g}%"
+            )
             + (
                 f" (95% CI {job.drift_ci_low:.3g}% to {job.drift_ci_high:.3g}%)"
                 if job.drift_ci_low is not None and job.drift_ci_high is not None
@@ -169,7 +173,9 @@ class Command(BaseCommand):
             )
             + f"; alert {job.alert_level}",
         ]
-        lines += [f"  warning: {w}" for w in job.schema_warnings or []]
+        if job.window is not None:
+            lines.append(f"  window: {job.window['from']} to {job.window['to']}")
+        lines += [f"  schema warning: {w}" for w in job.schema_warnings or []]
         if job.parameters:
             lines.append(f"  parameters: {json.dumps(job.parameters, sort_keys=True)}")
         self.stdout.write("\n".join(lines))

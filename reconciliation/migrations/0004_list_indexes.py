@@ -84,7 +84,7 @@ DROP FUNCTION IF EXISTS reconciliation_mismatch_count_truncate();
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reconciliation', '0002_hashed_tokens'),
+        ('reconciliation', '0003_hashed_tokens'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

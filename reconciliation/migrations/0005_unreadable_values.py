@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reconciliation', '0002_list_indexes'),
+        ('reconciliation', '0004_list_indexes'),
     ]
 
     operations = [
