@@ -181,16 +181,7 @@ class _MismatchWriter:
         self.written = 0
 
     def __call__(self, difference: Difference) -> None:
-        self.pending.append(
-            Finding(
-                primary_key_value=difference.primary_key_value,
-                mismatch_type=difference.mismatch_type,
-                cassandra_checksum=difference.cassandra_checksum,
-                postgres_checksum=difference.postgres_checksum,
-                cassandra_data=difference.cassandra_data,
-                postgres_data=difference.postgres_data,
-            )
-        )
+        self.pending.append(difference)
         if len(self.pending) >= MISMATCH_BATCH:
             self.flush()
 

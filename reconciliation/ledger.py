@@ -16,7 +16,6 @@ what only the engine can tell:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
@@ -87,8 +86,7 @@ def read_now(table_name: str, primary_key_value: str) -> Finding | None:
     found = compare_now(engine, [primary_key_value]).get(primary_key_value)
     if found is None:
         raise BadKey(f"{primary_key_value!r} is not a key of table {table_name!r}.")
-    difference = found.difference
-    return None if difference is None else Finding(**dataclasses.asdict(difference))
+    return found.difference
 
 
 # -- coverage ----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from reconciliation.choices import (
     ResolutionStatus,
     ValidationStrategy,
 )
+from reconciliation.engine.strategies import Difference
 
 identifier_validator = RegexValidator(
     rf"^{TABLE_NAME_PATTERN}$",
@@ -342,16 +343,8 @@ OPEN_STATUSES = (ResolutionStatus.PENDING, ResolutionStatus.IGNORED)
 RESOLVED_STATUSES = (ResolutionStatus.MANUAL_RESOLVED, ResolutionStatus.AUTO_RESOLVED)
 
 
-@dataclass(frozen=True)
-class Finding:
-    """What a run (or a re-check) saw of one key that differs now."""
-
-    primary_key_value: str
-    mismatch_type: str
-    cassandra_checksum: str | None
-    postgres_checksum: str | None
-    cassandra_data: dict[str, Any] | None
-    postgres_data: dict[str, Any] | None
+#: What a run (or a re-check) saw of one key that differs now: the engine's Difference.
+Finding = Difference
 
 
 def _note(notes: str, line: str) -> str:

@@ -86,3 +86,7 @@ class MismatchFactory(factory.django.DjangoModelFactory):
         lambda m: {"id": m.primary_key_value, "email": "new@example.com"}
     )
     resolution_status = ResolutionStatus.PENDING
+    detected_at = factory.LazyFunction(timezone.now)
+    # The ledger's history: a difference made with a past detected_at was seen then.
+    first_seen_at = factory.SelfAttribute("detected_at")
+    last_seen_at = factory.SelfAttribute("detected_at")

@@ -69,6 +69,7 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
         "duration",
         "progress_bar",
         "job_type",
+        "started_by",
     ]
     list_display_links = ["started_at"]
     list_filter = [

@@ -7,7 +7,6 @@ Screenshots go to .local/artifacts/ (queue-*.png).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,11 +16,11 @@ from playwright.sync_api import expect
 from reconciliation.choices import JobStatus, ResolutionStatus, ValidationStrategy
 from reconciliation.jobs import create_job, run_job
 from reconciliation.models import Mismatch, ReconciliationJob
-from tests.e2e.test_admin_browser import ARTIFACTS, CHROMIUM_ARGS
+from tests.e2e.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-WIDTH, HEIGHT = 1366, 768
+VIEWPORT = WIDTH, HEIGHT = 1366, 768
 
 
 @pytest.fixture
@@ -50,23 +49,6 @@ def three_runs(
         assert job.status == JobStatus.COMPLETED, job.error_message
     django_user_model.objects.create_superuser("ops", "ops@example.com", "a-long-password")
     return mapping
-
-
-@pytest.fixture
-def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
-            page.set_default_timeout(20_000)
-            yield page
-        finally:
-            browser.close()
 
 
 def right_edge(page: Any, selector: str) -> float:

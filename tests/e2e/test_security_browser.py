@@ -3,13 +3,10 @@ SECURE_COOKIES=false from scripts/run and tests/settings.py), and django-axes' l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.conf import settings
-
-from tests.e2e.test_admin_browser import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -22,23 +19,6 @@ def accounts(transactional_db: None, django_user_model: Any) -> None:
     connection opened while Playwright runs would outlive the test (see test_admin_browser)."""
     django_user_model.objects.create_superuser("ops", "ops@example.com", PASSWORD)
     django_user_model.objects.create_superuser("eve", "eve@example.com", PASSWORD)
-
-
-@pytest.fixture
-def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(20_000)
-            yield page
-        finally:
-            browser.close()
 
 
 def log_in(page: Any, base: str, username: str, password: str) -> Any:

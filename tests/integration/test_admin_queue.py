@@ -67,6 +67,8 @@ def make_mismatch(
         "cassandra_checksum": "c" * 64,
         "postgres_checksum": "d" * 64,
         "detected_at": T0 - dt.timedelta(minutes=age_minutes),
+        "first_seen_at": T0 - dt.timedelta(minutes=age_minutes),
+        "last_seen_at": T0 - dt.timedelta(minutes=age_minutes),
     }
     return Mismatch.objects.create(
         job=job, table_name=job.table_name, primary_key_value=key, **{**defaults, **fields}

@@ -16,7 +16,7 @@ from reconciliation.choices import JobStatus, MismatchType, ValidationStrategy
 from reconciliation.connections import cassandra_session, consistency_level, target_connection
 from reconciliation.engine.strategies import Options, recheck_keys
 from reconciliation.jobs import build_parameters, create_job, run_job, table_spec
-from reconciliation.models import Mismatch, ReconciliationJob
+from reconciliation.models import JobFinding, ReconciliationJob
 
 U = [
     "12345678-1234-5678-1234-567812345678",
@@ -41,7 +41,9 @@ def run(
 
 
 def found(job: ReconciliationJob) -> dict[str, str]:
-    return dict(Mismatch.objects.filter(job=job).values_list("primary_key_value", "mismatch_type"))
+    """What ``job`` found (its findings: the ledger keeps one difference per key across runs)."""
+    findings = JobFinding.objects.filter(job=job)
+    return dict(findings.values_list("mismatch__primary_key_value", "mismatch_type"))
 
 
 def rechecked(mapping: Any, keys: list[str]) -> dict[str, str]:

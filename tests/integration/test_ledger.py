@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from reconciliation.choices import AlertLevel, JobStatus, MismatchType, ResolutionStatus
 from reconciliation.choices import ValidationStrategy as S
 from reconciliation.jobs import build_parameters, create_job, run_job
-from reconciliation.models import JobFinding, Mismatch, ReconciliationJob
+from reconciliation.models import JobFinding, Mismatch, MismatchCount, ReconciliationJob
 from tests.factories import UserFactory
 from tests.monitoring_support import parse_samples, sample
 
@@ -444,3 +444,49 @@ def test_reopening_a_resolved_difference_is_refused_while_the_key_has_an_open_on
 
     old.refresh_from_db()
     assert old.resolution_status == ResolutionStatus.MANUAL_RESOLVED
+
+
+# -- the list's exact totals follow the ledger's bulk writes ------------------------------------
+
+
+def test_the_lists_kept_totals_stay_exact_through_upserts_heals_ignores_and_rechecks(
+    cassandra, target, users, alice, operator
+) -> None:
+    """The mismatch list's ``total`` comes from trigger-kept counts (MismatchCount); the
+    ledger writes through COPY + INSERT ... ON CONFLICT, bulk heals and model methods."""
+
+    def assert_counts_exact() -> None:
+        for status in ResolutionStatus.values:
+            for kind in MismatchType.values:
+                rows = Mismatch.objects.filter(
+                    table_name=users.name, resolution_status=status, mismatch_type=kind
+                )
+                kept = MismatchCount.objects.total(
+                    table_name=users.name, resolution_status=status, mismatch_type=kind
+                )
+                assert kept == rows.count(), (status, kind)
+
+    run(users)
+    run(users)  # every key found again: refreshed in place
+    assert_counts_exact()
+
+    ledger(users, "user-2").resolve(alice, ResolutionStatus.IGNORED, "known")
+    fix_on_target(target, users, "user-1")
+    put_cassandra(cassandra, users.name, ("only-in-postgres", "p@example.com", 0, NOW))
+    run(users)  # user-1 and only-in-postgres heal; user-2 stays ignored
+    assert_counts_exact()
+    assert open_keys(users) == {
+        "user-2": MismatchType.DATA_MISMATCH,
+        "user-3": MismatchType.MISSING_IN_POSTGRES,
+    }
+
+    fix_on_target(target, users, "user-3")
+    response = operator.post(
+        f"/reconciliation/mismatches/{ledger(users, 'user-3').mismatch_id}/recheck"
+    )
+    assert response.json()["outcome"] == "closed"
+    assert_counts_exact()
+    listed = operator.get(
+        f"/reconciliation/mismatches?table={users.name}&resolution_status=PENDING"
+    ).json()
+    assert listed["total"] == 0 == len(listed["mismatches"])

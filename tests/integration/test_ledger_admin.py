@@ -111,4 +111,4 @@ def test_the_mismatch_list_shows_times_seen_last_seen_and_the_reappeared_marker(
 
     assert "4×" in html and "1×" in html
     assert html.count('class="cdc-reappeared"') == 1
-    assert "column-last_seen_at" in html
+    assert "column-last_seen" in html

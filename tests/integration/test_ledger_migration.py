@@ -41,8 +41,9 @@ def test_duplicate_open_rows_of_a_key_merge_into_one_that_keeps_the_history() ->
                     "INSERT INTO reconciliation_reconciliationjob (job_id, table_name, job_type, "
                     "validation_strategy, parameters, status, started_at, heartbeat_at, progress, "
                     "mismatch_count, transient_count, alert_fired, alert_level, schema_warnings, "
-                    "error_message) VALUES (%s, 'users', 'MANUAL', 'CHECKSUM', '{}', 'COMPLETED', "
-                    "%s, %s, 1, 0, 0, false, 'NONE', '[]', '')",
+                    "error_message, phase, unreadable_value_count) VALUES (%s, 'users', 'MANUAL', "
+                    "'CHECKSUM', '{}', 'COMPLETED', %s, %s, 1, 0, 0, false, 'NONE', '[]', '', "
+                    "'DONE', 0)",
                     [job_id, T0 + dt.timedelta(hours=i), T0],
                 )
             for job, key, status, hours in rows:

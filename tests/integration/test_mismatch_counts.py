@@ -79,7 +79,7 @@ def test_counts_follow_inserts_updates_and_deletes() -> None:
 def test_counts_are_emptied_by_a_truncate() -> None:
     plant("users", 5)
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE reconciliation_mismatch")
+        cursor.execute("TRUNCATE reconciliation_jobfinding, reconciliation_mismatch")
 
     assert MismatchCount.objects.total() == 0
     plant("users", 3)

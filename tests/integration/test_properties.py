@@ -36,7 +36,7 @@ from reconciliation.engine.canonical import primary_key_text, to_canonical
 from reconciliation.engine.cqltypes import parse_cql_type
 from reconciliation.engine.strategies import Options, recheck_keys
 from reconciliation.jobs import build_parameters, create_job, run_job, table_spec
-from reconciliation.models import Mismatch
+from reconciliation.models import JobFinding
 
 PROPERTY_SETTINGS = hypothesis_settings(
     max_examples=6,
@@ -340,10 +340,12 @@ def run(mapping: Any, strategy: str, recheck_delay: float = 0.0, **options: Any)
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED, job.error_message
     assert job.transient_count == 0
-    found = Mismatch.objects.filter(job=job)
-    for m in found:  # shown when an assertion fails
-        print(strategy, m.primary_key_value, m.mismatch_type, m.cassandra_data, m.postgres_data)
-    return {m.primary_key_value: m.mismatch_type for m in found}
+    # What this job found (its findings: the ledger keeps one difference per key across runs).
+    found = JobFinding.objects.filter(job=job).select_related("mismatch")
+    for f in found:  # shown when an assertion fails
+        m = f.mismatch
+        print(strategy, m.primary_key_value, f.mismatch_type, m.cassandra_data, m.postgres_data)
+    return {f.mismatch.primary_key_value: f.mismatch_type for f in found}
 
 
 def rechecked(mapping: Any, keys: list[str]) -> dict[str, str]:
