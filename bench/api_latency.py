@@ -48,11 +48,11 @@ INSERT INTO reconciliation_reconciliationjob
     (job_id, table_name, job_type, validation_strategy, parameters, status, started_at,
      completed_at, heartbeat_at, progress, cassandra_row_count, postgres_row_count,
      keys_examined, mismatch_count, transient_count, drift_percentage, alert_fired,
-     alert_level, schema_warnings, error_message)
+     alert_level, schema_warnings, error_message, phase)
 SELECT gen_random_uuid(), (ARRAY['users','orders','sessions'])[1 + j % 3], 'HOURLY_SCHEDULED',
        'CHECKSUM', '{}', 'COMPLETED', now() - j * interval '1 hour',
        now() - j * interval '1 hour' + interval '45 seconds', now() - j * interval '1 hour',
-       1.0, 1000000, 999000, 1000000, 1000, 0, 0.1, false, 'NONE', '[]', ''
+       1.0, 1000000, 999000, 1000000, 1000, 0, 0.1, false, 'NONE', '[]', '', 'DONE'
 FROM generate_series(1, 1000) AS j;
 
 INSERT INTO reconciliation_mismatch
@@ -125,6 +125,7 @@ def main() -> int:
         username="bench", defaults={"is_superuser": True, "is_staff": True}
     )
     client = Client(HTTP_AUTHORIZATION=f"Bearer {issue_token(user)[1]}")
+    import cdcrecon.wsgi  # noqa: F401  (the server's start-up, gc.freeze included)
 
     queries = [
         "/reconciliation/mismatches?limit=1000",

@@ -218,8 +218,10 @@ class ReconciliationJob(models.Model):
         default=0, help_text="Differences that healed within the re-check delay (CDC lag)."
     )
     drift_percentage = models.FloatField(null=True, blank=True)
+    # db_default too: rows written by raw SQL or by a not yet upgraded worker stay valid.
     unreadable_value_count = models.BigIntegerField(
         default=0,
+        db_default=0,
         help_text="Values either store held that could not be read as the column's type "
         "(each reported as its row's DATA_MISMATCH, shown as written).",
     )
@@ -235,7 +237,12 @@ class ReconciliationJob(models.Model):
     )
     schema_warnings = models.JSONField(default=list, blank=True)
     error_message = models.TextField(blank=True, default="")
-    phase = models.CharField(max_length=12, choices=JobPhase.choices, default=JobPhase.QUEUED)
+    phase = models.CharField(
+        max_length=12,
+        choices=JobPhase.choices,
+        default=JobPhase.QUEUED,
+        db_default=JobPhase.QUEUED,
+    )
     requested_by = models.ForeignKey(
         django_settings.AUTH_USER_MODEL,
         null=True,

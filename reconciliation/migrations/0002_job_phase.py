@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='reconciliationjob',
             name='phase',
-            field=models.CharField(choices=[('QUEUED', 'Queued (waiting for a job slot)'), ('READING', 'Reading both stores'), ('RECHECKING', 'Re-checking differences'), ('WRITING', 'Writing results'), ('DONE', 'Done')], default='QUEUED', max_length=12),
+            field=models.CharField(choices=[('QUEUED', 'Queued (waiting for a job slot)'), ('READING', 'Reading both stores'), ('RECHECKING', 'Re-checking differences'), ('WRITING', 'Writing results'), ('DONE', 'Done')], db_default='QUEUED', default='QUEUED', max_length=12),
         ),
         migrations.RunPython(finished_jobs_are_done, migrations.RunPython.noop),
     ]

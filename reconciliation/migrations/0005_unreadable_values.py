@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='reconciliationjob',
             name='unreadable_value_count',
-            field=models.BigIntegerField(default=0, help_text="Values either store held that could not be read as the column's type (each reported as its row's DATA_MISMATCH, shown as written)."),
+            field=models.BigIntegerField(db_default=0, default=0, help_text="Values either store held that could not be read as the column's type (each reported as its row's DATA_MISMATCH, shown as written)."),
         ),
     ]
