@@ -36,7 +36,7 @@ from reconciliation.connections import (
 )
 from reconciliation.engine.keys import BadKey
 from reconciliation.engine.schema import SchemaError, TableSpec
-from reconciliation.engine.strategies import Difference, Options, Outcome
+from reconciliation.engine.strategies import RECHECK_PROGRESS, Difference, Options, Outcome
 from reconciliation.ledger import engine_for, heal_covered
 from reconciliation.models import Finding, Mismatch, ReconciliationJob, TableMapping
 from reconciliation.registry import TableNotFound, UnknownTable, get_mapping
@@ -141,7 +141,6 @@ def build_parameters(
 
 MISMATCH_BATCH = 1000
 TOUCH_EVERY_SECONDS = 2.0
-RECHECK_FROM = 0.9  # the engine's progress fraction at which the re-check starts
 # How long the failure path keeps trying to record FAILED on a fresh app-database
 # connection (a PostgreSQL restart takes a few seconds); the reaper is the last resort.
 RECORD_FAILURE_SECONDS = 30.0
@@ -161,7 +160,7 @@ class _Touch:
         if self.also is not None:
             self.also(fraction)
         now = time.monotonic()
-        if RECHECK_FROM <= fraction < 1.0 and self.job.phase == JobPhase.READING:
+        if RECHECK_PROGRESS <= fraction < 1.0 and self.job.phase == JobPhase.READING:
             self.job.enter_phase(JobPhase.RECHECKING)
         if now - self.last >= TOUCH_EVERY_SECONDS or int(fraction * 10) > int(
             self.last_fraction * 10

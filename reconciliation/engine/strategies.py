@@ -162,6 +162,9 @@ class Outcome:
     examined_keys: list[str] | None = None
 
 
+#: The progress fraction at which a run's reading ends and its transient re-check begins.
+RECHECK_PROGRESS = 0.9
+
 Report = Callable[[Difference], None]
 Progress = Callable[[float], None]
 
@@ -301,7 +304,11 @@ class Engine:
         )
 
     def judge(
-        self, differences: Spool, *, resolve_one_sided: bool = False, start: float = 0.9
+        self,
+        differences: Spool,
+        *,
+        resolve_one_sided: bool = False,
+        start: float = RECHECK_PROGRESS,
     ) -> Verdicts:
         """Decide every spooled difference: re-check it (after the grace delay) and report
         the ones that still differ."""
