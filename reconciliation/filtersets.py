@@ -85,17 +85,6 @@ class Iso8601Filter(django_filters.Filter):
     field_class = Iso8601Field
 
 
-class DateRangeForm(forms.Form):
-    """Refuses a ``from_date`` later than ``to_date``."""
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        start, end = data.get("from_date"), data.get("to_date")
-        if start and end and start > end:
-            self.add_error("from_date", "from_date must not be later than to_date.")
-        return data
-
-
 class TableNameFilter(django_filters.CharFilter):
     """A table name: well-formed, and registered, configured or present in the history.
 

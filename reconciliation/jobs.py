@@ -313,12 +313,7 @@ def record_failure(job: ReconciliationJob, message: str) -> bool:
 def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -> None:
     # A run that examined nothing (an empty window, an empty table) is inconclusive: no
     # drift (not 0%), no alert level, so no gauge and no green badge.
-    conclusive = ReconciliationJob.examined_something(
-        job.validation_strategy,
-        outcome.cassandra_row_count,
-        outcome.postgres_row_count,
-        outcome.keys_examined,
-    )
+    conclusive = outcome.keys_examined > 0  # ROW_COUNT: the larger of its two counts
     drift = outcome.drift_percentage if conclusive else None
     # An estimate alerts only when even the lower bound of its 95% interval passes the
     # threshold (as the Prometheus rules judge it).

@@ -159,24 +159,13 @@ class TableMapping(models.Model):
         return self.thresholds.alert_level(drift_percentage)
 
 
-#: Strategies that compare rows key by key (a job of one that examined no key is inconclusive).
-ROW_LEVEL_STRATEGIES = (
-    ValidationStrategy.CHECKSUM,
-    ValidationStrategy.TIMESTAMP_RANGE,
-    ValidationStrategy.SAMPLE,
-)
 #: Strategies whose verdict covers the whole table (the "full check" beside newer estimates).
 FULL_CHECK_STRATEGIES = (ValidationStrategy.CHECKSUM,)
 
 
 def conclusive_q() -> Q:
-    """``ReconciliationJob.is_conclusive`` as a filter."""
-    examined_nothing = Q(keys_examined=0) | Q(
-        validation_strategy=ValidationStrategy.ROW_COUNT,
-        cassandra_row_count=0,
-        postgres_row_count=0,
-    )
-    return Q(status=JobStatus.COMPLETED, drift_percentage__isnull=False) & ~examined_nothing
+    """``ReconciliationJob.is_conclusive`` as a filter (a NULL ``keys_examined`` passes)."""
+    return Q(status=JobStatus.COMPLETED, drift_percentage__isnull=False) & ~Q(keys_examined=0)
 
 
 class ReconciliationJobQuerySet(QuerySet["ReconciliationJob"]):
@@ -276,28 +265,16 @@ class ReconciliationJob(models.Model):
 
     @property
     def is_conclusive(self) -> bool:
-        """Did the job check anything?  Row-level strategies: some key examined; ROW_COUNT:
-        some row counted on either side.  A completed job that did not is *inconclusive*: it
-        sets no drift gauge and earns no green badge (``run_job`` stores no drift for it).
-        A job without ``keys_examined`` (rows written before it was recorded) counts as
-        conclusive when it has a drift."""
-        if self.status != JobStatus.COMPLETED or self.drift_percentage is None:
-            return False
-        if self.keys_examined == 0:
-            return False
-        return not (
-            self.validation_strategy == ValidationStrategy.ROW_COUNT
-            and self.cassandra_row_count == 0
-            and self.postgres_row_count == 0
+        """Did the job check anything?  Every strategy counts what it examined in
+        ``keys_examined`` (ROW_COUNT: the larger count), so a completed job with none is
+        *inconclusive*: it sets no drift gauge and earns no green badge (``run_job`` stores no
+        drift for it).  A job without ``keys_examined`` (rows written before it was
+        recorded) counts as conclusive when it has a drift."""
+        return (
+            self.status == JobStatus.COMPLETED
+            and self.drift_percentage is not None
+            and self.keys_examined != 0
         )
-
-    @staticmethod
-    def examined_something(
-        strategy: str, cassandra_rows: int | None, postgres_rows: int | None, keys: int | None
-    ) -> bool:
-        if strategy == ValidationStrategy.ROW_COUNT:
-            return bool(cassandra_rows or postgres_rows)
-        return bool(keys)
 
     @property
     def is_inconclusive(self) -> bool:

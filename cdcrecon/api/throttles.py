@@ -31,7 +31,6 @@ from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle, User
 logger = logging.getLogger(__name__)
 
 MUTATIONS = "mutations"
-MUTATION_SCOPES = ("trigger", "repair", "recheck", "erasure")
 
 V = TypeVar("V")
 

@@ -113,7 +113,14 @@ class PrecountedMismatchPagination(MismatchPagination):
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any]:
         filterset = getattr(view, "filterset", None)
         self.precounted = filterset.precounted_total() if filterset is not None else None
-        return super().paginate_queryset(queryset, request, view)
+        offset = self.get_offset(request)
+        if offset < DEFERRED_JOIN_PAGES * self.get_limit(request):
+            return super().paginate_queryset(queryset, request, view)
+        # Deep pages: the page's ids from the index alone, then only those rows.
+        ids = queryset.values_list("mismatch_id", flat=True)
+        page = super().paginate_queryset(ids, request, view)
+        rows = {row["mismatch_id"]: row for row in queryset.filter(mismatch_id__in=page)}
+        return [rows[pk] for pk in page if pk in rows]
 
     def get_count(self, queryset: Any) -> int:
         if self.precounted is not None:

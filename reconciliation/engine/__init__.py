@@ -2,8 +2,10 @@
 
 Public entry points:
 
-* ``strategies.reconcile(strategy, spec, session, connect, options, report, progress)``:
-  run one validation strategy over a table; differences go to ``report``.
+* ``strategies.Engine(spec, session, connect, options, report, progress).run(strategy)``:
+  run one validation strategy over a table; differences go to ``report``, the counters (and
+  what a SAMPLE drew, ``Outcome.examined_keys``) come back.  ``Engine.read_keys(keys)``
+  reads keys back from both stores now, with every row found for each.
 * ``strategies.recheck_keys(spec, session, connect, options, primary_key_values)``: read
   the given keys back from both stores now and compare them (what a job's transient
   re-check does); a ``Difference`` per key that still differs, None where they agree.

@@ -115,10 +115,3 @@ def parse_key_part(text: str, cql_type: str) -> Any:
     except (ValueError, decimal.InvalidOperation) as exc:
         raise BadKey(f"{text!r} is not a valid {kind} value.") from exc
     raise BadKey(f"Keys of type {kind} are not supported.")
-
-
-def parse_key(text: str, cql_types: Sequence[str]) -> list[Any]:
-    return [
-        parse_key_part(part, kind)
-        for part, kind in zip(split_key(text, len(cql_types)), cql_types, strict=True)
-    ]

@@ -624,20 +624,6 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def reconcile(
-    strategy: str,
-    spec: TableSpec,
-    session: Session,
-    connect: Connect,
-    options: Options,
-    report: Report,
-    progress: Progress = _no_progress,
-) -> Outcome:
-    """Run ``strategy`` over ``spec``: differences go to ``report`` as they are decided, the
-    counters come back.  Read-only on both stores."""
-    return Engine(spec, session, connect, options, report, progress).run(strategy)
-
-
 def recheck_keys(
     spec: TableSpec,
     session: Session,
