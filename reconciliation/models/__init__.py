@@ -1,0 +1,48 @@
+"""What cdcrecon stores: the tables it reconciles (``mappings``), the jobs it ran (``jobs``)
+and the rows that drifted (``mismatches``, the ledger)."""
+
+from reconciliation.models.counts import MismatchCount
+from reconciliation.models.jobs import (
+    FULL_CHECK_STRATEGIES,
+    ReconciliationJob,
+    ReconciliationJobQuerySet,
+    conclusive_q,
+)
+from reconciliation.models.mappings import (
+    TableMapping,
+    Thresholds,
+    default_excluded_columns,
+    identifier_validator,
+    thresholds_for_table,
+)
+from reconciliation.models.mismatches import (
+    CLOSED_STATUSES,
+    OPEN_STATUSES,
+    RESOLVED_STATUSES,
+    AlreadyResolved,
+    Finding,
+    JobFinding,
+    Mismatch,
+    MismatchQuerySet,
+)
+
+__all__ = [
+    "CLOSED_STATUSES",
+    "FULL_CHECK_STRATEGIES",
+    "OPEN_STATUSES",
+    "RESOLVED_STATUSES",
+    "AlreadyResolved",
+    "Finding",
+    "JobFinding",
+    "Mismatch",
+    "MismatchCount",
+    "MismatchQuerySet",
+    "ReconciliationJob",
+    "ReconciliationJobQuerySet",
+    "TableMapping",
+    "Thresholds",
+    "conclusive_q",
+    "default_excluded_columns",
+    "identifier_validator",
+    "thresholds_for_table",
+]

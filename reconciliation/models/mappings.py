@@ -1,0 +1,145 @@
+"""The tables cdcrecon reconciles, and their drift thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+from cdcrecon.conf import TABLE_NAME_PATTERN, settings
+from reconciliation.choices import (
+    AlertLevel,
+    ValidationStrategy,
+)
+
+identifier_validator = RegexValidator(
+    rf"^{TABLE_NAME_PATTERN}$",
+    "Use letters, digits and underscores only, starting with a letter or underscore "
+    "(at most 48 characters).",
+)
+
+
+def default_excluded_columns() -> list[str]:
+    return ["_cdc_*"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """A table's effective drift thresholds (%): its own values, else the settings'."""
+
+    warning: float
+    critical: float
+
+    def alert_level(self, drift_percentage: float | None) -> str:
+        """The one definition of an alert level: strictly above a threshold."""
+        if drift_percentage is None:
+            return AlertLevel.NONE
+        if drift_percentage > self.critical:
+            return AlertLevel.CRITICAL
+        if drift_percentage > self.warning:
+            return AlertLevel.WARNING
+        return AlertLevel.NONE
+
+
+def thresholds_for_table(name: str, mapping: TableMapping | None = None) -> Thresholds:
+    """The thresholds for table ``name``: the mapping's own values where set, else
+    RECONCILIATION_DRIFT_{WARNING,CRITICAL}_THRESHOLD (also for an unregistered table)."""
+    if mapping is None:
+        mapping = TableMapping.objects.filter(name=name).first()
+    conf = settings.reconciliation
+    if mapping is None:
+        return Thresholds(conf.drift_warning_threshold, conf.drift_critical_threshold)
+    return mapping.thresholds
+
+
+class TableMapping(models.Model):
+    """One Cassandra table and the PostgreSQL table the CDC pipeline copies it into."""
+
+    name = models.CharField(
+        max_length=48,
+        unique=True,
+        validators=[identifier_validator],
+        help_text="The table's name in the API, e.g. 'users'.",
+    )
+    cassandra_keyspace = models.CharField(max_length=48, validators=[identifier_validator])
+    cassandra_table = models.CharField(max_length=48, validators=[identifier_validator])
+    postgres_schema = models.CharField(max_length=63, validators=[identifier_validator])
+    postgres_table = models.CharField(max_length=63, validators=[identifier_validator])
+    partition_key_columns = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Partition key columns in order; discovered from system_schema when blank.",
+    )
+    clustering_columns = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Clustering columns in order; discovered with the partition key.",
+    )
+    timestamp_column = models.CharField(
+        max_length=48,
+        default="updated_at",
+        validators=[identifier_validator],
+        help_text="Column used by TIMESTAMP_RANGE validation.",
+    )
+    excluded_columns = models.JSONField(
+        default=default_excluded_columns,
+        blank=True,
+        help_text="Column names or shell patterns left out of comparison (e.g. '_cdc_*').",
+    )
+    warning_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0)],
+        help_text="Drift % for a warning; blank means RECONCILIATION_DRIFT_WARNING_THRESHOLD.",
+    )
+    critical_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0)],
+        help_text="Drift % for a critical alert; blank means RECONCILIATION_DRIFT_CRITICAL_THRESHOLD.",
+    )
+    scheduled_strategy = models.CharField(
+        max_length=20, choices=ValidationStrategy.choices, default=ValidationStrategy.CHECKSUM
+    )
+    enabled = models.BooleanField(default=True, help_text="Included in the scheduled runs.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cassandra_keyspace", "cassandra_table"], name="unique_cassandra_table"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def key_columns(self) -> list[str]:
+        return [*self.partition_key_columns, *self.clustering_columns]
+
+    @property
+    def thresholds(self) -> Thresholds:
+        conf = settings.reconciliation
+        return Thresholds(
+            conf.drift_warning_threshold
+            if self.warning_threshold is None
+            else self.warning_threshold,
+            conf.drift_critical_threshold
+            if self.critical_threshold is None
+            else self.critical_threshold,
+        )
+
+    @property
+    def effective_warning_threshold(self) -> float:
+        return self.thresholds.warning
+
+    @property
+    def effective_critical_threshold(self) -> float:
+        return self.thresholds.critical
+
+    def alert_level_for(self, drift_percentage: float | None) -> str:
+        return self.thresholds.alert_level(drift_percentage)
