@@ -50,10 +50,10 @@ from reconciliation.connections import (
     consistency_level,
     target_connection,
 )
-from reconciliation.engine.canonical import to_canonical
 from reconciliation.engine.cqltypes import UnsupportedType, parse_cql_type
 from reconciliation.engine.identifiers import UnsafeIdentifier, cql_column, cql_table
 from reconciliation.engine.keys import BadKey
+from reconciliation.engine.readable import to_canonical
 from reconciliation.engine.schema import cassandra_udts, is_excluded
 from reconciliation.keyparse import parse_key_for_columns
 from reconciliation.models import AlreadyResolved, Mismatch, TableMapping

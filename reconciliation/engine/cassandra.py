@@ -33,10 +33,10 @@ from typing import Any
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, ResponseFuture, Session
 from cassandra.query import BoundStatement, PreparedStatement, tuple_factory
 
-from reconciliation.engine.canonical import display_value, key_text
 from reconciliation.engine.cqltypes import CqlType
 from reconciliation.engine.identifiers import cql_column, cql_table
 from reconciliation.engine.keys import BadKey, parse_key_part
+from reconciliation.engine.readable import display_value, key_text
 from reconciliation.engine.records import MARSHAL_VERSION, MAX_TOKEN, MIN_TOKEN
 from reconciliation.engine.schema import Column, Layout, Window
 

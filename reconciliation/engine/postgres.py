@@ -23,7 +23,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import set_json_loads
 
-from reconciliation.engine.canonical import display_value, is_unreadable
+from reconciliation.engine.canonical import is_unreadable
+from reconciliation.engine.readable import display_value
 from reconciliation.engine.records import MARSHAL_VERSION
 from reconciliation.engine.schema import Column, Layout, Window
 

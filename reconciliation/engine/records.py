@@ -43,13 +43,11 @@ from reconciliation.engine.canonical import (
     cassandra_converter,
     cassandra_inline,
     column_canonicalizer,
-    display_row,
-    display_value,
     invalid,
     postgres_converter,
     postgres_inline,
-    row_checksum,
 )
+from reconciliation.engine.readable import display_row, display_value, row_checksum
 from reconciliation.engine.schema import Layout
 
 MIN_TOKEN = -(2**63)

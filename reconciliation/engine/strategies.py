@@ -66,13 +66,13 @@ from reconciliation.engine.canonical import (
     column_canonicalizer,
     count_unreadable,
     is_unreadable,
-    primary_key_text,
 )
 from reconciliation.engine.cassandra import CassandraTable, token_segments
 from reconciliation.engine.drift import drift_percentage, row_count_drift, wilson_interval
 from reconciliation.engine.keys import BadKey, split_key
 from reconciliation.engine.merge import Diff, PassCounts, agree, merge_by_token
 from reconciliation.engine.postgres import PostgresTable
+from reconciliation.engine.readable import primary_key_text
 from reconciliation.engine.records import MARSHAL_VERSION, Codec
 from reconciliation.engine.schema import SchemaError, TableSpec, Window, discover_layout
 from reconciliation.engine.spill import RecordLog, SortedRuns, Spool

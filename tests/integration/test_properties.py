@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 from cdcrecon.conf import settings
 from reconciliation.choices import JobStatus, MismatchType, ValidationStrategy
 from reconciliation.connections import cassandra_session, consistency_level, target_connection
-from reconciliation.engine.canonical import primary_key_text, to_canonical
 from reconciliation.engine.cqltypes import parse_cql_type
+from reconciliation.engine.readable import primary_key_text, to_canonical
 from reconciliation.engine.strategies import Options, recheck_keys
 from reconciliation.jobs import build_parameters, create_job, run_job, table_spec
 from reconciliation.models import JobFinding

@@ -13,13 +13,13 @@ import pytest
 from cassandra.cqltypes import Int32Type
 from cassandra.util import Date, Duration, OrderedMapSerializedKey, SortedSet, Time
 
-from reconciliation.engine.canonical import (
+from reconciliation.engine.cqltypes import CqlType, UnsupportedType, parse_cql_type
+from reconciliation.engine.readable import (
     canonical_json,
     primary_key_text,
     row_checksum,
     to_canonical,
 )
-from reconciliation.engine.cqltypes import CqlType, UnsupportedType, parse_cql_type
 
 UDTS = {
     "address": (["street", "zip"], ["text", "int"]),
