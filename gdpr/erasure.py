@@ -273,11 +273,10 @@ def equal_keys(mapping: TableMapping, key: RecordKey, session: Any = None) -> An
     its key (``engine.strategies.stored_keys``); none when the lookup fails (the canonical
     delete above it still runs)."""
     from reconciliation.engine.strategies import Options, StoredKeys, stored_keys
-    from reconciliation.jobs import table_spec
 
     try:
         return stored_keys(
-            table_spec(mapping),
+            mapping.spec,
             session or healthy_cassandra_session(),
             target_connection,
             Options(consistency=erasure_consistency_level()),

@@ -35,7 +35,7 @@ from reconciliation.connections import (
     ensure_app_database,
 )
 from reconciliation.engine.keys import BadKey
-from reconciliation.engine.schema import SchemaError, TableSpec
+from reconciliation.engine.schema import SchemaError
 from reconciliation.engine.strategies import RECHECK_PROGRESS, Difference, Options, Outcome
 from reconciliation.ledger import engine_for, heal_covered
 from reconciliation.models import Finding, Mismatch, ReconciliationJob, TableMapping
@@ -188,21 +188,6 @@ class _MismatchWriter:
         if self.pending:
             self.written += Mismatch.objects.record_findings(self.job, self.pending)
             self.pending = []
-
-
-def table_spec(mapping: TableMapping) -> TableSpec:
-    """The engine's plain view of a mapping (the engine knows no Django models)."""
-    return TableSpec(
-        name=mapping.name,
-        cassandra_keyspace=mapping.cassandra_keyspace,
-        cassandra_table=mapping.cassandra_table,
-        postgres_schema=mapping.postgres_schema,
-        postgres_table=mapping.postgres_table,
-        partition_key=tuple(mapping.partition_key_columns),
-        clustering=tuple(mapping.clustering_columns),
-        timestamp_column=mapping.timestamp_column,
-        excluded_columns=tuple(mapping.excluded_columns or ()),
-    )
 
 
 def _parse_time(value: Any) -> datetime | None:

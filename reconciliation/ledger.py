@@ -54,7 +54,6 @@ def engine_for(
     progress: Progress | None = None,
     session: Session | None = None,
 ) -> Engine:
-    from reconciliation.jobs import table_spec
 
     # Probed (and rebuilt once if broken) first; transient errors are then retried per
     # statement, i.e. per token segment or page.
@@ -62,8 +61,8 @@ def engine_for(
     ensure_key_columns(mapping, session)
     options = options or Options(consistency=consistency_level())
     if progress is None:
-        return Engine(table_spec(mapping), session, target_connection, options, report)
-    return Engine(table_spec(mapping), session, target_connection, options, report, progress)
+        return Engine(mapping.spec, session, target_connection, options, report)
+    return Engine(mapping.spec, session, target_connection, options, report, progress)
 
 
 def compare_now(engine: Engine, keys: Sequence[str]) -> dict[str, KeyReading]:

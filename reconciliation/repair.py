@@ -298,11 +298,10 @@ def target_spelling(
     equality, as stored (``engine.strategies.stored_keys``); None when there is none or the
     lookup fails (the caller then uses the canonical values)."""
     from reconciliation.engine.strategies import Options, stored_keys
-    from reconciliation.jobs import table_spec
 
     try:
         options = Options(consistency=consistency_level())
-        found = stored_keys(table_spec(mapping), session, target_connection, options, key_text)
+        found = stored_keys(mapping.spec, session, target_connection, options, key_text)
     except Exception:  # a lookup aid only: never the reason a repair fails
         logger.warning("Looking up the target's key for %r failed", key_text, exc_info=True)
         return None

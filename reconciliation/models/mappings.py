@@ -12,6 +12,7 @@ from reconciliation.choices import (
     AlertLevel,
     ValidationStrategy,
 )
+from reconciliation.engine.schema import TableSpec
 
 identifier_validator = RegexValidator(
     rf"^{TABLE_NAME_PATTERN}$",
@@ -143,3 +144,18 @@ class TableMapping(models.Model):
 
     def alert_level_for(self, drift_percentage: float | None) -> str:
         return self.thresholds.alert_level(drift_percentage)
+
+    @property
+    def spec(self) -> TableSpec:
+        """The engine's plain view of this mapping (the engine knows no Django models)."""
+        return TableSpec(
+            name=self.name,
+            cassandra_keyspace=self.cassandra_keyspace,
+            cassandra_table=self.cassandra_table,
+            postgres_schema=self.postgres_schema,
+            postgres_table=self.postgres_table,
+            partition_key=tuple(self.partition_key_columns),
+            clustering=tuple(self.clustering_columns),
+            timestamp_column=self.timestamp_column,
+            excluded_columns=tuple(self.excluded_columns or ()),
+        )

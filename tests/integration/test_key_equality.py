@@ -15,7 +15,7 @@ from cdcrecon.conf import settings
 from reconciliation.choices import JobStatus, MismatchType, ValidationStrategy
 from reconciliation.connections import cassandra_session, consistency_level, target_connection
 from reconciliation.engine.strategies import Options, recheck_keys
-from reconciliation.jobs import build_parameters, create_job, run_job, table_spec
+from reconciliation.jobs import build_parameters, create_job, run_job
 from reconciliation.models import JobFinding, ReconciliationJob
 
 U = [
@@ -48,9 +48,7 @@ def found(job: ReconciliationJob) -> dict[str, str]:
 
 def rechecked(mapping: Any, keys: list[str]) -> dict[str, str]:
     options = Options(consistency=consistency_level())
-    results = recheck_keys(
-        table_spec(mapping), cassandra_session(), target_connection, options, keys
-    )
+    results = recheck_keys(mapping.spec, cassandra_session(), target_connection, options, keys)
     return {k: r.mismatch_type for k, r in zip(keys, results, strict=True) if r is not None}
 
 

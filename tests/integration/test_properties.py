@@ -35,7 +35,7 @@ from reconciliation.connections import cassandra_session, consistency_level, tar
 from reconciliation.engine.cqltypes import parse_cql_type
 from reconciliation.engine.readable import primary_key_text, to_canonical
 from reconciliation.engine.strategies import Options, recheck_keys
-from reconciliation.jobs import build_parameters, create_job, run_job, table_spec
+from reconciliation.jobs import build_parameters, create_job, run_job
 from reconciliation.models import JobFinding
 
 PROPERTY_SETTINGS = hypothesis_settings(
@@ -350,9 +350,7 @@ def run(mapping: Any, strategy: str, recheck_delay: float = 0.0, **options: Any)
 
 def rechecked(mapping: Any, keys: list[str]) -> dict[str, str]:
     options = Options(consistency=consistency_level())
-    results = recheck_keys(
-        table_spec(mapping), cassandra_session(), target_connection, options, keys
-    )
+    results = recheck_keys(mapping.spec, cassandra_session(), target_connection, options, keys)
     return {k: r.mismatch_type for k, r in zip(keys, results, strict=True) if r is not None}
 
 

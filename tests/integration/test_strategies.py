@@ -482,7 +482,6 @@ def test_a_large_tables_target_is_read_by_a_child_process_with_the_same_result(
 ) -> None:
     from reconciliation.connections import consistency_level, target_connection
     from reconciliation.engine.strategies import Engine, Options
-    from reconciliation.jobs import table_spec
 
     table = users.name
     insert_cassandra(cassandra, table, ("only-in-cassandra", "c", 1, NOW))
@@ -497,7 +496,7 @@ def test_a_large_tables_target_is_read_by_a_child_process_with_the_same_result(
     )
 
     engine = Engine(
-        table_spec(users),
+        users.spec,
         cassandra,
         target_connection,
         options,
@@ -520,14 +519,14 @@ def test_a_child_process_that_cannot_read_the_target_fails_the_job_saying_why(
 ) -> None:
     from reconciliation.connections import consistency_level, target_connection
     from reconciliation.engine.strategies import Engine, Options
-    from reconciliation.jobs import describe_failure, table_spec
+    from reconciliation.jobs import describe_failure
 
     options = Options(
         consistency=consistency_level(),
         target_url="postgres://cdcrecon@127.0.0.1:1/warehouse_test_gone",
         target_process_min_rows=0,
     )
-    engine = Engine(table_spec(users), cassandra, target_connection, options, lambda d: None)
+    engine = Engine(users.spec, cassandra, target_connection, options, lambda d: None)
 
     with pytest.raises(Exception) as raised:
         engine.run(ValidationStrategy.CHECKSUM)
