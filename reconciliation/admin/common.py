@@ -308,6 +308,26 @@ def job_options_page(
     return TemplateResponse(request, "admin/reconciliation/job_options_form.html", context)
 
 
+def start_jobs(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    form: JobOptionsForm,
+    default_strategies: dict[str, str],
+) -> None:
+    """Start one job per table of ``default_strategies`` (table name -> the strategy used when
+    the form names none) with the form's window and sample size; each outcome a message."""
+    for table_name, default in default_strategies.items():
+        strategy = form.cleaned_data["strategy"] or default
+        try:
+            parameters = form.parameters_for(strategy)
+        except BadJobRequest as exc:
+            model_admin.message_user(
+                request, f"{table_name} ({strategy}): {exc} Not started.", messages.ERROR
+            )
+            continue
+        start_job(model_admin, request, table_name, strategy, parameters)
+
+
 def start_job(
     model_admin: admin.ModelAdmin,
     request: HttpRequest,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin import helpers
 from django.db.models import FloatField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -24,7 +24,7 @@ from reconciliation.admin.common import (
     job_options_page,
     link,
     mismatch_list_url,
-    start_job,
+    start_jobs,
 )
 from reconciliation.admin.views import (
     badge,
@@ -33,7 +33,6 @@ from reconciliation.admin.views import (
     job_status_badge,
 )
 from reconciliation.choices import JobStatus
-from reconciliation.jobs import BadJobRequest
 from reconciliation.models import (
     FULL_CHECK_STRATEGIES,
     Mismatch,
@@ -313,18 +312,8 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
         if "apply" in request.POST:
             form = JobOptionsForm(request.POST, blank_strategy_label="Same as the job")
             if form.is_valid():
-                for old in latest.values():
-                    strategy = form.cleaned_data["strategy"] or old.validation_strategy
-                    try:
-                        parameters = form.parameters_for(strategy)
-                    except BadJobRequest as exc:
-                        self.message_user(
-                            request,
-                            f"{old.table_name} ({strategy}): {exc} Not started.",
-                            messages.ERROR,
-                        )
-                        continue
-                    start_job(self, request, old.table_name, strategy, parameters)
+                defaults = {name: job.validation_strategy for name, job in latest.items()}
+                start_jobs(self, request, form, defaults)
                 return None
         else:
             initial: dict[str, Any] = {}

@@ -24,7 +24,7 @@ from reconciliation.admin.common import (
     job_url,
     link,
     mismatch_list_url,
-    start_job,
+    start_jobs,
 )
 from reconciliation.admin.views import (
     badge,
@@ -34,7 +34,6 @@ from reconciliation.admin.views import (
 from reconciliation.choices import JobStatus, ResolutionStatus
 from reconciliation.connections import StoreUnavailable, cassandra_session, target_connection
 from reconciliation.engine.identifiers import UnsafeIdentifier
-from reconciliation.jobs import BadJobRequest
 from reconciliation.models import (
     Mismatch,
     ReconciliationJob,
@@ -281,18 +280,8 @@ class TableMappingAdmin(admin.ModelAdmin):
         if "apply" in request.POST:
             form = JobOptionsForm(request.POST)
             if form.is_valid():
-                for mapping in queryset:
-                    strategy = form.cleaned_data["strategy"] or mapping.scheduled_strategy
-                    try:
-                        parameters = form.parameters_for(strategy)
-                    except BadJobRequest as exc:
-                        self.message_user(
-                            request,
-                            f"{mapping.name} ({strategy}): {exc} Not started.",
-                            messages.ERROR,
-                        )
-                        continue
-                    start_job(self, request, mapping.name, strategy, parameters)
+                defaults = {mapping.name: mapping.scheduled_strategy for mapping in queryset}
+                start_jobs(self, request, form, defaults)
                 return None
         else:
             form = JobOptionsForm()
