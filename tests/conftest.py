@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,7 +22,7 @@ from psycopg import sql
 
 from cdcrecon.conf import settings
 from reconciliation.connections import StoreUnavailable, cassandra_session
-from tests.support import REPO, child_env, wait_until
+from tests.support import REPO, celery_worker_command, child_env, wait_until
 
 # The Celery worker fixtures' private broker: a Redis database of their own and a queue
 # named after this pytest process, so no other worker on the machine takes their tasks.
@@ -175,21 +174,7 @@ def celery_worker_process(
     suffix = os.environ.get("CDCRECON_TEST_SUFFIX", "")
     log_path = tmp_path_factory.mktemp("celery") / "worker.log"
     env = child_env(CELERY_BROKER_URL=celery_broker)
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "cdcrecon",
-        "worker",
-        "--pool=prefork",
-        "--concurrency=1",
-        f"--queues={TEST_QUEUE}",
-        "--loglevel=INFO",
-        "--without-gossip",
-        "--without-mingle",
-        f"--hostname=cdcrecon-test{suffix}-{os.getpid()}@%h",
-    ]
+    command = celery_worker_command(TEST_QUEUE, f"cdcrecon-test{suffix}-{os.getpid()}@%h")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -91,3 +91,23 @@ def wait_until(condition: Callable[[], Any], timeout: float, message: str) -> An
             return value
         time.sleep(0.25)
     pytest.fail(f"Timed out after {timeout:.0f} s: {message}", pytrace=False)
+
+
+def celery_worker_command(queue: str, hostname: str, *extra: str) -> list[str]:
+    """A real prefork Celery worker with one process, consuming only ``queue``."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "cdcrecon",
+        "worker",
+        "--pool=prefork",
+        "--concurrency=1",
+        f"--queues={queue}",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+        *extra,
+        f"--hostname={hostname}",
+    ]

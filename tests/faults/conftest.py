@@ -37,7 +37,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, S
 from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 
 from tests.integration.conftest import api_client, superuser_api  # noqa: F401 (fixtures)
-from tests.support import REPO, wait_until
+from tests.support import REPO, celery_worker_command, wait_until
 
 SHARED_PORTS = {5432, 6379, 9042, 7000, 7199}
 FAULTS_DIR = REPO / ".local" / "faults"
@@ -294,22 +294,7 @@ class Worker:
 def start_worker(stack: PrivateStack, name: str, log_dir: Path) -> Worker:
     queue = f"cdcrecon_faults_{os.getpid()}_{name}"
     log_path = log_dir / f"worker-{name}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "cdcrecon",
-        "worker",
-        "--pool=prefork",
-        "--concurrency=1",
-        f"--queues={queue}",
-        "--loglevel=INFO",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        f"--hostname=faults-{name}-{os.getpid()}@%h",
-    ]
+    command = celery_worker_command(queue, f"faults-{name}-{os.getpid()}@%h", "--without-heartbeat")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command,
