@@ -173,12 +173,12 @@ class MismatchFilterSet(TableCheckedFilterSet):
         "includes that whole day.",
     )
     last_seen_after = Iso8601Filter(
-        method="filter_last_seen",
+        field_name="last_seen_at",
         lookup_expr="gte",
         help_text="Last seen by a run at or after this ISO 8601 date or date-time.",
     )
     last_seen_before = Iso8601Filter(
-        method="filter_last_seen",
+        field_name="last_seen_at",
         lookup_expr="lte",
         end_of_day=True,
         help_text="Last seen by a run at or before this ISO 8601 date or date-time; a date "
@@ -223,12 +223,6 @@ class MismatchFilterSet(TableCheckedFilterSet):
         return MismatchCount.objects.total(
             **{self.precounted_filters[name]: value for name, value in used.items()}
         )
-
-    def filter_last_seen(
-        self, queryset: QuerySet[Mismatch], name: str, value: dt.datetime
-    ) -> QuerySet[Mismatch]:
-        lookup = self.filters[name].lookup_expr
-        return queryset.filter(**{f"last_seen_at__{lookup}": value})
 
     def filter_found_by_job(self, queryset: QuerySet[Any], name: str, value: Any) -> QuerySet[Any]:
         if value is None:
