@@ -51,3 +51,17 @@ class ResolutionStatus(models.TextChoices):
     MANUAL_RESOLVED = "MANUAL_RESOLVED", "Resolved manually"
     AUTO_RESOLVED = "AUTO_RESOLVED", "Resolved automatically (repair)"
     IGNORED = "IGNORED", "Ignored"
+
+
+class SegmentKind(models.TextChoices):
+    """The two kinds of work a distributed job is split into."""
+
+    STAGE = "STAGE", "Stage target rows (a block range of the target table)"
+    COMPARE = "COMPARE", "Compare a token range"
+
+
+class SegmentStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending (not sent)"
+    QUEUED = "QUEUED", "Queued (sent to the broker)"
+    RUNNING = "RUNNING", "Running"
+    DONE = "DONE", "Done"

@@ -15,6 +15,7 @@ from reconciliation.models.mappings import (
     identifier_validator,
     thresholds_for_table,
 )
+from reconciliation.models.segments import JobSegment, SegmentDifference
 from reconciliation.models.mismatches import (
     CLOSED_STATUSES,
     OPEN_STATUSES,
@@ -34,11 +35,13 @@ __all__ = [
     "AlreadyResolved",
     "Finding",
     "JobFinding",
+    "JobSegment",
     "Mismatch",
     "MismatchCount",
     "MismatchQuerySet",
     "ReconciliationJob",
     "ReconciliationJobQuerySet",
+    "SegmentDifference",
     "TableMapping",
     "Thresholds",
     "conclusive_q",

@@ -99,6 +99,12 @@ class ReconciliationJob(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    # Which of the RECONCILIATION_MAX_CONCURRENT_JOBS job slots a RUNNING job holds (None
+    # while it waits): a partial unique index makes PostgreSQL hand each slot out once, and
+    # a job that ends (COMPLETED, FAILED, reaped) frees its slot by leaving RUNNING.
+    slot = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    # The Celery queue the job's task came from: its segments go to the same queue.
+    queue = models.CharField(max_length=200, blank=True, default="", editable=False)
 
     objects = ReconciliationJobQuerySet.as_manager()
 
@@ -117,6 +123,11 @@ class ReconciliationJob(models.Model):
                 fields=["table_name"],
                 condition=Q(status="RUNNING"),
                 name="one_running_job_per_table",
+            ),
+            models.UniqueConstraint(
+                fields=["slot"],
+                condition=Q(status="RUNNING", slot__isnull=False),
+                name="one_running_job_per_slot",
             ),
         ]
 
