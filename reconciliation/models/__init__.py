@@ -15,7 +15,6 @@ from reconciliation.models.mappings import (
     identifier_validator,
     thresholds_for_table,
 )
-from reconciliation.models.segments import JobSegment, SegmentDifference
 from reconciliation.models.mismatches import (
     CLOSED_STATUSES,
     OPEN_STATUSES,
@@ -26,6 +25,7 @@ from reconciliation.models.mismatches import (
     Mismatch,
     MismatchQuerySet,
 )
+from reconciliation.models.segments import JobSegment, SegmentDifference
 
 __all__ = [
     "CLOSED_STATUSES",

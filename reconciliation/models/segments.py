@@ -84,6 +84,9 @@ class SegmentDifference(models.Model):
     class Meta:
         indexes = [models.Index(fields=["segment"], name="segment_difference_segment")]
 
+    def __str__(self) -> str:
+        return f"difference of {self.segment}"
+
 
 def open_segments_q() -> Q:
     return ~Q(status=SegmentStatus.DONE)
