@@ -20,7 +20,7 @@ from django.utils.safestring import SafeString
 
 from cdcrecon.conf import MAX_SAMPLE_SIZE, settings
 from reconciliation.choices import JobType, ValidationStrategy
-from reconciliation.engine.strategies import Options
+from reconciliation.engine import Options
 from reconciliation.filtersets import Iso8601Field
 from reconciliation.jobs import (
     BadJobRequest,
