@@ -27,6 +27,7 @@ from reconciliation.choices import (
     JobStatus,
     MismatchType,
     ResolutionStatus,
+    SegmentStatus,
 )
 from reconciliation.engine.schema import is_excluded
 from reconciliation.models import (
@@ -55,6 +56,9 @@ COLOURS: dict[str, str] = {
     JobStatus.RUNNING: "#1565c0",
     JobStatus.COMPLETED: "#2e7d32",
     JobStatus.FAILED: "#c62828",
+    # segment statuses (PENDING and RUNNING share the colours above)
+    SegmentStatus.QUEUED: "#0277bd",
+    SegmentStatus.DONE: "#2e7d32",
     # alert levels
     AlertLevel.NONE: "#2e7d32",
     AlertLevel.WARNING: "#ef6c00",
@@ -368,7 +372,7 @@ def next_scheduled_run(now: dt.datetime | None = None) -> tuple[dt.datetime | No
 
 def _schedule_task_name() -> str:
     try:
-        from reconciliation.schedule import SCHEDULE_TASK
+        from reconciliation.jobs.schedule import SCHEDULE_TASK
     except ImportError:  # pragma: no cover
         return "reconciliation.run_scheduled_reconciliation"
     return SCHEDULE_TASK
