@@ -6,9 +6,10 @@ process that child starts, such as the engine's target reader).  It keeps, per p
 largest ``VmHWM`` (the kernel's own peak RSS of that process) it saw, and the largest total
 ``Pss`` of the tree at one poll.
 
-* ``hwm_mb`` (reported as "peak RSS"): the sum of every process's own peak.  An upper bound:
-  the peaks may not coincide, and pages shared by a fork (the pool child's copy of the
-  imported code) count once per process.
+* ``hwm_mb`` (reported as "peak RSS"): the largest sum, at one poll, of the own peaks of the
+  processes alive at that poll (so a pool child that was replaced is not added to its
+  successor).  An upper bound: the peaks may not coincide, and pages shared by a fork (the
+  pool child's copy of the imported code) count once per process.
 * ``pss_mb``: the tree's largest proportional set size at one poll: shared pages split
   between their sharers, so closer to what the tree really held, but sampled (a peak shorter
   than ``interval`` can be missed).
@@ -70,11 +71,12 @@ class TreePeak:
         self.hwm_kb: dict[int, int] = {}
         self.roles: dict[int, str] = {}
         self.pss_kb = 0
+        self.tree_hwm_kb = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"tree-peak-{pid}")
 
     def poll(self) -> None:
-        pss = 0
+        pss = hwm = 0
         for pid, depth in descendants(self.pid):
             try:
                 status = _status(pid)
@@ -82,11 +84,13 @@ class TreePeak:
             except OSError:  # it ended between the listing and the read
                 continue
             self.hwm_kb[pid] = max(self.hwm_kb.get(pid, 0), _kb(status.get("VmHWM", "")))
+            hwm += self.hwm_kb[pid]
             self.roles.setdefault(pid, ROLES[min(depth, len(ROLES) - 1)])
             for line in rollup.splitlines():
                 if line.startswith("Pss:"):
                     pss += _kb(line.split(":", 1)[1])
         self.pss_kb = max(self.pss_kb, pss)
+        self.tree_hwm_kb = max(self.tree_hwm_kb, hwm)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -106,7 +110,7 @@ class TreePeak:
 
     @property
     def hwm_mb(self) -> float:
-        return sum(self.hwm_kb.values()) / 1024
+        return self.tree_hwm_kb / 1024
 
     @property
     def pss_mb(self) -> float:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,8 +119,11 @@ def run(rows: int, count: int, strategy: str) -> dict[str, Any]:
 
     app.conf.task_default_queue = QUEUE  # enqueue_job sends the job task here
     appdb.reset(name)
-    with tempfile.TemporaryDirectory(prefix="cdcrecon-bench-") as scratch:
-        workers = [Worker(n, name, Path(scratch)) for n in range(1, count + 1)]
+    # BENCH_KEEP_LOGS=1 keeps the workers' logs (printed on stderr) instead of deleting them.
+    scratch = Path(tempfile.mkdtemp(prefix="cdcrecon-bench-"))
+    keep = os.environ.get("BENCH_KEEP_LOGS") == "1"
+    try:
+        workers = [Worker(n, name, scratch) for n in range(1, count + 1)]
         try:
             wait_for(lambda: all(w.ready() for w in workers), READY_SECONDS, "the workers")
             started = time.perf_counter()
@@ -141,6 +145,11 @@ def run(rows: int, count: int, strategy: str) -> dict[str, Any]:
         if detail["status"] != JobStatus.COMPLETED:
             logs = "\n".join(w.log_path.read_text()[-2000:] for w in workers)
             raise SystemExit(f"job {job.pk} ended {detail['status']}: {detail['error']}\n{logs}")
+    finally:
+        if keep:
+            print(f"worker logs: {scratch}", file=sys.stderr)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
     detail["workers"] = [w.report() for w in workers]
     return {
         "seconds": seconds,
