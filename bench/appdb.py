@@ -6,8 +6,8 @@ the job helpers shared by ``inprocess.py`` and ``workers.py``.
 Jobs are created as the API creates them (``reconciliation.jobs.create_job``) and read back
 from the job row, so the bench works whether a job runs as one task or as segments.  Before
 each run the bench table's jobs and ledger rows are deleted, so every repeat starts from the
-same empty ledger.  Call ``stores.setup_django(table)`` before importing this module's
-Django-side functions' dependencies (they import lazily).
+same empty ledger.  The functions import Django's side lazily: call
+``stores.setup_django(table)`` first.
 """
 
 from __future__ import annotations

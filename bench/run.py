@@ -7,8 +7,9 @@ Builds (once per size) the bench table (``bench/dataset.py``: BENCH_ROWS rows x 
 columns in Cassandra keyspace ``cdcrecon_bench`` and PostgreSQL database ``warehouse_bench``,
 with 0.1% of the rows missing on the target, 0.1% changed, 0.05% extra), then runs each
 measure ``--repeats`` times (default 3), each time in fresh processes, and reports the
-**minimum** wall time.  Peak RSS is the **maximum** over the repeats (of the sum of each
-process's own VmHWM over the measured process tree, ``bench/proctree.py``).
+**minimum** wall time.  Peak RSS is the **maximum** over the repeats of the measured
+process tree's peak (``bench/proctree.py``: per process its own VmHWM, summed over the
+processes alive at one poll; an upper bound, shared pages counting once per process).
 
 * ``floor_cassandra`` (``bench/floor.py``): the fastest plain read of the same columns through
   the same driver, no cdcrecon code: a sweep of configurations (threads or callbacks, token

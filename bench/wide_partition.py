@@ -6,9 +6,8 @@ Builds (once per size) ``cdcrecon_bench.wide_<rows>``: ``(p int, c int, v text, 
 PRIMARY KEY (p, c))`` with every row in partition ``p = 0``, and its PostgreSQL copy in
 ``warehouse_bench``, with a handful of planted differences (2 rows missing on the target,
 2 changed, 1 extra).  Then runs CHECKSUM through the engine in a fresh subprocess and prints
-its wall time and the peak RSS of the reconcile process tree (the process plus the
-target's child process, if the engine started one), and whether exactly the planted
-differences were found.  Memory must not grow with the partition's width: the merge streams
+its wall time and its peak RSS (VmHWM), and whether exactly the planted differences were
+found.  Memory must not grow with the partition's width: the merge streams
 a wide partition through an external sort (``reconciliation/engine/merge.py``).
 """
 

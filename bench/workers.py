@@ -8,7 +8,9 @@ its own so that they share no local disk, all consuming one queue named after th
 on the bench's Redis database (``stores.BROKER_URL``) and all pointed at the bench's app
 database, keyspace and target (``stores.django_environment``).  Once every worker is ready
 it creates a MANUAL job as the API does (``create_job`` + ``enqueue_job``), polls the job
-row every 0.1 s until it is no longer RUNNING and stops the workers (warm shutdown).
+row every 0.1 s until it is no longer RUNNING and stops the workers (warm shutdown).  The
+job's task goes to that queue, and so do its segments (``job.queue``): whichever worker is
+free takes the next one.  (Before jobs were segmented, one worker ran the whole job.)
 
 The wall time runs from ``create_job`` to the poll that sees the job COMPLETED; worker
 start-up is not in it.  While the job runs, ``proctree.TreePeak`` follows each worker's
