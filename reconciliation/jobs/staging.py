@@ -33,7 +33,7 @@ from reconciliation.engine.merge import Record
 from reconciliation.engine.records import MARSHAL_VERSION
 from reconciliation.models import ReconciliationJob
 
-BATCH_RECORDS = 100_000
+BATCH_RECORDS = 50_000
 
 
 PREFIX = "reconciliation_stage_"
@@ -132,7 +132,7 @@ def read_range(job: ReconciliationJob, number: int) -> list[Record]:
             [number],
         )
         records: list[Record] = []
-        for (block,) in cursor.fetchall():
-            records.extend(marshal.loads(block))
+        while row := cursor.fetchone():
+            records.extend(marshal.loads(row[0]))
     records.sort()  # sorted blocks: timsort merges their runs
     return records
