@@ -578,8 +578,6 @@ _CASSANDRA_INLINE: dict[str, str] = {
     "decimal": "_decimal_form({v})",
     "float": "({v} + 0.0 if {v} - {v} == 0 else _special_float({v}))",
     "double": "({v} + 0.0 if {v} - {v} == 0 else _special_float({v}))",
-    "uuid": "{v}.bytes",
-    "timeuuid": "{v}.bytes",
     "date": "{v}.days_from_epoch",
     "time": "({v}.nanosecond_time // 1000)",
 }
@@ -623,9 +621,15 @@ def postgres_inline(ctype: CqlType, pg_type: str) -> str | None:
     return _POSTGRES_INLINE.get((ctype.name, pg_type))
 
 
+# Top-level columns the scans already select as compare forms (cassandra.select_column).
+_CASSANDRA_SELECTED_AS_FORMS = {"timestamp", "uuid", "timeuuid"}
+
+
 def cassandra_converter(ctype: CqlType) -> Converter | None:
-    """The converter for a Cassandra column's driver values to compare forms; None when
-    they are compare forms already."""
+    """The converter for a Cassandra column's values, as the engine selects them, to
+    compare forms; None when they are compare forms already."""
+    if ctype.name in _CASSANDRA_SELECTED_AS_FORMS:
+        return None
     if ctype.name in _CASSANDRA_FAST:
         fast = _CASSANDRA_FAST[ctype.name]
         return None if fast is None else _nullable(ctype, fast)

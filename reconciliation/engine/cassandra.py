@@ -9,6 +9,9 @@ holding at most ``parallel × PAGES_AHEAD × page_size`` rows.
 
 Timestamps are selected as ``blobAsBigint(timestampAsBlob(c))``: their compare form (epoch
 milliseconds), readable whatever the year (the driver cannot make a ``datetime`` past 9999).
+Uuids are selected as ``uuidAsBlob(c)``: their 16 bytes, the compare form, without the
+``uuid.UUID`` the driver would otherwise build per value (a pure-Python constructor that
+cost a few seconds of the driver's event-loop thread per million rows).
 
 ``lookup`` reads rows back by key (the re-check, SAMPLE, the "re-check now" button): it
 binds every Cassandra value that equals the key under the engine's key equality and may be
@@ -48,10 +51,14 @@ MAX_CANDIDATES = 64
 
 
 def select_column(column: Column) -> str:
-    """How a scan or lookup selects a column (timestamps as epoch milliseconds)."""
+    """How a scan or lookup selects a column: timestamps as epoch milliseconds, uuids as
+    their 16 bytes (both their compare forms: no driver object is built per value)."""
     name = cql_column(column.name)
-    if column.cql_type.name == "timestamp":
+    kind = column.cql_type.name
+    if kind == "timestamp":
         return f"blobasbigint(timestampasblob({name}))"
+    if kind in {"uuid", "timeuuid"}:
+        return f"{kind}asblob({name})"
     return name
 
 

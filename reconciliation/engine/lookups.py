@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import marshal
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,11 +65,15 @@ def stored_keys(
 
 
 def _driver_key(engine: Engine, values: Sequence[Any]) -> tuple[Any, ...]:
-    # Timestamps are selected as epoch milliseconds (cassandra.select_column): bind them back
-    # as UTC datetimes, which every driver code path accepts.
+    # Timestamps are selected as epoch milliseconds and uuids as bytes
+    # (cassandra.select_column): bind them back as UTC datetimes and uuid.UUIDs, which every
+    # driver code path accepts.
     key = []
     for column, value in zip(engine.layout.key, values, strict=True):
-        if column.cql_type.name == "timestamp" and isinstance(value, int):
+        kind = column.cql_type.name
+        if kind == "timestamp" and isinstance(value, int):
             value = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=value)
+        elif kind in {"uuid", "timeuuid"} and isinstance(value, bytes):
+            value = uuid.UUID(bytes=value)
         key.append(value)
     return tuple(key)
