@@ -1,8 +1,9 @@
 """Sending work to the workers, by task name (``tasks.py`` only declares the tasks).
 
-A job's coordinator task goes to the default queue; its segments go to the queue the
-coordinator's message came from (``ReconciliationJob.queue``), so a deployment that routes
-a table's jobs to chosen workers gets their segments there too.  If the broker cannot take
+A new job's coordinator task goes to the default queue (or wherever the deployment's
+routes send it); its segments, and the job itself when it is resumed, go to the queue the
+coordinator's message came from (``ReconciliationJob.queue``), so a deployment that routes a
+table's jobs to chosen workers keeps them there.  If the broker cannot take
 a job's message, the job is marked FAILED at once rather than left RUNNING for the reaper.
 """
 
@@ -26,12 +27,19 @@ RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5}
 
 
 def enqueue_job(job: ReconciliationJob) -> None:
-    """Queue ``job``'s coordinator once the current transaction commits."""
-    job_id = str(job.pk)
+    """Queue ``job``'s coordinator once the current transaction commits: on the default
+    queue, or on the queue it came from before (a resumed job keeps its routing)."""
+    job_id, queue = str(job.pk), job.queue
 
     def send() -> None:
         try:
-            current_app.send_task(RUN_JOB, args=[job_id], retry=True, retry_policy=RETRY_POLICY)
+            current_app.send_task(
+                RUN_JOB,
+                args=[job_id],
+                queue=queue or None,
+                retry=True,
+                retry_policy=RETRY_POLICY,
+            )
         except Exception as exc:
             logger.exception("Could not queue job %s", job_id)
             stuck = ReconciliationJob.objects.filter(pk=job_id).first()
