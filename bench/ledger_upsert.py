@@ -3,7 +3,7 @@
     .venv/bin/python bench/ledger_upsert.py [--keys 100000]
 
 Creates (once) the database ``cdcrecon_bench_ledger`` on the app's PostgreSQL server and
-migrates it, then, as ``run_job`` does, applies ``--keys`` findings of one table through
+migrates it, then, as ``run_in_process`` does, applies ``--keys`` findings of one table through
 ``Mismatch.objects.record_findings`` a thousand at a time: the first run inserts them, the
 second finds them all again (refresh), the third finds half of them after a tenth were
 ignored and a tenth resolved (keep / reopen), and ``heal`` closes what the third did not

@@ -47,6 +47,10 @@ class ReconciliationSettings:
     max_concurrent_jobs: int
     job_time_limit_seconds: int
     heartbeat_timeout_seconds: int
+    # A distributed job's size: rows per token-range segment, and how many of one job's
+    # segments may be queued or running at once (so one big table cannot starve the others).
+    segment_rows: int = 100_000
+    max_segments_in_flight: int = 4
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,8 @@ def load_reconciliation_settings(env: environ.Env) -> ReconciliationSettings:
         max_concurrent_jobs=positive("RECONCILIATION_MAX_CONCURRENT_JOBS", 3),
         job_time_limit_seconds=positive("RECONCILIATION_JOB_TIME_LIMIT_SECONDS", 7200),
         heartbeat_timeout_seconds=positive("RECONCILIATION_HEARTBEAT_TIMEOUT_SECONDS", 300),
+        segment_rows=positive("RECONCILIATION_SEGMENT_ROWS", 100_000),
+        max_segments_in_flight=positive("RECONCILIATION_MAX_SEGMENTS_IN_FLIGHT", 4),
     )
 
 

@@ -270,9 +270,9 @@ _SCALARS = (str, int, float, bytes, decimal.Decimal, uuid.UUID, dt.date, dt.time
 
 def equal_keys(mapping: TableMapping, key: RecordKey, session: Any = None) -> Any:
     """Every row equal to ``key`` under the engine's one key equality, as each store spells
-    its key (``engine.strategies.stored_keys``); none when the lookup fails (the canonical
+    its key (``engine.stored_keys``); none when the lookup fails (the canonical
     delete above it still runs)."""
-    from reconciliation.engine.strategies import Options, StoredKeys, stored_keys
+    from reconciliation.engine import Options, StoredKeys, stored_keys
 
     try:
         return stored_keys(

@@ -29,8 +29,7 @@ from reconciliation.connections import (
     healthy_cassandra_session,
     target_connection,
 )
-from reconciliation.engine.keys import BadKey
-from reconciliation.engine.strategies import (
+from reconciliation.engine import (
     Difference,
     Engine,
     KeyReading,
@@ -39,6 +38,7 @@ from reconciliation.engine.strategies import (
     Progress,
     Report,
 )
+from reconciliation.engine.keys import BadKey
 from reconciliation.models import Finding, Mismatch, ReconciliationJob, TableMapping
 from reconciliation.registry import ensure_key_columns, get_mapping
 

@@ -279,9 +279,9 @@ def target_spelling(
     mapping: TableMapping, session: Session, key_text: str
 ) -> tuple[Any, ...] | None:
     """The key values of the target row equal to ``key_text`` under the engine's key
-    equality, as stored (``engine.strategies.stored_keys``); None when there is none or the
+    equality, as stored (``engine.stored_keys``); None when there is none or the
     lookup fails (the caller then uses the canonical values)."""
-    from reconciliation.engine.strategies import Options, stored_keys
+    from reconciliation.engine import Options, stored_keys
 
     try:
         options = Options(consistency=consistency_level())

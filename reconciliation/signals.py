@@ -14,7 +14,7 @@ BEAT_TABLES = {"django_celery_beat_periodictask", "django_celery_beat_intervalsc
 
 def sync_schedule_after_migrate(sender: Any, using: str = "default", **kwargs: Any) -> None:
     """Keep beat's PeriodicTasks in step with the settings after every ``migrate``."""
-    from reconciliation.schedule import sync_schedule
+    from reconciliation.jobs.schedule import sync_schedule
 
     # A partial migrate (e.g. `migrate reconciliation 0001`) may run before beat's tables exist.
     if not BEAT_TABLES <= set(connections[using].introspection.table_names()):

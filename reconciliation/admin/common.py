@@ -20,7 +20,7 @@ from django.utils.safestring import SafeString
 
 from cdcrecon.conf import MAX_SAMPLE_SIZE, settings
 from reconciliation.choices import JobType, ValidationStrategy
-from reconciliation.engine.strategies import Options
+from reconciliation.engine import Options
 from reconciliation.filtersets import Iso8601Field
 from reconciliation.jobs import BadJobRequest, JobAlreadyRunning, build_parameters, create_job
 from reconciliation.models import (
@@ -112,7 +112,7 @@ def change_url_in_list(model_admin: admin.ModelAdmin, pk: Any, filters: str) -> 
 
 def enqueue(job: ReconciliationJob) -> None:
     """Queue a job for a Celery worker once the transaction commits (tasks imported lazily)."""
-    from reconciliation.tasks import enqueue_job
+    from reconciliation.jobs import enqueue_job
 
     enqueue_job(job)
 

@@ -368,7 +368,7 @@ def next_scheduled_run(now: dt.datetime | None = None) -> tuple[dt.datetime | No
 
 def _schedule_task_name() -> str:
     try:
-        from reconciliation.schedule import SCHEDULE_TASK
+        from reconciliation.jobs.schedule import SCHEDULE_TASK
     except ImportError:  # pragma: no cover
         return "reconciliation.run_scheduled_reconciliation"
     return SCHEDULE_TASK

@@ -58,10 +58,10 @@ from reconciliation.jobs import (
     build_parameters,
     create_job,
     describe_failure,
+    enqueue_job,
 )
 from reconciliation.models import AlreadyResolved, Mismatch, ReconciliationJob
 from reconciliation.registry import TableNotFound, UnknownTable, get_mapping, registered_names
-from reconciliation.tasks import enqueue_job
 
 TAG = "reconciliation"
 

@@ -1,17 +1,92 @@
 """The diff engine: pure comparison code, no Django.
 
-Public entry points:
+What the rest of cdcrecon uses, all importable from here:
 
-* ``strategies.Engine(spec, session, connect, options, report, progress).run(strategy)``:
-  run one validation strategy over a table; differences go to ``report``, the counters (and
-  what a SAMPLE drew, ``Outcome.examined_keys``) come back.  ``Engine.read_keys(keys)``
-  reads keys back from both stores now, with every row found for each.
-* ``strategies.recheck_keys(spec, session, connect, options, primary_key_values)``: read
-  the given keys back from both stores now and compare them (what a job's transient
-  re-check does); a ``Difference`` per key that still differs, None where they agree.
-* ``strategies.stored_keys(spec, session, connect, options, primary_key_value)``: the key
-  values, as each store holds them, of every row equal to that key (repair, erasure).
+* ``Engine(spec, session, connect, options, report, progress)``: one reconciliation of one
+  table.  ``engine.run(strategy)`` runs a whole strategy in this process (differences go to
+  ``report``, the counters come back as an ``Outcome``); ``engine.read_keys(keys)`` /
+  ``compare_keys`` read keys back from both stores now.
+* The pieces a distributed job is made of (``keydiff``, ``row_count``): ``plan`` splits a
+  table into token ranges to compare and target block ranges to stage; ``stage_records``,
+  ``compare_range``, ``count_range`` run one piece; ``conclude`` re-checks and reports
+  every piece's differences once; ``keydiff_outcome`` / ``row_count_outcome`` make the
+  counters.
+* ``recheck_keys`` and ``stored_keys`` (``lookups``): a ledger row's re-check, and where
+  "the same row" is in each store (repair, erasure).
 
 Rows are "the same row" by one rule everywhere (merge, SAMPLE, re-check, repair, erasure):
-their key columns' compare forms are equal (``records.py``, ``canonical.py``).
+their key columns' compare forms are equal (``records.py``, ``canonical.py``).  Each
+strategy has its module: ``row_count``, ``checksum``, ``timestamp_range``, ``sample``.
 """
+
+from reconciliation.engine.core import (
+    CHECKSUM,
+    DATA_MISMATCH,
+    MISSING_IN_CASSANDRA,
+    MISSING_IN_POSTGRES,
+    RECHECK_PROGRESS,
+    ROW_COUNT,
+    SAMPLE,
+    STRATEGIES,
+    TIMESTAMP_RANGE,
+    Connect,
+    Difference,
+    Engine,
+    KeyReading,
+    Options,
+    Outcome,
+    Progress,
+    Report,
+    Verdicts,
+)
+from reconciliation.engine.keydiff import (
+    Plan,
+    RangeResult,
+    compare_range,
+    conclude,
+    plan,
+    row_digest,
+    stage_records,
+)
+from reconciliation.engine.keydiff import outcome as keydiff_outcome
+from reconciliation.engine.lookups import StoredKeys, recheck_keys, stored_keys
+from reconciliation.engine.row_count import count_range
+from reconciliation.engine.row_count import outcome as row_count_outcome
+from reconciliation.engine.timestamp_range import parameters as window_parameters
+from reconciliation.engine.timestamp_range import window as checked_window
+
+__all__ = [
+    "CHECKSUM",
+    "DATA_MISMATCH",
+    "MISSING_IN_CASSANDRA",
+    "MISSING_IN_POSTGRES",
+    "RECHECK_PROGRESS",
+    "ROW_COUNT",
+    "SAMPLE",
+    "STRATEGIES",
+    "TIMESTAMP_RANGE",
+    "Connect",
+    "Difference",
+    "Engine",
+    "KeyReading",
+    "Options",
+    "Outcome",
+    "Plan",
+    "Progress",
+    "RangeResult",
+    "Report",
+    "StoredKeys",
+    "Verdicts",
+    "checked_window",
+    "compare_range",
+    "conclude",
+    "count_range",
+    "keydiff_outcome",
+    "plan",
+    "recheck_keys",
+    "row_count_outcome",
+    "row_digest",
+    "stage_records",
+    "stored_keys",
+    "window_parameters",
+]

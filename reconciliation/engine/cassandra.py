@@ -115,6 +115,14 @@ def token_segments(count: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
+def split_range(start: int, end: int, count: int) -> list[tuple[int, int]]:
+    """``(start, end]`` as ``count`` contiguous (start, end] ranges, in order (fewer when
+    the range holds fewer tokens)."""
+    count = max(1, min(count, end - start))
+    bounds = [start + (end - start) * i // count for i in range(count)] + [end]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
 class CassandraTable:
     """The source side of one reconciliation: scans, counts, lookups and samples."""
 

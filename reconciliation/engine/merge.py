@@ -29,9 +29,19 @@ WIDE_RUN_SIZE = 50_000
 Diff = tuple[bytes, bytes | None, tuple[bytes, ...]]
 
 
-def agree(cassandra_row: bytes | None, postgres_rows: tuple[bytes, ...]) -> bool:
+Digest = Callable[[bytes], bytes] | None
+
+
+def agree(
+    cassandra_row: bytes | None, postgres_rows: tuple[bytes, ...], digest: Digest = None
+) -> bool:
+    """One source row and exactly one equal target row (or neither).  With ``digest`` the
+    target's rows are given as hashes (``keydiff.row_digest``) and the source row is hashed
+    to compare."""
     if cassandra_row is None:
         return not postgres_rows
+    if digest is not None and cassandra_row is not None:
+        cassandra_row = digest(cassandra_row)
     return len(postgres_rows) == 1 and postgres_rows[0] == cassandra_row
 
 
@@ -50,12 +60,15 @@ def merge_by_token(
     target: Iterator[Record],
     differences: Spool,
     counts: PassCounts,
+    digest: Digest = None,
 ) -> None:
     """Walk two token-ordered record streams together, spooling every differing key.
 
     The common case, one row per token on each side, takes a fast path; a token with
     several rows (a partition with clustering rows, a token collision, a duplicated target
-    key) is compared as a group, by key.
+    key) is compared as a group, by key.  With ``digest``, the target's records carry row
+    hashes and each source row is hashed to compare; differences keep the source row's
+    bytes and the target's hashes.
     """
     add = differences.add
     c_rows = p_rows = keys = 0
@@ -71,7 +84,7 @@ def merge_by_token(
                 p_rows += 1
                 if c[1] == p[1]:
                     keys += 1
-                    if c[2] != p[2]:
+                    if (c[2] if digest is None else digest(c[2])) != p[2]:
                         add((c[1], c[2], (p[2],)))
                 else:  # a token collision between two different keys
                     keys += 2
@@ -88,32 +101,32 @@ def merge_by_token(
             p_group, p = _group(p, next(target, None), target)
             c_group = []
         if len(c_group) > GROUP_IN_MEMORY or len(p_group) > GROUP_IN_MEMORY:
-            seen, c, p = _compare_wide(c_group, c, source, p_group, p, target, add)
+            seen, c, p = _compare_wide(c_group, c, source, p_group, p, target, add, digest)
             c_rows += seen[0]
             p_rows += seen[1]
             keys += seen[2]
             continue
         c_rows += len(c_group)
         p_rows += len(p_group)
-        keys += _compare_group(c_group, p_group, add)
+        keys += _compare_group(c_group, p_group, add, digest)
     while c is not None:  # the source's last tokens: not on the target
         group, c = _group(c, next(source, None), source)
         if len(group) > GROUP_IN_MEMORY:
-            seen, c, _ = _compare_wide(group, c, source, [], None, iter(()), add)
+            seen, c, _ = _compare_wide(group, c, source, [], None, iter(()), add, digest)
             c_rows += seen[0]
             keys += seen[2]
             continue
         c_rows += len(group)
-        keys += _compare_group(group, [], add)
+        keys += _compare_group(group, [], add, digest)
     while p is not None:  # the target's last tokens: not in the source
         group, p = _group(p, next(target, None), target)
         if len(group) > GROUP_IN_MEMORY:
-            seen, _, p = _compare_wide([], None, iter(()), group, p, target, add)
+            seen, _, p = _compare_wide([], None, iter(()), group, p, target, add, digest)
             p_rows += seen[1]
             keys += seen[2]
             continue
         p_rows += len(group)
-        keys += _compare_group([], group, add)
+        keys += _compare_group([], group, add, digest)
     counts.cassandra_rows += c_rows
     counts.postgres_rows += p_rows
     counts.keys += keys
@@ -157,13 +170,14 @@ def _compare_wide(
     p: Record | None,
     target: Iterator[Record],
     add: Callable[[Diff], None],
+    digest: Digest = None,
 ) -> tuple[tuple[int, int, int], Record | None, Record | None]:
     """Pair a wide token's rows by key through an external sort; (source rows, target
     rows, keys) and the next record of each stream."""
     c_runs, c = _spill_token(c_group, c, source)
     p_runs, p = _spill_token(p_group, p, target)
     with c_runs, p_runs:
-        seen = _merge_by_key(c_runs.merged(), p_runs.merged(), add)
+        seen = _merge_by_key(c_runs.merged(), p_runs.merged(), add, digest)
         return (c_runs.count, p_runs.count, seen), c, p
 
 
@@ -171,6 +185,7 @@ def _merge_by_key(
     source: Iterator[tuple[bytes, bytes]],
     target: Iterator[tuple[bytes, bytes]],
     add: Callable[[Diff], None],
+    digest: Digest = None,
 ) -> int:
     """Merge-join two key-sorted streams of (key, row); the number of keys."""
     keys = 0
@@ -189,7 +204,7 @@ def _merge_by_key(
             rows.append(p[1])
             p = next(target, None)
         if c is not None and c[0] == key:
-            if not agree(c[1], tuple(rows)):
+            if not agree(c[1], tuple(rows), digest):
                 add((key, c[1], tuple(rows)))
             c = next(source, None)
         else:
@@ -201,6 +216,7 @@ def _compare_group(
     c_group: list[Record],
     p_group: list[Record],
     add: Callable[[Diff], None],
+    digest: Digest = None,
 ) -> int:
     """Pair one token's rows by key, ``add`` each difference; the number of keys."""
     target: dict[bytes, list[bytes]] = {}
@@ -210,7 +226,7 @@ def _compare_group(
     for _, key, row in c_group:
         rows = tuple(target.pop(key, ()))
         keys += 1
-        if not agree(row, rows):
+        if not agree(row, rows, digest):
             add((key, row, rows))
     for key, only_on_target in target.items():
         keys += 1

@@ -64,22 +64,39 @@ class PostgresTable:
             conn.rollback()
             conn.close()
 
-    def _where(self, window: Window | None) -> sql.Composable:
-        """The window's filter, with its bounds as literals (COPY takes no parameters)."""
-        if window is None:
+    def _where(
+        self, window: Window | None, blocks: tuple[int, int | None] | None = None
+    ) -> sql.Composable:
+        """The window's filter and the block range's, as literals (COPY takes no
+        parameters)."""
+        conditions: list[sql.Composable] = []
+        if window is not None:
+            conditions.append(
+                sql.SQL("{c} >= {start} AND {c} < {end}").format(
+                    c=sql.Identifier(window.column),
+                    start=sql.Literal(window.start),
+                    end=sql.Literal(window.end),
+                )
+            )
+        if blocks is not None:  # a TID range scan: only these blocks are read
+            first, end = int(blocks[0]), blocks[1]
+            conditions.append(sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({first},0)")))
+            if end is not None:
+                conditions.append(sql.SQL("ctid < {}::tid").format(sql.Literal(f"({int(end)},0)")))
+        if not conditions:
             return sql.SQL("")
-        return sql.SQL(" WHERE {c} >= {start} AND {c} < {end}").format(
-            c=sql.Identifier(window.column),
-            start=sql.Literal(window.start),
-            end=sql.Literal(window.end),
-        )
+        return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
 
     @contextmanager
-    def snapshot(self, window: Window | None = None) -> Iterator[Iterator[tuple[Any, ...]]]:
-        """The rows (compared columns, layout order) of one REPEATABLE READ snapshot."""
+    def snapshot(
+        self, window: Window | None = None, blocks: tuple[int, int | None] | None = None
+    ) -> Iterator[Iterator[tuple[Any, ...]]]:
+        """The rows (compared columns, layout order) of one REPEATABLE READ snapshot: the
+        whole table, or the rows stored in ``blocks`` ``[first, end)`` (no end: to the
+        table's end)."""
         statement = sql.SQL(
             "COPY (SELECT {cols} FROM {table}{where}) TO STDOUT (FORMAT BINARY)"
-        ).format(cols=self.selected, table=self.table, where=self._where(window))
+        ).format(cols=self.selected, table=self.table, where=self._where(window, blocks))
         with self._connection() as conn, conn.cursor() as cur:
             with cur.copy(statement) as copy:
                 copy.set_types(self.types)
@@ -103,6 +120,18 @@ class PostgresTable:
                 (spec.postgres_schema, spec.postgres_table),
             ).fetchone()
         return max(0, int(row[0])) if row else 0
+
+    def block_count(self) -> int:
+        """How many blocks the table's heap has now (what ``snapshot(blocks=…)`` splits)."""
+        spec = self.layout.spec
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                (spec.postgres_schema, spec.postgres_table),
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def lookup(
         self,

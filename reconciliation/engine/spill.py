@@ -15,8 +15,7 @@ import marshal
 import os
 import struct
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import IO, Any
 
@@ -215,49 +214,3 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class RecordLog:
-    """Blocks of records appended to a file that another process reads as it grows
-    (``follow``); ``close`` writes the end mark."""
-
-    def __init__(self, path: str) -> None:
-        self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by close()
-        self.count = 0
-
-    def append(self, records: list[Any]) -> None:
-        if records:
-            data = marshal.dumps(records)
-            self._file.write(_LENGTH.pack(len(data)) + data)
-            self.count += len(records)
-
-    def close(self) -> None:
-        if not self._file.closed:
-            self._file.write(_LENGTH.pack(0))
-            self._file.close()
-
-    def abandon(self) -> None:
-        """Stop without the end mark (the reader is being stopped too)."""
-        self._file.close()
-
-
-def follow(path: str, writer_alive: Callable[[], bool], poll: float = 0.005) -> Iterator[Any]:
-    """The records of a RecordLog, as they are written, until its end mark.  Raises
-    RuntimeError if the writer goes away without writing the end mark."""
-    with open(path, "rb", buffering=0) as handle:
-        fd = handle.fileno()
-        offset = 0
-        while True:
-            header = os.pread(fd, _LENGTH.size, offset)
-            if len(header) == _LENGTH.size:
-                size = _LENGTH.unpack(header)[0]
-                if size == 0:
-                    return
-                data = os.pread(fd, size, offset + _LENGTH.size)
-                if len(data) == size:
-                    offset += _LENGTH.size + size
-                    yield from marshal.loads(data)
-                    continue
-            if not writer_alive():
-                raise RuntimeError(f"The writer of {path} stopped before the end.")
-            time.sleep(poll)

@@ -99,10 +99,6 @@ class ReconciliationJob(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    # Which of the RECONCILIATION_MAX_CONCURRENT_JOBS job slots a RUNNING job holds (None
-    # while it waits): a partial unique index makes PostgreSQL hand each slot out once, and
-    # a job that ends (COMPLETED, FAILED, reaped) frees its slot by leaving RUNNING.
-    slot = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     # The Celery queue the job's task came from: its segments go to the same queue.
     queue = models.CharField(max_length=200, blank=True, default="", editable=False)
 
@@ -124,11 +120,6 @@ class ReconciliationJob(models.Model):
                 condition=Q(status="RUNNING"),
                 name="one_running_job_per_table",
             ),
-            models.UniqueConstraint(
-                fields=["slot"],
-                condition=Q(status="RUNNING", slot__isnull=False),
-                name="one_running_job_per_slot",
-            ),
         ]
 
     def __str__(self) -> str:
@@ -138,7 +129,7 @@ class ReconciliationJob(models.Model):
     def is_conclusive(self) -> bool:
         """Did the job check anything?  Every strategy counts what it examined in
         ``keys_examined`` (ROW_COUNT: the larger count), so a completed job with none is
-        *inconclusive*: it sets no drift gauge and earns no green badge (``run_job`` stores no
+        *inconclusive*: it sets no drift gauge and earns no green badge (``run_in_process`` stores no
         drift for it).  A job without ``keys_examined`` (rows written before it was
         recorded) counts as conclusive when it has a drift."""
         return (

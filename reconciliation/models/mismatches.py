@@ -22,7 +22,7 @@ from reconciliation.choices import (
     MismatchType,
     ResolutionStatus,
 )
-from reconciliation.engine.strategies import Difference
+from reconciliation.engine import Difference
 from reconciliation.models.jobs import ReconciliationJob
 
 #: A difference that still stands: waiting for an operator, or knowingly ignored.

@@ -17,7 +17,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
-from reconciliation.jobs import create_job, run_job
+from reconciliation.jobs import create_job, run_in_process
 from reconciliation.models import Mismatch, ReconciliationJob
 from tests.e2e.conftest import ARTIFACTS
 
@@ -64,7 +64,7 @@ def drifted_table(
             completed_at=now - dt.timedelta(days=days_ago),
             drift_percentage=drift,
         )
-    job = run_job(create_job(mapping, ValidationStrategy.CHECKSUM))
+    job = run_in_process(create_job(mapping, ValidationStrategy.CHECKSUM))
     assert job.status == JobStatus.COMPLETED, job.error_message
     assert job.mismatch_count == 5  # u2, u5 differ; u3, u4 missing in PG; ghost missing in C*
     django_user_model.objects.create_superuser("ops", "ops@example.com", "a-long-password")

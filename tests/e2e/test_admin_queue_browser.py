@@ -14,7 +14,7 @@ from django.db import connections
 from playwright.sync_api import expect
 
 from reconciliation.choices import JobStatus, ResolutionStatus, ValidationStrategy
-from reconciliation.jobs import create_job, run_job
+from reconciliation.jobs import create_job, run_in_process
 from reconciliation.models import Mismatch, ReconciliationJob
 from tests.e2e.conftest import ARTIFACTS
 
@@ -45,7 +45,7 @@ def three_runs(
         "('u5', 'user5@example.com', 5, 'n5'), ('ghost', 'g@example.com', 9, 'g')"
     )
     for _ in range(3):
-        job = run_job(create_job(mapping, ValidationStrategy.CHECKSUM))
+        job = run_in_process(create_job(mapping, ValidationStrategy.CHECKSUM))
         assert job.status == JobStatus.COMPLETED, job.error_message
     django_user_model.objects.create_superuser("ops", "ops@example.com", "a-long-password")
     return mapping

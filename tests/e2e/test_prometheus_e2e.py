@@ -31,9 +31,8 @@ import yaml
 from django.utils import timezone
 
 from reconciliation.choices import JobStatus, MismatchType, ValidationStrategy
-from reconciliation.jobs import create_job
+from reconciliation.jobs import create_job, enqueue_job
 from reconciliation.models import ReconciliationJob, TableMapping
-from reconciliation.tasks import enqueue_job
 from tests.monitoring_support import MONITORING
 from tests.support import REPO, child_env, free_port, require_binary
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from reconciliation.choices import JobStatus, ValidationStrategy
-from reconciliation.jobs import create_job, run_job
+from reconciliation.jobs import create_job, run_in_process
 from reconciliation.models import Mismatch
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
@@ -101,13 +101,13 @@ def test_live_writes_with_cdc_lag_during_checksum_give_no_false_mismatches(
     pipeline.start()
     time.sleep(1)  # the pipeline is busy before the job starts
 
-    def stop_writes_when_the_recheck_starts(fraction: float) -> None:
+    def stop_writes_when_the_recheck_starts(fraction: float, *segments: int) -> None:
         if fraction >= 0.9 and not pipeline.stopping.is_set():
             pipeline.stop()
 
     job = create_job(mapping, ValidationStrategy.CHECKSUM)
     try:
-        run_job(job, on_progress=stop_writes_when_the_recheck_starts)
+        run_in_process(job, on_progress=stop_writes_when_the_recheck_starts)
     finally:
         pipeline.stop()
     job.refresh_from_db()

@@ -10,9 +10,10 @@ import pytest
 
 from cdcrecon.conf import settings as conf
 from reconciliation.choices import JobPhase, JobStatus, ValidationStrategy
-from reconciliation.jobs import create_job, run_job
+from reconciliation.jobs import create_job, run_in_process
+from reconciliation.jobs.runner import NO_SLOT, execute_job
+from reconciliation.jobs.slots import job_slot
 from reconciliation.models import ReconciliationJob
-from reconciliation.tasks import NO_SLOT, execute_job, job_slot
 
 pytestmark = pytest.mark.django_db
 
@@ -50,12 +51,12 @@ def test_a_checksum_job_goes_through_reading_and_rechecking_to_done(users, setti
     job = create_job(users, ValidationStrategy.CHECKSUM)
     seen: list[str] = []
 
-    def note_phase(fraction: float) -> None:
+    def note_phase(fraction: float, *segments: int) -> None:
         phase = ReconciliationJob.objects.values_list("phase", flat=True).get(pk=job.pk)
         if not seen or seen[-1] != phase:
             seen.append(phase)
 
-    run_job(job, on_progress=note_phase)
+    run_in_process(job, on_progress=note_phase)
 
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED, job.error_message
@@ -71,7 +72,7 @@ def test_a_failed_job_keeps_its_phase_and_says_which_store_failed(users, reader,
     )
     job = create_job(users, ValidationStrategy.CHECKSUM)
 
-    run_job(job)
+    run_in_process(job)
 
     body = reader.get(f"/reconciliation/jobs/{job.pk}").json()
     assert body["status"] == "FAILED"

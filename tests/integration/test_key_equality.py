@@ -14,8 +14,8 @@ from django.test import override_settings
 from cdcrecon.conf import settings
 from reconciliation.choices import JobStatus, MismatchType, ValidationStrategy
 from reconciliation.connections import cassandra_session, consistency_level, target_connection
-from reconciliation.engine.strategies import Options, recheck_keys
-from reconciliation.jobs import build_parameters, create_job, run_job
+from reconciliation.engine import Options, recheck_keys
+from reconciliation.jobs import build_parameters, create_job, run_in_process
 from reconciliation.models import JobFinding, ReconciliationJob
 
 U = [
@@ -34,7 +34,7 @@ def run(
     job = create_job(mapping, strategy, parameters=build_parameters(strategy, **options))
     changed = dataclasses.replace(settings.reconciliation, recheck_delay_seconds=recheck_delay)
     with override_settings(RECONCILIATION=changed):
-        run_job(job)
+        run_in_process(job)
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED, job.error_message
     return job

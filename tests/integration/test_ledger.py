@@ -2,7 +2,7 @@
 covering runs, decisions that stick, re-check now, and inconclusive runs.
 
 Real Cassandra and PostgreSQL: drift is planted in a pair of tables and jobs are run as the
-worker runs them (``run_job``).
+worker runs them (``run_in_process``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 
 from reconciliation.choices import AlertLevel, JobStatus, MismatchType, ResolutionStatus
 from reconciliation.choices import ValidationStrategy as S
-from reconciliation.jobs import build_parameters, create_job, run_job
+from reconciliation.jobs import build_parameters, create_job, run_in_process
 from reconciliation.models import JobFinding, Mismatch, MismatchCount, ReconciliationJob
 from tests.factories import UserFactory
 from tests.monitoring_support import parse_samples, sample
@@ -51,7 +51,7 @@ def put_postgres(target: Any, table: str, row: tuple[Any, ...]) -> None:
 
 def run(mapping: Any, strategy: str = S.CHECKSUM, **options: Any) -> ReconciliationJob:
     job = create_job(mapping, strategy, parameters=build_parameters(strategy, **options))
-    run_job(job)
+    run_in_process(job)
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED, job.error_message
     return job

@@ -32,10 +32,10 @@ from hypothesis import strategies as st
 from cdcrecon.conf import settings
 from reconciliation.choices import JobStatus, MismatchType, ValidationStrategy
 from reconciliation.connections import cassandra_session, consistency_level, target_connection
+from reconciliation.engine import Options, recheck_keys
 from reconciliation.engine.cqltypes import parse_cql_type
 from reconciliation.engine.readable import primary_key_text, to_canonical
-from reconciliation.engine.strategies import Options, recheck_keys
-from reconciliation.jobs import build_parameters, create_job, run_job
+from reconciliation.jobs import build_parameters, create_job, run_in_process
 from reconciliation.models import JobFinding
 
 PROPERTY_SETTINGS = hypothesis_settings(
@@ -336,7 +336,7 @@ def run(mapping: Any, strategy: str, recheck_delay: float = 0.0, **options: Any)
     job = create_job(mapping, strategy, parameters=build_parameters(strategy, **options))
     changed = dataclasses.replace(settings.reconciliation, recheck_delay_seconds=recheck_delay)
     with override_settings(RECONCILIATION=changed):
-        run_job(job)
+        run_in_process(job)
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED, job.error_message
     assert job.transient_count == 0

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from cdcrecon.conf import settings
 from reconciliation.choices import JobStatus
-from reconciliation.schedule import reap_stalled_jobs
+from reconciliation.jobs.schedule import reap_stalled_jobs
 from reconciliation.tasks import reap_stalled_jobs as reap_task
 from tests.factories import JobFactory
 

@@ -18,7 +18,7 @@ from cdcrecon.api.tokens import issue_token
 from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
 from reconciliation import connections
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
-from reconciliation.jobs import create_job, run_job
+from reconciliation.jobs import create_job, run_in_process
 from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
 from reconciliation.repair import RepairFailed, repair_mismatch
 from tests.support import free_port
@@ -147,7 +147,7 @@ def test_a_row_missing_in_postgres_is_upserted_with_its_values_converted_to_the_
     assert "upserted the current source row into public." in mismatch.resolution_notes
     assert "only_in_cassandra" not in mismatch.resolution_notes  # not a column both sides have
     # and the engine's own equality rules now find the two rows equal
-    check = run_job(create_job(mapping, ValidationStrategy.CHECKSUM))
+    check = run_in_process(create_job(mapping, ValidationStrategy.CHECKSUM))
     assert check.status == JobStatus.COMPLETED, check.error_message
     assert (check.mismatch_count, check.keys_examined) == (0, 1)
 
@@ -515,7 +515,7 @@ def test_mismatches_found_by_a_real_job_are_repaired_and_only_real_changes_are_r
         f"INSERT INTO public.{table} VALUES "
         "('k1', 'stale@x', '{a,b}', 1.1, '2025-11-25 10:00:00.5+00', 'INSERT')"
     )
-    job = run_job(create_job(mapping, ValidationStrategy.CHECKSUM))
+    job = run_in_process(create_job(mapping, ValidationStrategy.CHECKSUM))
     found = {m.primary_key_value: m for m in job.mismatches.all()}
     assert {k: m.mismatch_type for k, m in found.items()} == {
         "k1": MismatchType.DATA_MISMATCH,
@@ -534,7 +534,7 @@ def test_mismatches_found_by_a_real_job_are_repaired_and_only_real_changes_are_r
         ("k1", "k1@x", decimal.Decimal("1.10")),
         ("k2", "k2@x", decimal.Decimal("2.50")),
     ]
-    recheck = run_job(create_job(mapping, ValidationStrategy.CHECKSUM))
+    recheck = run_in_process(create_job(mapping, ValidationStrategy.CHECKSUM))
     assert recheck.mismatch_count == 0, list(
         recheck.mismatches.values("cassandra_data", "postgres_data")
     )

@@ -16,8 +16,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from cdcrecon.celery import app
 from cdcrecon.conf import settings
 from reconciliation.choices import JobStatus, JobType, ValidationStrategy
-from reconciliation.models import ReconciliationJob, TableMapping
-from reconciliation.schedule import (
+from reconciliation.jobs.schedule import (
     REAPER_TASK,
     REAPER_TASK_NAME,
     SCHEDULE_TASK,
@@ -25,6 +24,7 @@ from reconciliation.schedule import (
     enqueue_scheduled_jobs,
     sync_schedule,
 )
+from reconciliation.models import ReconciliationJob, TableMapping
 from tests.factories import JobFactory, TableMappingFactory
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from reconciliation.choices import JobType
+from reconciliation.jobs.schedule import enqueue_scheduled_jobs
 from reconciliation.models import ReconciliationJob
-from reconciliation.schedule import enqueue_scheduled_jobs
 from tests.factories import JobFactory, MismatchFactory, UserFactory
 from tests.integration.conftest import RESOLVE_MISMATCHES, TRIGGER_JOBS, VIEW_JOBS
 

@@ -16,7 +16,7 @@ from django.test import override_settings
 
 from cdcrecon.conf import settings
 from reconciliation.choices import AlertLevel, JobStatus, MismatchType, ValidationStrategy
-from reconciliation.jobs import build_parameters, create_job, run_job
+from reconciliation.jobs import build_parameters, create_job, run_in_process
 from reconciliation.models import Mismatch, ReconciliationJob
 
 USERS_CASSANDRA = "id text PRIMARY KEY, email text, score int, updated_at timestamp"
@@ -44,7 +44,7 @@ def insert_postgres(target, table: str, row: tuple[Any, ...]) -> None:
 
 def run(mapping, strategy: str = ValidationStrategy.CHECKSUM, **options: Any) -> ReconciliationJob:
     job = create_job(mapping, strategy, parameters=build_parameters(strategy, **options))
-    run_job(job)
+    run_in_process(job)
     job.refresh_from_db()
     return job
 
@@ -225,7 +225,7 @@ def test_an_unreachable_target_fails_the_job_saying_so(users) -> None:
     from cdcrecon.conf import TargetSettings
 
     with override_settings(TARGET=TargetSettings(**unreachable)):
-        run_job(job)
+        run_in_process(job)
 
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
@@ -360,7 +360,7 @@ def test_a_difference_that_heals_within_the_recheck_delay_is_transient(target, u
     worker = threading.Thread(target=catch_up)
     with _recheck_delay(2.0):
         worker.start()
-        run_job(job)
+        run_in_process(job)
     worker.join(timeout=10)
 
     job.refresh_from_db()
@@ -389,7 +389,7 @@ def test_a_job_that_is_not_running_is_left_alone(users) -> None:
     job = create_job(users, ValidationStrategy.CHECKSUM)
     job.mark_failed("cancelled")
 
-    run_job(job)
+    run_in_process(job)
 
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and job.error_message == "cancelled"
@@ -407,7 +407,7 @@ def test_an_interrupt_marks_the_job_failed_and_propagates(target, users) -> None
     worker = threading.Thread(target=press_ctrl_c)
     with _recheck_delay(10.0), pytest.raises(KeyboardInterrupt):
         worker.start()
-        run_job(job)
+        run_in_process(job)
     worker.join(timeout=10)
 
     job.refresh_from_db()
@@ -438,8 +438,8 @@ def test_many_mismatches_are_written_in_batches(cassandra, target, table_pair) -
 
 
 def merged(source: list[tuple[int, bytes, bytes]], target: list[tuple[int, bytes, bytes]]):
+    from reconciliation.engine.merge import PassCounts, merge_by_token
     from reconciliation.engine.spill import Spool
-    from reconciliation.engine.strategies import PassCounts, merge_by_token
 
     counts = PassCounts()
     with Spool() as differences:
@@ -476,60 +476,20 @@ def test_the_merge_reports_a_key_the_target_holds_twice() -> None:
     assert counts == (1, 2, 1)
 
 
-@pytest.mark.parametrize("merge_in_child", [True, False], ids=["child-merges", "parent-merges"])
-def test_a_large_tables_target_is_read_by_a_child_process_with_the_same_result(
-    cassandra, target, users, merge_in_child
-) -> None:
-    from reconciliation.connections import consistency_level, target_connection
-    from reconciliation.engine.strategies import Engine, Options
+def test_an_unreachable_target_fails_the_run_saying_why(cassandra, users) -> None:
+    import psycopg
 
-    table = users.name
-    insert_cassandra(cassandra, table, ("only-in-cassandra", "c", 1, NOW))
-    insert_postgres(target, table, ("only-in-postgres", "p", 2, NOW))
-    target.execute(f"UPDATE public.{table} SET score = 99 WHERE id = 'user-3'")
-    found: dict[str, str] = {}
-    options = Options(
-        consistency=consistency_level(),
-        target_url=settings.target.database_url,
-        target_process_min_rows=0,  # every table counts as large
-        merge_in_child=merge_in_child,
-    )
-
-    engine = Engine(
-        users.spec,
-        cassandra,
-        target_connection,
-        options,
-        lambda d: found.__setitem__(d.primary_key_value, d.mismatch_type),
-    )
-    outcome = engine.run(ValidationStrategy.CHECKSUM)
-
-    assert engine.child_peak_rss_mb is not None  # the child did read the target
-    assert found == {
-        "only-in-cassandra": MismatchType.MISSING_IN_POSTGRES,
-        "only-in-postgres": MismatchType.MISSING_IN_CASSANDRA,
-        "user-3": MismatchType.DATA_MISMATCH,
-    }
-    assert (outcome.cassandra_row_count, outcome.postgres_row_count) == (11, 11)
-    assert outcome.keys_examined == 12
-
-
-def test_a_child_process_that_cannot_read_the_target_fails_the_job_saying_why(
-    cassandra, users
-) -> None:
-    from reconciliation.connections import consistency_level, target_connection
-    from reconciliation.engine.strategies import Engine, Options
+    from reconciliation.connections import consistency_level
+    from reconciliation.engine import Engine, Options
     from reconciliation.jobs import describe_failure
 
-    options = Options(
-        consistency=consistency_level(),
-        target_url="postgres://cdcrecon@127.0.0.1:1/warehouse_test_gone",
-        target_process_min_rows=0,
-    )
-    engine = Engine(users.spec, cassandra, target_connection, options, lambda d: None)
+    def gone() -> psycopg.Connection:
+        return psycopg.connect("postgres://cdcrecon@127.0.0.1:1/warehouse_test_gone")
 
     with pytest.raises(Exception) as raised:
-        engine.run(ValidationStrategy.CHECKSUM)
+        Engine(users.spec, cassandra, gone, Options(consistency=consistency_level()), print).run(
+            ValidationStrategy.CHECKSUM
+        )
 
     assert describe_failure(raised.value).startswith("Target PostgreSQL is unreachable")
 

@@ -14,7 +14,7 @@ from django.test import override_settings
 
 from cdcrecon.conf import settings
 from reconciliation.choices import JobStatus, MismatchType, ValidationStrategy
-from reconciliation.jobs import create_job, run_job
+from reconciliation.jobs import create_job, run_in_process
 from reconciliation.models import Mismatch, ReconciliationJob
 
 U1 = "12345678-1234-5678-1234-567812345678"
@@ -269,7 +269,7 @@ def run_checksum(mapping, recheck_delay: float = 0.0) -> tuple[set[str], Reconci
     job = create_job(mapping, ValidationStrategy.CHECKSUM)
     changed = dataclasses.replace(settings.reconciliation, recheck_delay_seconds=recheck_delay)
     with override_settings(RECONCILIATION=changed):
-        run_job(job)
+        run_in_process(job)
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED, job.error_message
     # The keys this job found (a difference keeps the job that first found it as ``job``).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from reconciliation.choices import JobStatus, MismatchType, ValidationStrategy
-from reconciliation.jobs import create_job, run_job
+from reconciliation.jobs import create_job, run_in_process
 from reconciliation.models import Mismatch
 
 # (CQL type, PostgreSQL type, a Cassandra literal, an unreadable target literal, as shown)
@@ -69,7 +69,7 @@ def test_an_unreadable_target_value_is_one_row_difference_not_a_failed_job(
     target.execute(f"INSERT INTO public.{table} (id) VALUES (4)")
 
     job = create_job(mapping, ValidationStrategy.CHECKSUM)
-    run_job(job)
+    run_in_process(job)
     job.refresh_from_db()
 
     assert job.status == JobStatus.COMPLETED, job.error_message
@@ -105,7 +105,7 @@ def test_values_past_year_9999_on_both_sides_are_read_and_compared(
     )
 
     job = create_job(mapping, ValidationStrategy.CHECKSUM)
-    run_job(job)
+    run_in_process(job)
     job.refresh_from_db()
 
     assert job.status == JobStatus.COMPLETED, job.error_message

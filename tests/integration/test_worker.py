@@ -17,15 +17,9 @@ from django.utils import timezone
 
 from cdcrecon.conf import settings
 from reconciliation.choices import JobStatus
+from reconciliation.jobs.runner import MISSING, NO_SLOT, execute_job
+from reconciliation.jobs.slots import JOB_SLOT_LOCK_KEY, job_slot, slot_wait_seconds
 from reconciliation.models import ReconciliationJob
-from reconciliation.tasks import (
-    JOB_SLOT_LOCK_KEY,
-    MISSING,
-    NO_SLOT,
-    execute_job,
-    job_slot,
-    slot_wait_seconds,
-)
 from tests.factories import JobFactory
 from tests.support import wait_until
 

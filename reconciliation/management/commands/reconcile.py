@@ -21,7 +21,7 @@ from reconciliation.jobs import (
     JobAlreadyRunning,
     build_parameters,
     create_job,
-    run_job,
+    run_in_process,
 )
 from reconciliation.models import ReconciliationJob
 from reconciliation.presenters import job_detail
@@ -68,7 +68,7 @@ class ProgressBar:
         self.label = label
         self.shown = -1
 
-    def __call__(self, fraction: float) -> None:
+    def __call__(self, fraction: float, done: int = 0, total: int = 0) -> None:
         percent = int(max(0.0, min(1.0, fraction)) * 100)
         if percent != self.shown:
             self.shown = percent
@@ -128,7 +128,7 @@ class Command(BaseCommand):
             self._fail(FAILED, str(exc))
         bar = ProgressBar(sys.stderr, f"{mapping.name} {strategy}") if sys.stderr.isatty() else None
         try:
-            run_job(job, on_progress=bar)
+            run_in_process(job, on_progress=bar)
         finally:
             if bar is not None:
                 bar.close()

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from reconciliation.schedule import REAPER_TASK_NAME, SCHEDULE_TASK_NAME, sync_schedule
+from reconciliation.jobs.schedule import REAPER_TASK_NAME, SCHEDULE_TASK_NAME, sync_schedule
 
 
 class Command(BaseCommand):

@@ -25,16 +25,17 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from cdcrecon.conf import settings
 from reconciliation.choices import JobStatus, JobType
-from reconciliation.jobs import JobAlreadyRunning, create_job
+from reconciliation.jobs.create import JobAlreadyRunning, create_job
+from reconciliation.jobs.queue import REAP_STALLED, RUN_SCHEDULED, enqueue_job
 from reconciliation.models import ReconciliationJob, TableMapping
 from reconciliation.registry import register_configured_tables
 
 logger = logging.getLogger(__name__)
 
 SCHEDULE_TASK_NAME = "cdcrecon: scheduled reconciliation"
-SCHEDULE_TASK = "reconciliation.run_scheduled_reconciliation"
+SCHEDULE_TASK = RUN_SCHEDULED
 REAPER_TASK_NAME = "cdcrecon: reap stalled jobs"
-REAPER_TASK = "reconciliation.reap_stalled_jobs"
+REAPER_TASK = REAP_STALLED
 REAPER_INTERVAL_MINUTES = 1
 
 
@@ -109,8 +110,6 @@ def scheduled_tables() -> list[TableMapping]:
 
 def enqueue_scheduled_jobs() -> list[ReconciliationJob]:
     """Create and queue one HOURLY_SCHEDULED job per enabled table; skip busy tables."""
-    from reconciliation.tasks import enqueue_job
-
     if not settings.reconciliation.enabled:
         logger.info("Scheduled reconciliation is off (RECONCILIATION_ENABLED=false)")
         return []

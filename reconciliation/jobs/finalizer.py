@@ -1,0 +1,160 @@
+"""Ending a job: the one step after every segment is DONE (and the whole of a SAMPLE).
+
+``finalize`` sums the segments' counts, runs the transient re-check once over every
+difference the segments found (``engine.conclude``: the target rows are read back, each key
+re-checked after the grace delay), records the findings in the ledger
+(``MismatchQuerySet.record_findings``: one open difference per key, refreshed or reopened,
+never duplicated), heals what the run covered, and sets the job COMPLETED with its drift and
+alert level.  Running it twice (a redelivered coordinator) gives the same result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from reconciliation.choices import AlertLevel, JobPhase, JobStatus, SegmentKind, ValidationStrategy
+from reconciliation.engine import (
+    RECHECK_PROGRESS,
+    Difference,
+    Engine,
+    Outcome,
+    conclude,
+    keydiff_outcome,
+    row_count_outcome,
+    window_parameters,
+)
+from reconciliation.engine.merge import PassCounts
+from reconciliation.jobs import staging
+from reconciliation.jobs.segments import job_differences, job_window
+from reconciliation.ledger import heal_covered
+from reconciliation.models import Finding, Mismatch, ReconciliationJob, TableMapping
+
+MISMATCH_BATCH = 1000
+TOUCH_EVERY_SECONDS = 2.0
+
+
+class Touch:
+    """The engine's progress callback: ``job.touch`` every couple of seconds, and at once
+    whenever the job passes a tenth (0.3 = the target is read, 0.9 = the re-check starts)."""
+
+    def __init__(self, job: ReconciliationJob, also: Callable[[float], None] | None = None) -> None:
+        self.job = job
+        self.also = also
+        self.last = 0.0
+        self.last_fraction = 0.0
+
+    def __call__(self, fraction: float) -> None:
+        if self.also is not None:
+            self.also(fraction)
+        now = time.monotonic()
+        if RECHECK_PROGRESS <= fraction < 1.0 and self.job.phase == JobPhase.READING:
+            self.job.enter_phase(JobPhase.RECHECKING)
+        if now - self.last >= TOUCH_EVERY_SECONDS or int(fraction * 10) > int(
+            self.last_fraction * 10
+        ):
+            self.last, self.last_fraction = now, fraction
+            self.job.touch(fraction)
+
+
+class MismatchWriter:
+    """The engine's report callback: the job's findings go to the ledger a thousand at a
+    time (``MismatchQuerySet.record_findings``: one open difference per key, refreshed or
+    reopened, never duplicated; each key also recorded as this job's ``JobFinding``)."""
+
+    def __init__(self, job: ReconciliationJob) -> None:
+        self.job = job
+        self.pending: list[Finding] = []
+        self.written = 0
+
+    def __call__(self, difference: Difference) -> None:
+        self.pending.append(difference)
+        if len(self.pending) >= MISMATCH_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.written += Mismatch.objects.record_findings(self.job, self.pending)
+            self.pending = []
+
+
+def segmented_outcome(job: ReconciliationJob, engine: Engine) -> Outcome:
+    """The job's result from its DONE segments: totals, and (key by key) every difference
+    re-checked and reported once."""
+    totals = job.segments.filter(kind=SegmentKind.COMPARE).aggregate(
+        cassandra=Sum("cassandra_rows"), postgres=Sum("postgres_rows"), keys=Sum("keys")
+    )
+    if job.validation_strategy == ValidationStrategy.ROW_COUNT:
+        return row_count_outcome(totals["cassandra"] or 0, engine.postgres.count())
+    counts = PassCounts(totals["cassandra"] or 0, totals["postgres"] or 0, totals["keys"] or 0)
+    window = job_window(job, engine)
+    verdicts = conclude(engine, job_differences(job), window=window)
+    outcome = keydiff_outcome(counts, verdicts)
+    if window is not None:
+        outcome.parameters = window_parameters(window)
+    return outcome
+
+
+def finalize(
+    job: ReconciliationJob,
+    mapping: TableMapping,
+    engine: Engine,
+    writer: MismatchWriter,
+    outcome: Outcome | None = None,
+) -> None:
+    """Record a job's result: the segments' (``outcome`` None) or a whole run's (SAMPLE)."""
+    if outcome is None:
+        job.enter_phase(JobPhase.RECHECKING)
+        engine.progress(RECHECK_PROGRESS)
+        outcome = segmented_outcome(job, engine)
+        outcome.schema_warnings = list(engine.layout.warnings)
+        outcome.unreadable_value_count = engine.unreadable_values
+    job.enter_phase(JobPhase.WRITING)
+    writer.flush()
+    heal_covered(job, engine, outcome)
+    _complete(job, mapping, outcome)
+    if job.status == JobStatus.COMPLETED:
+        staging.drop(job)
+
+
+def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -> None:
+    # A run that examined nothing (an empty window, an empty table) is inconclusive: no
+    # drift (not 0%), no alert level, so no gauge and no green badge.
+    conclusive = outcome.keys_examined > 0  # ROW_COUNT: the larger of its two counts
+    drift = outcome.drift_percentage if conclusive else None
+    # An estimate alerts only when even the lower bound of its 95% interval passes the
+    # threshold (as the Prometheus rules judge it).
+    estimate = job.validation_strategy == ValidationStrategy.SAMPLE
+    judged = outcome.drift_ci_low if estimate and outcome.drift_ci_low is not None else drift
+    level = mapping.alert_level_for(judged if drift is not None else None)
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "status": JobStatus.COMPLETED,
+        "phase": JobPhase.DONE,
+        "completed_at": now,
+        "heartbeat_at": now,
+        "progress": 1.0,
+        "cassandra_row_count": outcome.cassandra_row_count,
+        "postgres_row_count": outcome.postgres_row_count,
+        "keys_examined": outcome.keys_examined,
+        "mismatch_count": outcome.mismatch_count,
+        "transient_count": outcome.transient_count,
+        "unreadable_value_count": outcome.unreadable_value_count,
+        "drift_percentage": drift,
+        "drift_ci_low": outcome.drift_ci_low if drift is not None else None,
+        "drift_ci_high": outcome.drift_ci_high if drift is not None else None,
+        "alert_level": level,
+        "alert_fired": level != AlertLevel.NONE,
+        "schema_warnings": outcome.schema_warnings,
+        "parameters": {**(job.parameters or {}), **outcome.parameters},
+    }
+    # Conditional, like every status change: a job the reaper already failed stays FAILED.
+    if ReconciliationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(**fields):
+        for name, value in fields.items():
+            setattr(job, name, value)
+    else:
+        job.refresh_from_db()

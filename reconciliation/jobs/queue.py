@@ -1,0 +1,62 @@
+"""Sending work to the workers, by task name (``tasks.py`` only declares the tasks).
+
+A job's coordinator task goes to the default queue; its segments go to the queue the
+coordinator's message came from (``ReconciliationJob.queue``), so a deployment that routes
+a table's jobs to chosen workers gets their segments there too.  If the broker cannot take
+a job's message, the job is marked FAILED at once rather than left RUNNING for the reaper.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import current_app
+from django.db import transaction
+
+from reconciliation.models import ReconciliationJob
+
+logger = logging.getLogger(__name__)
+
+RUN_JOB = "reconciliation.run_job"
+RUN_SEGMENT = "reconciliation.run_segment"
+RUN_SCHEDULED = "reconciliation.run_scheduled_reconciliation"
+REAP_STALLED = "reconciliation.reap_stalled_jobs"
+
+RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5}
+
+
+def enqueue_job(job: ReconciliationJob) -> None:
+    """Queue ``job``'s coordinator once the current transaction commits."""
+    job_id = str(job.pk)
+
+    def send() -> None:
+        try:
+            current_app.send_task(RUN_JOB, args=[job_id], retry=True, retry_policy=RETRY_POLICY)
+        except Exception as exc:
+            logger.exception("Could not queue job %s", job_id)
+            stuck = ReconciliationJob.objects.filter(pk=job_id).first()
+            if stuck is not None:
+                stuck.mark_failed(f"Could not queue the job: the Celery broker failed: {exc}")
+
+    transaction.on_commit(send)
+
+
+def send_segments(segment_ids: list[int], queue: str) -> None:
+    """Queue these segments (after the current transaction commits).  A message lost here
+    costs nothing: the job's coordinator runs whatever nobody else took."""
+
+    def send() -> None:
+        for segment_id in segment_ids:
+            try:
+                current_app.send_task(
+                    RUN_SEGMENT,
+                    args=[segment_id],
+                    queue=queue or None,
+                    retry=True,
+                    retry_policy=RETRY_POLICY,
+                )
+            except Exception:
+                logger.warning("Could not queue segment %s", segment_id, exc_info=True)
+                return
+
+    transaction.on_commit(send)

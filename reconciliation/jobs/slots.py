@@ -1,0 +1,132 @@
+"""Who may run what, and the sign of life: job slots, run locks and the heartbeat.
+
+**Job slots.**  At most ``RECONCILIATION_MAX_CONCURRENT_JOBS`` jobs execute at once across
+all workers.  The semaphore is N PostgreSQL advisory locks, ``(JOB_SLOT_LOCK_KEY, slot)``
+for slot in 0..N-1, taken with ``pg_try_advisory_lock`` by a job's coordinator on a
+connection of its own that lives exactly as long as the run: if the worker dies, PostgreSQL
+ends the session and frees the slot, so no slot is ever lost.  "Never two RUNNING jobs on
+one table" is a separate guarantee, given by the partial unique index behind
+``create_job``.
+
+**Run locks.**  The same kind of lock, ``(SEGMENT_LOCK_KEY, segment id)``, is held by
+whichever worker runs a segment, and ``(JOB_RUN_LOCK_KEY, job)`` by a job's coordinator.
+A second delivery of the same task finds the lock taken and does nothing; a segment marked
+RUNNING whose lock is free was being run by a process that died, and may be taken over.
+
+**Heartbeat.**  A small thread touches the job every third of
+``RECONCILIATION_HEARTBEAT_TIMEOUT_SECONDS`` while its coordinator runs, so one long query
+does not look like a dead worker.  The thread dies with the worker, so the reaper
+(``schedule.reap_stalled_jobs``) still catches a job whose coordinator died for good.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connection
+
+from cdcrecon.conf import settings
+from reconciliation.models import ReconciliationJob
+
+logger = logging.getLogger(__name__)
+
+# First keys of the two-int advisory locks ("cdrc", "cdrj", "cdrs").
+JOB_SLOT_LOCK_KEY = 0x63647263
+JOB_RUN_LOCK_KEY = 0x6364726A
+SEGMENT_LOCK_KEY = 0x63647273
+
+
+def _second_key(value: int | uuid.UUID) -> int:
+    """An advisory lock's second key (an int4) for a segment id or a job's uuid."""
+    number = value.int if isinstance(value, uuid.UUID) else int(value)
+    return number % 2**31
+
+
+@contextmanager
+def _advisory_lock(first: int, candidates: list[int]) -> Iterator[int | None]:
+    """Hold the first free lock ``(first, c)`` of ``candidates`` on a dedicated connection
+    (not Django's, so nothing the caller does with Django's connection can drop it); yield
+    the candidate taken, or None."""
+    conn = connection.get_new_connection(connection.get_connection_params())
+    acquired: int | None = None
+    try:
+        conn.autocommit = True
+        for candidate in candidates:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (first, candidate)).fetchone()
+            if row and row[0]:
+                acquired = candidate
+                break
+        yield acquired
+    finally:
+        try:
+            if acquired is not None and not conn.closed:
+                # Released now, not when the server notices the session ended.
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (first, acquired))
+        except Exception:  # the session is gone: so is its lock
+            logger.debug("Could not unlock (%s, %s)", first, acquired, exc_info=True)
+        finally:
+            conn.close()
+
+
+@contextmanager
+def job_slot(slots: int | None = None) -> Iterator[int | None]:
+    """Hold one of ``slots`` (default: max_concurrent_jobs) job slots; yield its number or
+    None when every slot is taken."""
+    slots = settings.reconciliation.max_concurrent_jobs if slots is None else slots
+    with _advisory_lock(JOB_SLOT_LOCK_KEY, list(range(slots))) as slot:
+        yield slot
+
+
+@contextmanager
+def job_run_lock(job_id: uuid.UUID) -> Iterator[bool]:
+    """Hold the right to coordinate ``job_id``; False when another process has it."""
+    with _advisory_lock(JOB_RUN_LOCK_KEY, [_second_key(job_id)]) as held:
+        yield held is not None
+
+
+@contextmanager
+def segment_lock(segment_id: int) -> Iterator[bool]:
+    """Hold the right to run segment ``segment_id``; False when another process has it."""
+    with _advisory_lock(SEGMENT_LOCK_KEY, [_second_key(segment_id)]) as held:
+        yield held is not None
+
+
+def slot_wait_seconds() -> int:
+    """How long a job waits before asking for a slot again: well inside the heartbeat timeout."""
+    return max(1, min(5, settings.reconciliation.heartbeat_timeout_seconds // 4))
+
+
+class Heartbeat:
+    """Touch a job every ``interval`` seconds from a background thread while it runs."""
+
+    def __init__(self, job_id: Any, interval: float | None = None) -> None:
+        self.job_id = job_id
+        self.interval = interval or max(1.0, settings.reconciliation.heartbeat_timeout_seconds / 3)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+
+    def _beat(self) -> None:
+        from django.db import connection as thread_connection
+
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    ReconciliationJob(pk=self.job_id).touch()
+                except Exception:  # a missed beat is not worth killing the job for
+                    logger.warning("Heartbeat for job %s failed", self.job_id, exc_info=True)
+                    thread_connection.close()  # a dead connection: the next beat opens anew
+        finally:
+            thread_connection.close()  # this thread's own Django connection
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
