@@ -30,7 +30,16 @@ from reconciliation.choices import (
     SegmentStatus,
     ValidationStrategy,
 )
-from reconciliation.jobs import build_parameters, create_job, run_in_process
+from reconciliation.jobs import (
+    build_parameters,
+    create_job,
+    engine_options,
+    execute_segment,
+    run_in_process,
+    staging,
+)
+from reconciliation.jobs.segments import claimed, plan_job, run_claimed
+from reconciliation.ledger import engine_for
 from reconciliation.models import JobFinding, Mismatch, ReconciliationJob
 from reconciliation.models.segments import JobSegment, SegmentDifference
 from tests.conftest import TEST_QUEUE
@@ -124,7 +133,7 @@ def test_the_compare_segments_cover_the_ring_exactly_once(users) -> None:
     assert job.status == JobStatus.COMPLETED, job.error_message
     assert found(job) == expected
     compare = segments(job, SegmentKind.COMPARE)
-    # Sized from the table (~606 rows / 50), within the clamp.
+    # Sized from the table (~603 rows / 50), within the clamp.
     assert 8 <= len(compare) <= 4096, len(compare)
     assert [s.number for s in compare] == list(range(len(compare)))
     # (start, end] ranges, each starting where the previous ended, from the ring's minimum
@@ -134,7 +143,7 @@ def test_the_compare_segments_cover_the_ring_exactly_once(users) -> None:
     for before, after in zip(compare, compare[1:], strict=False):
         assert before.range_start < before.range_end == after.range_start, (before, after)
     # Each row was read by exactly one segment.
-    assert sum(s.cassandra_rows for s in compare) == job.cassandra_row_count == 606
+    assert sum(s.cassandra_rows for s in compare) == job.cassandra_row_count == 603
     assert sum(s.difference_count for s in compare) == len(expected)
     assert all(s.status == SegmentStatus.DONE and s.attempts == 1 for s in compare)
     # The target is staged in contiguous block ranges, the last one open-ended.
@@ -144,7 +153,7 @@ def test_the_compare_segments_cover_the_ring_exactly_once(users) -> None:
     assert stage[-1].range_end is None
     for before, after in zip(stage, stage[1:], strict=False):
         assert before.range_end == after.range_start, (before, after)
-    assert sum(s.postgres_rows for s in stage) == job.postgres_row_count == 606
+    assert sum(s.postgres_rows for s in stage) == job.postgres_row_count == 603
 
 
 def test_a_small_table_gets_the_minimum_of_four_segments(users) -> None:
@@ -161,19 +170,18 @@ def test_a_small_table_gets_the_minimum_of_four_segments(users) -> None:
 
 
 def test_a_large_estimate_is_clamped_to_4096_segments(users) -> None:
-    from reconciliation.jobs.segments import plan_segments  # noqa: PLC0415 (name TBC)
-
     mapping, _ = users(5000)
     job = create_job(mapping, ValidationStrategy.CHECKSUM)
 
-    with segment_settings(segment_rows=1):  # 5000 rows / 1 = 5000 > 4096
-        plan_segments(job)
+    with segment_settings(segment_rows=1):  # 5000 rows of 1 a segment: more than 4096
+        plan_job(job, engine_for(mapping, engine_options(job)))
 
     compare = segments(job, SegmentKind.COMPARE)
     assert len(compare) == 4096
     assert (compare[0].range_start, compare[-1].range_end) == (MIN_TOKEN, MAX_TOKEN)
     for before, after in zip(compare, compare[1:], strict=False):
         assert before.range_start < before.range_end == after.range_start
+    assert all(s.status == SegmentStatus.PENDING for s in compare)
 
 
 # -- the strategies through segments ---------------------------------------------------------
@@ -283,40 +291,63 @@ def test_the_job_json_counts_compare_segments(users, reader) -> None:
 # -- idempotent segments ---------------------------------------------------------------------
 
 
-def test_a_segment_run_again_writes_no_difference_twice(users) -> None:
-    from reconciliation.jobs.segments import run_segment  # noqa: PLC0415 (name TBC)
+def run_here(segment_id: int, engine: Any) -> None:
+    """Run one segment in this process with the function every path uses (nothing sent)."""
+    with claimed(segment_id) as segment:
+        assert segment is not None, f"segment {segment_id} could not be claimed"
+        assert run_claimed(segment, engine)
 
+
+def test_a_segment_run_again_writes_nothing_twice(users) -> None:
     mapping, expected = users(600, **PLANTED)
+    job = create_job(mapping, ValidationStrategy.CHECKSUM)
+    engine = engine_for(mapping, engine_options(job))
     with segment_settings(segment_rows=50):
-        job = run(mapping)
-    assert found(job) == expected
-    segment = (
-        JobSegment.objects.filter(job=job, kind=SegmentKind.COMPARE, difference_count__gt=0)
-        .order_by("number")
-        .first()
-    )
-    assert segment is not None
-    differences = sorted(bytes(d.key) for d in SegmentDifference.objects.filter(segment=segment))
-    assert len(differences) == segment.difference_count
+        plan_job(job, engine)
+    stage = segments(job, SegmentKind.STAGE)
+    compare = segments(job, SegmentKind.COMPARE)
+    assert len(stage) >= 2 and len(compare) >= 8
 
-    # A DONE segment delivered again does nothing.
-    run_segment(segment.pk)
+    # Stage everything, then stage the first block range once more (a lost worker's
+    # segment, reset and taken over): its rows must not be staged twice.
+    for segment in stage:
+        run_here(segment.pk, engine)
+    JobSegment.objects.filter(pk=stage[0].pk).update(status=SegmentStatus.PENDING)
+    run_here(stage[0].pk, engine)
+    staging.index(job)
+    for segment in compare:
+        run_here(segment.pk, engine)
+    with_differences = [s for s in segments(job, SegmentKind.COMPARE) if s.difference_count > 0]
+    assert with_differences
+    segment = with_differences[0]
+    keys = sorted(bytes(d.key) for d in SegmentDifference.objects.filter(segment=segment))
+    assert len(keys) == segment.difference_count
+
+    # A DONE segment delivered again does nothing: same attempts, same finish.
+    assert execute_segment(segment.pk) == SegmentStatus.DONE
     again = JobSegment.objects.get(pk=segment.pk)
     assert (again.attempts, again.finished_at) == (1, segment.finished_at)
 
-    # Reset (as after a lost worker) and run again: its differences are replaced, not added.
+    # Reset and delivered again: it runs, and its differences are replaced, not added.
     JobSegment.objects.filter(pk=segment.pk).update(status=SegmentStatus.PENDING)
-    run_segment(segment.pk)
+    assert execute_segment(segment.pk) == SegmentStatus.DONE
     again = JobSegment.objects.get(pk=segment.pk)
-    assert again.status == SegmentStatus.DONE
-    assert again.attempts == 2
-    assert sorted(bytes(d.key) for d in SegmentDifference.objects.filter(segment=segment)) == (
-        differences
-    )
+    assert (again.status, again.attempts) == (SegmentStatus.DONE, 2)
+    assert sorted(bytes(d.key) for d in SegmentDifference.objects.filter(segment=segment)) == keys
     assert SegmentDifference.objects.filter(segment__job=job).count() == len(expected)
-    # ... and the job's mismatches are still one per key.
+
+    # The coordinator finds every segment DONE and only finalizes: one mismatch per key.
+    run_in_process(job)
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert found(job) == expected
+    assert job.mismatch_count == len(expected)
+    assert (job.cassandra_row_count, job.postgres_row_count) == (603, 603)
     assert Mismatch.objects.filter(job=job).count() == len(expected)
-    assert JobFinding.objects.filter(job=job).count() == len(expected)
+    attempts = dict(JobSegment.objects.filter(job=job).values_list("pk", "attempts"))
+    assert attempts.pop(stage[0].pk) == 2
+    assert attempts.pop(segment.pk) == 2
+    assert set(attempts.values()) == {1}
 
 
 # -- the Celery path -------------------------------------------------------------------------
