@@ -88,6 +88,8 @@ def _iso(value: Any) -> str | None:
 
 
 def _segments(job_id: str) -> list[dict[str, Any]]:
+    from django.db.models import Count
+
     from reconciliation.models.segments import JobSegment
 
     return [
@@ -106,9 +108,11 @@ def _segments(job_id: str) -> list[dict[str, Any]]:
             "cassandra_rows": segment.cassandra_rows,
             "postgres_rows": segment.postgres_rows,
             "difference_count": segment.difference_count,
-            "differences": segment.differences.count(),
+            "differences": segment.difference_rows,
         }
-        for segment in JobSegment.objects.filter(job_id=job_id).order_by("kind", "number")
+        for segment in JobSegment.objects.filter(job_id=job_id)
+        .annotate(difference_rows=Count("differences"))
+        .order_by("kind", "number")
     ]
 
 
