@@ -62,5 +62,8 @@ def run_scheduled_reconciliation() -> list[str]:
 
 @shared_task(name=queue.REAP_STALLED, acks_late=True)
 def reap_stalled_jobs() -> list[str]:
-    """Beat's periodic task: fail RUNNING jobs whose heartbeat stopped."""
-    return [str(job.pk) for job in schedule.reap_stalled_jobs()]
+    """Beat's periodic task: fail RUNNING jobs whose heartbeat stopped (and drop the
+    staging tables no job will read again)."""
+    reaped = [str(job.pk) for job in schedule.reap_stalled_jobs()]
+    schedule.drop_stale_staging()
+    return reaped

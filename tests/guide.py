@@ -27,13 +27,15 @@ JOB_FIELDS = frozenset(
 # Our additions to a job's JSON beyond the guide: why it failed and where it is (issue 12),
 # who started it (issue 14), how far it got, what it examined, schema warnings, whether it was
 # inconclusive and its TIMESTAMP_RANGE window (issue 11), values neither side could read
-# (issue 10).
+# (issue 10), its token-range segments: planned and done (issue 13).
 JOB_EXTRA_FIELDS = frozenset(
     {
         "error_message",
         "phase",
         "requested_by",
         "progress",
+        "segments_total",
+        "segments_done",
         "unreadable_value_count",
         "keys_examined",
         "schema_warnings",

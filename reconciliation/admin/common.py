@@ -22,7 +22,13 @@ from cdcrecon.conf import MAX_SAMPLE_SIZE, settings
 from reconciliation.choices import JobType, ValidationStrategy
 from reconciliation.engine import Options
 from reconciliation.filtersets import Iso8601Field
-from reconciliation.jobs import BadJobRequest, JobAlreadyRunning, build_parameters, create_job
+from reconciliation.jobs import (
+    BadJobRequest,
+    JobAlreadyRunning,
+    build_parameters,
+    create_job,
+    enqueue_job,
+)
 from reconciliation.models import (
     Mismatch,
     ReconciliationJob,
@@ -111,9 +117,7 @@ def change_url_in_list(model_admin: admin.ModelAdmin, pk: Any, filters: str) -> 
 
 
 def enqueue(job: ReconciliationJob) -> None:
-    """Queue a job for a Celery worker once the transaction commits (tasks imported lazily)."""
-    from reconciliation.jobs import enqueue_job
-
+    """Queue a job for a Celery worker once the transaction commits."""
     enqueue_job(job)
 
 

@@ -27,6 +27,7 @@ from reconciliation.choices import (
     JobStatus,
     MismatchType,
     ResolutionStatus,
+    SegmentStatus,
 )
 from reconciliation.engine.schema import is_excluded
 from reconciliation.models import (
@@ -55,6 +56,9 @@ COLOURS: dict[str, str] = {
     JobStatus.RUNNING: "#1565c0",
     JobStatus.COMPLETED: "#2e7d32",
     JobStatus.FAILED: "#c62828",
+    # segment statuses (PENDING and RUNNING share the colours above)
+    SegmentStatus.QUEUED: "#0277bd",
+    SegmentStatus.DONE: "#2e7d32",
     # alert levels
     AlertLevel.NONE: "#2e7d32",
     AlertLevel.WARNING: "#ef6c00",

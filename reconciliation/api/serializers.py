@@ -65,6 +65,17 @@ class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
         max_value=100,
         help_text="How far the job got, in percent (0-100); 100 once COMPLETED.",
     )
+    segments_total = serializers.IntegerField(
+        read_only=True,
+        min_value=0,
+        help_text="How many token-range segments the job compares (0 for SAMPLE, which is "
+        "not segmented, and until the job is planned).",
+    )
+    segments_done = serializers.IntegerField(
+        read_only=True,
+        min_value=0,
+        help_text="How many of those segments are done; a resumed job redoes only the rest.",
+    )
     schema_warnings = serializers.ListField(
         child=serializers.CharField(),
         read_only=True,
@@ -312,6 +323,16 @@ class JobConflictSerializer(ErrorSerializer):
 
     job_id = serializers.UUIDField(help_text="The running job.")
     table_name = serializers.CharField()
+
+
+class ResumeConflictSerializer(ErrorSerializer):
+    """409 from resume: the job is not FAILED, or its table already has a RUNNING job."""
+
+    job_id = serializers.UUIDField(
+        help_text="job_not_resumable: this job; job_already_running: the running job."
+    )
+    table_name = serializers.CharField()
+    status = serializers.ChoiceField(choices=JobStatus.choices, help_text="That job's status.")
 
 
 class RecheckResponseSerializer(serializers.Serializer[dict[str, Any]]):

@@ -1,8 +1,9 @@
-"""The guide's REST API: trigger, jobs, job details, mismatches, resolve.
+"""The guide's REST API: trigger, jobs, job details, resume, mismatches, resolve.
 
-Declarative viewsets (queryset, serializer, filterset, pagination, permission); the one state
-change, resolve, is an action that calls ``Mismatch.resolve`` like the admin does.  Jobs are
-only created and queued here; a Celery worker runs them (``reconciliation.tasks``).
+Declarative viewsets (queryset, serializer, filterset, pagination, permission); the state
+changes are actions that call the same functions as the admin (``Mismatch.resolve``,
+``reconciliation.jobs.resume_job``).  Jobs are only created (or resumed) and queued here;
+Celery workers run them (``reconciliation.tasks``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from reconciliation.api.serializers import (
     ResolveConflictSerializer,
     ResolveResponseSerializer,
     ResolveSerializer,
+    ResumeConflictSerializer,
     TriggerResponseSerializer,
     TriggerSerializer,
     iso,
@@ -55,12 +57,15 @@ from reconciliation.filtersets import MismatchFilterSet, ReconciliationJobFilter
 from reconciliation.jobs import (
     BadJobRequest,
     JobAlreadyRunning,
+    JobNotResumable,
     build_parameters,
     create_job,
     describe_failure,
     enqueue_job,
+    resume_job,
 )
 from reconciliation.models import AlreadyResolved, Mismatch, ReconciliationJob
+from reconciliation.presenters import with_segment_counts
 from reconciliation.registry import TableNotFound, UnknownTable, get_mapping, registered_names
 
 TAG = "reconciliation"
@@ -138,9 +143,10 @@ class PagedListMixin:
 
 @extend_schema(tags=[TAG])
 class ReconciliationJobViewSet(PagedListMixin, viewsets.ReadOnlyModelViewSet):
-    """Reconciliation job history and details."""
+    """Reconciliation job history and details, and resuming a failed job."""
 
-    queryset = (
+    # The segment counts are annotated (one query a page, see with_segment_counts).
+    queryset = with_segment_counts(
         ReconciliationJob.objects.select_related("requested_by")
         .only(*JOB_MODEL_FIELDS, "requested_by__username")
         .order_by("-started_at", "-job_id")
@@ -151,13 +157,22 @@ class ReconciliationJobViewSet(PagedListMixin, viewsets.ReadOnlyModelViewSet):
     permission_classes = [IsAuthenticated, CanViewJobs]
     lookup_field = "job_id"
     lookup_url_kwarg = "job_id"
+    # Set per action (the stricter mutations budget): resume shares the trigger's.
+    throttle_scope: str | None = None
 
     def get_serializer_class(self) -> type[JobSerializer]:
         return JobDetailSerializer if self.action == "retrieve" else JobSerializer
 
+    def get_permissions(self) -> Sequence[Any]:
+        if self.action == "resume":  # starts work, like POST /reconciliation/trigger
+            return [IsAuthenticated(), CanTriggerJobs()]
+        return super().get_permissions()
+
     def get_queryset(self) -> QuerySet[ReconciliationJob]:
         if self.action == "retrieve":
-            return ReconciliationJob.objects.select_related("requested_by")
+            return with_segment_counts(ReconciliationJob.objects.select_related("requested_by"))
+        if self.action == "resume":
+            return ReconciliationJob.objects.all()
         return super().get_queryset()
 
     def filter_queryset(self, queryset: Any) -> Any:
@@ -183,6 +198,65 @@ class ReconciliationJobViewSet(PagedListMixin, viewsets.ReadOnlyModelViewSet):
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="resume_job",
+        summary="Resume a failed job",
+        description="Puts a FAILED job back to RUNNING and queues it: only its unfinished "
+        "segments are run again (the finished ones, their attempts and their differences are "
+        "kept), then the job is finalized as usual. A job that failed before it was split "
+        "into segments, or a SAMPLE job, runs again from the start. Needs the permission to "
+        "trigger jobs, and counts against the same request budget as the trigger.",
+        parameters=[OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        request=None,
+        responses={
+            202: OpenApiResponse(
+                JobSerializer, description="Resumed: the job, RUNNING again, and queued."
+            ),
+            **_errors(401, 403, 404),
+            409: OpenApiResponse(
+                ResumeConflictSerializer,
+                description="Not resumed: the job is not FAILED (`job_not_resumable`), or its "
+                "table already has a RUNNING job (`job_already_running`, whose `job_id` is "
+                "given). Nothing was changed.",
+            ),
+        },
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        filter_backends=[],
+        pagination_class=None,
+        throttle_scope="trigger",
+    )
+    def resume(self, request: Request, job_id: str | None = None) -> Response:
+        job = self.get_object()
+        try:
+            with transaction.atomic():
+                resume_job(job, request.user)  # queued when (and only if) this commits
+        except JobNotResumable as exc:
+            raise ApiError(
+                "job_not_resumable",
+                str(exc),
+                status.HTTP_409_CONFLICT,
+                job_id=str(job.job_id),
+                table_name=job.table_name,
+                status=job.status,
+            ) from None
+        except JobAlreadyRunning as exc:
+            running = exc.job
+            raise ApiError(
+                "job_already_running",
+                f"{exc} Job {job.job_id} was not resumed.",
+                status.HTTP_409_CONFLICT,
+                job_id=str(running.job_id),
+                table_name=running.table_name,
+                status=running.status,
+            ) from None
+        resumed = with_segment_counts(ReconciliationJob.objects.select_related("requested_by")).get(
+            pk=job.pk
+        )
+        return Response(JobSerializer(resumed).data, status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema(tags=[TAG])

@@ -10,7 +10,10 @@ Celery tasks and the tests.
 * ``enqueue_scheduled_jobs()`` creates one HOURLY_SCHEDULED job per enabled table and queues
   it; a table with a job already running is skipped with a log line.
 * ``reap_stalled_jobs()`` fails RUNNING jobs whose heartbeat is older than
-  RECONCILIATION_HEARTBEAT_TIMEOUT_SECONDS.
+  RECONCILIATION_HEARTBEAT_TIMEOUT_SECONDS (a FAILED job can be resumed: its finished
+  segments are kept).
+* ``drop_stale_staging()`` (run with the reaper) drops the staging tables no job will read
+  again: a deleted or completed job's, and a FAILED job's after STAGING_KEEP_DAYS.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from cdcrecon.conf import settings
 from reconciliation.choices import JobStatus, JobType
+from reconciliation.jobs import staging
 from reconciliation.jobs.create import JobAlreadyRunning, create_job
 from reconciliation.jobs.queue import REAP_STALLED, RUN_SCHEDULED, enqueue_job
 from reconciliation.models import ReconciliationJob, TableMapping
@@ -159,3 +164,29 @@ def reap_stalled_jobs(now: dt.datetime | None = None) -> list[ReconciliationJob]
                 logger.warning("Reaped job %s (%s): %s", job.pk, job.table_name, job.error_message)
                 reaped.append(job)
     return reaped
+
+
+STAGING_KEEP_DAYS = 7
+
+
+def drop_stale_staging(now: dt.datetime | None = None) -> list[str]:
+    """Drop the staging tables of jobs that are gone, COMPLETED, or FAILED more than
+    STAGING_KEEP_DAYS ago (until then a resume reuses them); the names dropped."""
+    cutoff = (now or timezone.now()) - dt.timedelta(days=STAGING_KEEP_DAYS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename LIKE %s",
+            [staging.PREFIX.replace("_", r"\_") + "%"],
+        )
+        names = [row[0] for row in cursor.fetchall()]
+    by_job = {staging.job_id_of(name): name for name in names}
+    keep = set(
+        ReconciliationJob.objects.filter(pk__in=[j for j in by_job if j is not None])
+        .filter(Q(status=JobStatus.RUNNING) | Q(status=JobStatus.FAILED, completed_at__gte=cutoff))
+        .values_list("pk", flat=True)
+    )
+    dropped = [name for job_id, name in by_job.items() if job_id not in keep]
+    for name in dropped:
+        staging.drop_table(name)
+    return dropped

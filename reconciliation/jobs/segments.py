@@ -322,10 +322,10 @@ def job_differences(job: ReconciliationJob, batch: int = 2000) -> Iterator[tuple
 
 
 def reset_unfinished(job: ReconciliationJob) -> int:
-    """Put every segment not DONE back to PENDING (a resume); DONE ones keep their results
-    and attempts."""
+    """Put every segment not DONE back to PENDING (a resume); DONE ones keep their results,
+    and every one its attempts (and the last error, until it runs again)."""
     return job.segments.exclude(status=SegmentStatus.DONE).update(
-        status=SegmentStatus.PENDING, queued_at=None
+        status=SegmentStatus.PENDING, queued_at=None, started_at=None, worker=""
     )
 
 

@@ -11,6 +11,7 @@ completes; a FAILED job keeps it, so that a resume does not stage again.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Generator, Iterable
 
 from django.db import connection
@@ -22,8 +23,19 @@ from reconciliation.models import ReconciliationJob
 RECORD_TYPES = ["int8", "bytea", "bytea"]
 
 
+PREFIX = "reconciliation_stage_"
+
+
 def table_name(job: ReconciliationJob) -> str:
-    return f"reconciliation_stage_{job.pk.hex}"
+    return f"{PREFIX}{job.pk.hex}"
+
+
+def job_id_of(name: str) -> uuid.UUID | None:
+    """The job a staging table belongs to (None for a name that is not one)."""
+    try:
+        return uuid.UUID(hex=name.removeprefix(PREFIX))
+    except ValueError:
+        return None
 
 
 def _table(job: ReconciliationJob) -> sql.Identifier:
@@ -59,8 +71,14 @@ def index(job: ReconciliationJob) -> None:
 
 
 def drop(job: ReconciliationJob) -> None:
+    drop_table(table_name(job))
+
+
+def drop_table(name: str) -> None:
+    if job_id_of(name) is None:  # only ever a staging table
+        raise ValueError(f"{name!r} is not a staging table.")
     with connection.cursor() as cursor:
-        cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_table(job)))
+        cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def write_chunk(

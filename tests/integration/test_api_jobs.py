@@ -43,6 +43,8 @@ def test_it_lists_jobs_in_the_guides_envelope_with_the_guides_fields_and_progres
             "phase": "DONE",
             "requested_by": "schedule",  # issue 14: who started it (no user: the schedule)
             "progress": 100.0,
+            "segments_total": 0,  # issue 13: not split into segments (made by a factory)
+            "segments_done": 0,
             "unreadable_value_count": 0,  # issue 10: values neither side could read
             # The ledger's additions (issue 11): what the run examined, and how.
             "keys_examined": None,

@@ -32,6 +32,7 @@ def test_the_schema_validates_without_a_single_warning(tmp_path) -> None:
         "/reconciliation/trigger:",
         "/reconciliation/jobs:",
         "/reconciliation/jobs/{job_id}:",
+        "/reconciliation/jobs/{job_id}/resume:",
         "/reconciliation/mismatches:",
         "/reconciliation/mismatches/{mismatch_id}/resolve:",
     ):
@@ -123,6 +124,18 @@ def test_a_generated_client_triggers_a_job_and_reads_it_back(
     )
     assert conflict.status_code == 409
     assert json.loads(conflict.content)["job_id"] == str(busy.job_id)
+
+    resume = importlib.import_module(f"{api.__name__}.resume_job")
+    failed = JobFactory(table_name="sessions", status="FAILED", validation_strategy="SAMPLE")
+    resumed = resume.sync_detailed(client=client, job_id=failed.job_id)
+    assert resumed.status_code == 202, resumed.content
+    assert isinstance(resumed.parsed, models.Job)
+    assert (resumed.parsed.job_id, resumed.parsed.status.value) == (failed.job_id, "RUNNING")
+    assert (resumed.parsed.segments_total, resumed.parsed.segments_done) == (0, 0)
+    again = resume.sync_detailed(client=client, job_id=failed.job_id)
+    assert again.status_code == 409
+    assert again.parsed.error == "job_not_resumable"
+    assert again.parsed.status.value == "RUNNING"
 
 
 @pytest.mark.django_db

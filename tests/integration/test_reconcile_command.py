@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pty
+import re
 import subprocess
 import sys
 
@@ -103,7 +106,81 @@ def test_each_strategy_can_be_chosen(users) -> None:
     for strategy in ("ROW_COUNT", "TIMESTAMP_RANGE", "SAMPLE"):
         result = reconcile(users.name, "--strategy", strategy, "--json")
         assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout)["validation_strategy"] == strategy
+        body = json.loads(result.stdout)
+        assert body["validation_strategy"] == strategy
+        if strategy == "SAMPLE":  # not split into segments
+            assert (body["segments_total"], body["segments_done"]) == (0, 0)
+        else:  # every segment done, through the same segment code as the workers
+            assert body["segments_done"] == body["segments_total"] > 0
+
+
+def test_on_a_terminal_the_progress_bar_counts_the_segments_done(users) -> None:
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
+    terminal, stderr = pty.openpty()  # stderr is a terminal: the bar is drawn
+    try:
+        result = subprocess.run(
+            [sys.executable, "manage.py", "reconcile", users.name, "--json"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(stderr)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:  # EIO: the other end is closed and everything was read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(terminal)
+
+    assert result.returncode == 0, drawn.decode(errors="replace")
+    total = json.loads(result.stdout)["segments_total"]
+    # The terminal ends the bar's line with \r\n; the bar redraws itself after a \r.
+    last = drawn.decode().replace("\r\n", "\n").rstrip("\n").split("\r")[-1]
+    assert re.fullmatch(rf".* \[#{{30}}\] 100%  segments {total}/{total}", last), drawn
+
+
+def test_the_progress_bar_shows_percent_and_segments_and_skips_repeats() -> None:
+    from reconciliation.management.commands.reconcile import ProgressBar
+
+    stream = io.StringIO()
+    bar = ProgressBar(stream, "users CHECKSUM")
+
+    bar(0.0, 0, 8)
+    bar(0.001, 0, 8)  # same percent, same segments: not redrawn
+    bar(0.5, 4, 8)
+    bar(1.0, 8, 8)
+    bar.close()
+
+    lines = stream.getvalue().split("\r")[1:]
+    assert lines == [
+        "users CHECKSUM [------------------------------]   0%  segments 0/8",
+        "users CHECKSUM [###############---------------]  50%  segments 4/8",
+        "users CHECKSUM [##############################] 100%  segments 8/8\n",
+    ]
+
+
+def test_a_job_without_segments_shows_only_the_percent() -> None:
+    from reconciliation.management.commands.reconcile import ProgressBar
+
+    stream = io.StringIO()
+    bar = ProgressBar(stream, "users SAMPLE")
+
+    bar(0.25, 0, 0)
+
+    assert stream.getvalue() == "\rusers SAMPLE [#######-----------------------]  25%"
 
 
 def test_a_window_and_a_sample_size_reach_the_job(users) -> None:

@@ -1,5 +1,9 @@
 """``manage.py reconcile TABLE``: run one reconciliation job in this process.
 
+The job runs through the same segment code as the Celery workers
+(``reconciliation.jobs.run_in_process``: plan, every segment, finalize), one after the
+other here; on a terminal, stderr shows a progress bar with the segments done.
+
 Exit status: 0 when the job completed (whatever the drift), 1 when it failed (or another
 job holds the table), 2 for bad arguments (unknown table, strategy, date, window or sample
 size), with a one-line error on stderr and no job created.
@@ -59,26 +63,29 @@ def parse_sample_size(text: str | None) -> int | None:
 
 
 class ProgressBar:
-    """A one-line progress bar redrawn on stderr (only when stderr is a terminal)."""
+    """A one-line progress bar redrawn on stderr (only when stderr is a terminal): percent,
+    and the token-range segments compared so far (none shown for SAMPLE, not segmented)."""
 
     WIDTH = 30
 
     def __init__(self, stream: Any, label: str) -> None:
         self.stream = stream
         self.label = label
-        self.shown = -1
+        self.shown: tuple[int, int, int] | None = None
 
     def __call__(self, fraction: float, done: int = 0, total: int = 0) -> None:
         percent = int(max(0.0, min(1.0, fraction)) * 100)
-        if percent != self.shown:
-            self.shown = percent
-            filled = self.WIDTH * percent // 100
-            bar = "#" * filled + "-" * (self.WIDTH - filled)
-            self.stream.write(f"\r{self.label} [{bar}] {percent:3d}%")
-            self.stream.flush()
+        if (percent, done, total) == self.shown:
+            return
+        self.shown = (percent, done, total)
+        filled = self.WIDTH * percent // 100
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        segments = f"  segments {done}/{total}" if total else ""
+        self.stream.write(f"\r{self.label} [{bar}] {percent:3d}%{segments}")
+        self.stream.flush()
 
     def close(self) -> None:
-        if self.shown >= 0:
+        if self.shown is not None:
             self.stream.write("\n")
             self.stream.flush()
 
