@@ -322,7 +322,14 @@ def test_a_failed_job_resumes_and_redoes_only_its_unfinished_segments(
     assert answer["body"]["status"] == "RUNNING"
     assert answer["body"]["error_message"] in (None, "")
 
-    # then it completes with exactly the planted differences,
+    # then a worker of the job's queue takes it up again (it left QUEUED),
+    driver.wait_for(
+        job_id,
+        lambda j: j["phase"] != "QUEUED" or j["status"] != "RUNNING",
+        60,
+        f"taken up again by a worker of its queue {segment_workers[0].queue}",
+    )
+    # and it completes with exactly the planted differences,
     driver.wait_for(job_id, finished, 300, "finished after resume")
     assert_exact(driver, job_id, planted)
     after = {s["id"]: s for s in driver.segments(job_id)}
