@@ -45,7 +45,14 @@ test: services test-tools lint
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
 
+# The bench's own dependencies (pyproject's `bench` extra: the reladiff peer), installed into
+# the venv when missing; they are not in requirements.lock.
+BENCH_EXTRA := import subprocess, sys, tomllib; \
+	extra = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]; \
+	subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *extra])
+
 bench: services
+	@$(PY) -c 'import reladiff, psycopg2' 2>/dev/null || $(PY) -c '$(BENCH_EXTRA)'
 	$(PY) bench/run.py
 
 lint: install

@@ -1,362 +1,263 @@
-"""Benchmark of the diff engine against its raw-read floor (``make bench``).
+"""Benchmark of cdcrecon against its raw-read floor and a peer (``make bench``).
 
-    BENCH_ROWS=1000000 .venv/bin/python bench/run.py [--reload] [--only CHECKSUM,...]
+    BENCH_ROWS=1000000 .venv/bin/python bench/run.py [--reload] [--repeats 3]
+        [--only floor_cassandra,floor_postgres,ROW_COUNT,SAMPLE,CHECKSUM,CHECKSUM_1w,CHECKSUM_2w,reladiff]
 
-Builds (once per size) a 10-column table of mixed types with BENCH_ROWS rows in Cassandra
-(keyspace ``cdcrecon_bench``, concurrent prepared inserts) and PostgreSQL (database
-``warehouse_bench``, COPY), with a known number of differences: 0.1% of the rows missing
-on the target, 0.1% changed on the target, 0.05% extra rows on the target.  Then, each in
-a fresh subprocess that reports its wall time and peak RSS:
+Builds (once per size) the bench table (``bench/dataset.py``: BENCH_ROWS rows x 10 mixed
+columns in Cassandra keyspace ``cdcrecon_bench`` and PostgreSQL database ``warehouse_bench``,
+with 0.1% of the rows missing on the target, 0.1% changed, 0.05% extra), then runs each
+measure ``--repeats`` times (default 3), each time in fresh processes, and reports the
+**minimum** wall time.  Peak RSS is the **maximum** over the repeats of the measured
+process tree's peak (``bench/proctree.py``: per process its own VmHWM, summed over the
+processes alive at one poll; an upper bound, shared pages counting once per process).
 
-* the **floor**: the fastest plain read of the same columns, doing nothing with the rows:
-  Cassandra with the same driver, segments, paging and parallelism as the engine, and
-  PostgreSQL with a raw binary COPY (bytes only);
-* ROW_COUNT, CHECKSUM and SAMPLE through the engine (``reconciliation.engine``), its
-  differences counted rather than stored, so the numbers are the engine's own.
+* ``floor_cassandra`` (``bench/floor.py``): the fastest plain read of the same columns through
+  the same driver, no cdcrecon code: a sweep of configurations (threads or callbacks, token
+  ranges, page size) run once each, then the fastest one repeated; all are printed.
+* ``floor_postgres``: a raw binary COPY of the target table's columns.
+* ``ROW_COUNT``, ``SAMPLE``, ``CHECKSUM``: one job run in one process, the
+  ``manage.py reconcile`` way (``bench/inprocess.py``).
+* ``CHECKSUM_1w``, ``CHECKSUM_2w``: one CHECKSUM job through the real Celery path on 1 and 2
+  worker processes with a TMPDIR each (``bench/workers.py``); RSS is per worker (the
+  largest), its process tree included.
+* ``reladiff``: the peer, reladiff's hashdiff with 2 threads between a PostgreSQL copy of the
+  source rows and the same target table (``bench/reladiff_peer.py``; the ``bench`` extra).
 
-CHECKSUM's mismatch count is checked against the known differences.  Nothing here is a
-test: it prints a table.  It never touches the demo ``warehouse`` keyspace or database.
+Every measure that finds differences is checked against the planted ones.  The app-side
+processes use their own app database, broker database and queue (``bench/stores.py``), and
+the job's re-check delay is 0.  Nothing here asserts the targets of issue 13 (2 workers >=
+1.5x one, CHECKSUM on one worker <= 1.2x the Cassandra floor, <= 300 MB per worker): it
+prints them next to the measured values.  Then CHECKSUM over one wide partition
+(``bench/wide_partition.py``) runs, unless ``--no-wide``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import decimal
+import importlib.util
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
-import uuid
-from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-from psycopg import sql
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import dataset  # noqa: E402
+from proctree import TreePeak  # noqa: E402
+from stores import DATABASE, KEYSPACE, ROOT, SOURCE_DATABASE  # noqa: E402
 
-from cassandra import ConsistencyLevel  # noqa: E402
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session  # noqa: E402
-from cassandra.concurrent import execute_concurrent_with_args  # noqa: E402
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy  # noqa: E402
-from cassandra.query import dict_factory  # noqa: E402
-
-from reconciliation.engine.cassandra import CassandraTable  # noqa: E402
-from reconciliation.engine.schema import TableSpec, discover_layout  # noqa: E402
-from reconciliation.engine.strategies import Difference, Engine, Options, plan_segments  # noqa: E402
-
-KEYSPACE = "cdcrecon_bench"
-DATABASE = "warehouse_bench"
-BASE_TIME = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-
-CASSANDRA_COLUMNS = (
-    "id text PRIMARY KEY, name text, qty int, price decimal, weight double, ratio float, "
-    "active boolean, created_at timestamp, owner uuid, tags set<text>"
-)
-POSTGRES_COLUMNS = (
-    "id text PRIMARY KEY, name text, qty integer, price numeric(12, 2), "
-    "weight double precision, ratio real, active boolean, created_at timestamptz, "
-    "owner uuid, tags text[]"
-)
-COLUMNS = ["id", "name", "qty", "price", "weight", "ratio", "active", "created_at", "owner", "tags"]
-
-
-# -- data ---------------------------------------------------------------------------------------
+# (mode, threads or ranges in flight, token ranges, page size)
+FLOOR_CONFIGS = [
+    ("threads", 2, 32, 5000),
+    ("threads", 4, 32, 5000),
+    ("threads", 8, 64, 5000),
+    ("threads", 4, 32, 10000),
+    ("callbacks", 4, 32, 5000),
+    ("callbacks", 8, 64, 5000),
+    ("callbacks", 16, 64, 5000),
+    ("callbacks", 8, 64, 10000),
+    ("callbacks", 4, 16, 10000),
+]
+MEASURES = [
+    "floor_cassandra",
+    "floor_postgres",
+    "ROW_COUNT",
+    "SAMPLE",
+    "CHECKSUM",
+    "CHECKSUM_1w",
+    "CHECKSUM_2w",
+    "reladiff",
+]
+FULL_COMPARISONS = ("CHECKSUM", "CHECKSUM_1w", "CHECKSUM_2w", "reladiff")  # find every difference
+TARGETS = {"scaling": 1.5, "floor": 1.2, "rss_mb": 300}
 
 
-def row(i: int) -> tuple[Any, ...]:
-    return (
-        f"item-{i:09d}",
-        f"name {i}",
-        i % 1000,
-        decimal.Decimal(i % 100_000) / 100,
-        i * 0.001,
-        (i % 1000) / 8,
-        i % 3 == 0,
-        BASE_TIME + dt.timedelta(milliseconds=i * 37),
-        uuid.UUID(int=i * 7919),
-        {f"t{i % 5}", f"t{i % 7}"},
+@dataclass
+class Result:
+    name: str
+    runs: list[float] = field(default_factory=list)
+    rss: list[float] = field(default_factory=list)
+    details: list[dict[str, Any]] = field(default_factory=list)
+    label: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return min(self.runs)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(self.rss)
+
+    @property
+    def fastest(self) -> dict[str, Any]:
+        return self.details[self.runs.index(self.seconds)]
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def script(name: str, *args: Any) -> list[str]:
+    return [sys.executable, str(HERE / name), *map(str, args)]
+
+
+def run_once(command: list[str]) -> dict[str, Any]:
+    """Run one measuring process; its JSON line, with the peak RSS of its process tree
+    unless the process reports its own (the Celery measure reports its workers')."""
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    peak = TreePeak(process.pid).start()
+    stdout, stderr = process.communicate()
+    peak.stop()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    result.setdefault("peak_rss_mb", peak.hwm_mb)
+    return result
 
 
-def missing_on_target(i: int) -> bool:
-    return i % 1000 == 1
+def repeat(result: Result, command: list[str], times: int) -> Result:
+    for _ in range(times):
+        outcome = run_once(command)
+        result.runs.append(outcome["seconds"])
+        result.rss.append(outcome["peak_rss_mb"])
+        result.details.append(outcome["detail"])
+        print(f"    {result.name}: {outcome['seconds']:.2f} s", file=sys.stderr)
+    return result
 
 
-def changed_on_target(i: int) -> bool:
-    return i % 1000 == 2
+def floor_cassandra(rows: int, repeats: int) -> tuple[Result, list[tuple[str, float]]]:
+    """Each configuration once, then the fastest again until it has ``repeats`` runs."""
+    tried: dict[str, Result] = {}
+    for mode, workers, ranges, page in FLOOR_CONFIGS:
+        label = f"{mode} {workers}, {ranges} ranges, {page}-row pages"
+        command = script(
+            "floor.py", "cassandra", "--rows", rows, "--mode", mode, "--workers", workers,
+            "--ranges", ranges, "--page-size", page,
+        )  # fmt: skip
+        tried[label] = repeat(Result("floor_cassandra", label=label), command, 1)
+        tried[label].details[-1]["command"] = command
+    best = min(tried.values(), key=lambda r: r.seconds)
+    repeat(best, best.details[0]["command"], repeats - 1)
+    return best, [(label, r.seconds) for label, r in tried.items()]
 
 
-def expected_differences(rows: int) -> Counter[str]:
-    return Counter(
-        MISSING_IN_POSTGRES=sum(1 for i in range(rows) if missing_on_target(i)),
-        DATA_MISMATCH=sum(1 for i in range(rows) if changed_on_target(i)),
-        MISSING_IN_CASSANDRA=extra_rows(rows),
-    )
-
-
-def extra_rows(rows: int) -> int:
-    return rows // 2000
-
-
-def table_name(rows: int) -> str:
-    return f"items_{rows}"
-
-
-# -- stores ---------------------------------------------------------------------------------------
-
-
-def target_url(database: str = DATABASE) -> str:
-    base = os.environ.get("TARGET_DATABASE_URL", "postgres://cdcrecon@127.0.0.1:5432/warehouse")
-    return urlunsplit(urlsplit(base)._replace(path=f"/{database}"))
-
-
-def connect_target() -> psycopg.Connection:
-    return psycopg.connect(target_url())
-
-
-def cassandra_session() -> tuple[Cluster, Session]:
-    hosts = os.environ.get("CASSANDRA_HOSTS", "127.0.0.1").split(",")
-    profile = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(
-            DCAwareRoundRobinPolicy(local_dc=os.environ.get("CASSANDRA_LOCAL_DC", "datacenter1"))
-        ),
-        consistency_level=ConsistencyLevel.ONE,
-        request_timeout=120,
-        row_factory=dict_factory,
-    )
-    cluster = Cluster(
-        hosts,
-        port=int(os.environ.get("CASSANDRA_PORT", "9042")),
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-    )
-    return cluster, cluster.connect()
-
-
-def spec(rows: int) -> TableSpec:
-    return TableSpec(
-        name=table_name(rows),
-        cassandra_keyspace=KEYSPACE,
-        cassandra_table=table_name(rows),
-        postgres_schema="public",
-        postgres_table=table_name(rows),
-        partition_key=("id",),
-        timestamp_column="created_at",
-    )
-
-
-def loaded(rows: int) -> bool:
-    try:
-        with psycopg.connect(target_url()) as conn:
-            found = conn.execute(
-                "SELECT rows FROM bench_meta WHERE name = %s", (table_name(rows),)
-            ).fetchone()
-    except psycopg.Error:
-        return False
-    return bool(found and found[0] == rows)
-
-
-def ensure_database() -> None:
-    admin = target_url("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-
-
-def load(rows: int) -> None:
-    name = table_name(rows)
-    ensure_database()
-    cluster, session = cassandra_session()
-    try:
-        session.execute(
-            f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = "
-            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-        )
-        session.execute(f"DROP TABLE IF EXISTS {KEYSPACE}.{name}")
-        session.execute(f"CREATE TABLE {KEYSPACE}.{name} ({CASSANDRA_COLUMNS})")
-        insert = session.prepare(
-            f"INSERT INTO {KEYSPACE}.{name} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-        )
-        started = time.monotonic()
-        for start in range(0, rows, 50_000):
-            batch = [row(i) for i in range(start, min(rows, start + 50_000))]
-            execute_concurrent_with_args(session, insert, batch, concurrency=256)
-            print(f"\r  cassandra: {start + len(batch):,} rows", end="", file=sys.stderr)
-        print(f" in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    finally:
-        cluster.shutdown()
-
-    started = time.monotonic()
-    with psycopg.connect(target_url(), autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (name text PRIMARY KEY, rows bigint)")
-        conn.execute("DELETE FROM bench_meta WHERE name = %s", (name,))
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(
-            sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(name), sql.SQL(POSTGRES_COLUMNS))
-        )
-        with conn.cursor().copy(
-            sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(name), sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
-            )
-        ) as copy:
-            for i in range(rows):
-                if missing_on_target(i):
-                    continue
-                values = list(row(i))
-                values[9] = sorted(values[9])
-                if changed_on_target(i):
-                    values[2] += 1
-                copy.write_row(values)
-            for j in range(extra_rows(rows)):
-                copy.write_row(
-                    (f"extra-{j:09d}", "extra", 0, 0, 0.0, 0.0, False, BASE_TIME, None, None)
-                )
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
-        conn.execute("INSERT INTO bench_meta VALUES (%s, %s)", (name, rows))
-    print(f"  postgresql: COPY in {time.monotonic() - started:.0f} s", file=sys.stderr)
-
-
-# -- measurements (each runs in its own process) ----------------------------------------------
-
-
-def engine_options() -> Options:
-    return Options(
-        consistency=ConsistencyLevel.ONE,
-        recheck_delay_seconds=0.0,
-        sample_size=1000,
-        seed=1,
-        target_url=target_url(),
-    )
-
-
-def floor_cassandra(rows: int) -> dict[str, Any]:
-    cluster, session = cassandra_session()
-    try:
-        with connect_target() as conn:
-            layout = discover_layout(session, conn, spec(rows))
-        options = engine_options()
-        table = CassandraTable(
-            session,
-            layout,
-            options.consistency,
-            page_size=options.page_size,
-            parallel=options.parallel,
-        )
-        segments = plan_segments(options, rows)
-        count = 0
-        for page in table.stream(segments):
-            count += len(page)
-        return {"rows": count}
-    finally:
-        cluster.shutdown()
-
-
-def floor_postgres(rows: int) -> dict[str, Any]:
-    size = 0
-    with connect_target() as conn, conn.cursor() as cur:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT BINARY)").format(
-            sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), sql.Identifier(table_name(rows))
-        )
-        with cur.copy(query) as copy:
-            for chunk in copy:
-                size += len(chunk)
-    return {"bytes": size}
-
-
-def strategy(name: str, rows: int) -> dict[str, Any]:
-    found: Counter[str] = Counter()
-
-    def report(difference: Difference) -> None:
-        found[difference.mismatch_type] += 1
-
-    cluster, session = cassandra_session()
-    try:
-        engine = Engine(spec(rows), session, connect_target, engine_options(), report)
-        outcome = engine.run(name)
-    finally:
-        cluster.shutdown()
-    CHILD_PEAK.append(engine.child_peak_rss_mb or 0.0)
+def commands(rows: int) -> dict[str, list[str]]:
     return {
-        "cassandra_rows": outcome.cassandra_row_count,
-        "postgres_rows": outcome.postgres_row_count,
-        "keys_examined": outcome.keys_examined,
-        "mismatches": outcome.mismatch_count,
-        "by_type": dict(found),
-        "drift": round(outcome.drift_percentage, 4),
-        "ci": [outcome.drift_ci_low, outcome.drift_ci_high],
+        "floor_postgres": script("floor.py", "postgres", "--rows", rows),
+        "ROW_COUNT": script("inprocess.py", "--rows", rows, "--strategy", "ROW_COUNT"),
+        "SAMPLE": script("inprocess.py", "--rows", rows, "--strategy", "SAMPLE"),
+        "CHECKSUM": script("inprocess.py", "--rows", rows, "--strategy", "CHECKSUM"),
+        "CHECKSUM_1w": script("workers.py", "--rows", rows, "--workers", 1),
+        "CHECKSUM_2w": script("workers.py", "--rows", rows, "--workers", 2),
+        "reladiff": script("reladiff_peer.py", "--rows", rows, "--threads", 2),
     }
 
 
-CHILD_PEAK: list[float] = []  # the target's child process (VmHWM), when a strategy had one
-
-MEASURES = {
-    "floor_cassandra": floor_cassandra,
-    "floor_postgres": floor_postgres,
-    "ROW_COUNT": lambda rows: strategy("ROW_COUNT", rows),
-    "CHECKSUM": lambda rows: strategy("CHECKSUM", rows),
-    "SAMPLE": lambda rows: strategy("SAMPLE", rows),
-}
+def check_differences(result: Result, expected: dict[str, int]) -> str | None:
+    """None when every run found exactly the planted differences, else what differed."""
+    wrong = [d["by_type"] for d in result.details if d.get("by_type", expected) != expected]
+    return f"found {wrong[0]}, planted {expected}" if wrong else None
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM; ru_maxrss would include the parent's, across exec)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def number(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
-def child(measure: str, rows: int) -> None:
-    started = time.perf_counter()
-    detail = MEASURES[measure](rows)
-    seconds = time.perf_counter() - started
-    # A strategy may read the target in a child process of its own, at the same time: the
-    # job's peak is at most the sum of both peaks.
-    child_mb = max(CHILD_PEAK, default=0.0)
-    peak_mb = peak_rss_mb() + child_mb
-    detail["rss_mb"] = f"{peak_rss_mb():.0f}+{child_mb:.0f}" if child_mb else None
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "detail": detail}))
+def describe(result: Result) -> str:
+    detail = result.fastest
+    if result.name == "floor_cassandra":
+        return f"{result.label}; rows={detail['rows']:,}"
+    if result.name == "floor_postgres":
+        return f"{detail['bytes'] / 2**20:.0f} MiB"
+    if result.name == "reladiff":
+        return f"source {detail['rows_source']:,}, target {detail['rows_target']:,} rows"
+    parts = [f"C* {number(detail['cassandra_rows'])}", f"PG {number(detail['postgres_rows'])}"]
+    if detail.get("mismatches") is not None:
+        parts.append(f"mismatches {number(detail['mismatches'])}")
+    if detail.get("segments"):
+        parts.append(f"segments {sum(detail['segments'].values())}")
+    for index, worker in enumerate(detail.get("workers") or [], 1):
+        parts.append(f"w{index} {worker['processes']} (PSS {worker['pss_mb']})")
+    return "; ".join(parts)
 
 
-def measure(name: str, rows: int) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--rows", str(rows)],
-        capture_output=True,
-        text=True,
-        check=False,
+def report(
+    rows: int,
+    repeats: int,
+    results: dict[str, Result],
+    sweep: list[tuple[str, float]],
+    loads: tuple[str, str],
+) -> Iterator[str]:
+    expected = dataset.expected_differences(rows)
+    floor = results["floor_cassandra"].seconds if "floor_cassandra" in results else None
+    yield ""
+    yield (
+        f"cdcrecon benchmark: {rows:,} rows x 10 columns; cpus {os.cpu_count()}; "
+        f"min of {repeats} runs; load average {loads[0]} at the start, {loads[1]} at the end"
     )
-    if result.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def report_table(rows: int, results: dict[str, dict[str, Any]]) -> Iterator[str]:
-    floor = results["floor_cassandra"]["seconds"] + results["floor_postgres"]["seconds"]
-    yield f"\ncdcrecon engine benchmark: {rows:,} rows x 10 columns (cpus: {os.cpu_count()})"
-    yield f"{'measure':<18}{'wall s':>9}{'rows/s':>12}{'x floor':>9}{'peak RSS MB':>13}  result"
+    if sweep:
+        yield "\nCassandra floor, configurations tried (one run each):\n"
+        for label, seconds in sorted(sweep, key=lambda item: item[1]):
+            yield f"    {seconds:6.2f} s  {label}"
+    yield ""
+    yield "| measure | min s | rows/s | peak RSS MB | ratio (÷ C* floor) | runs s | detail |"
+    yield "|---|---:|---:|---:|---:|---|---|"
     for name, result in results.items():
-        seconds = result["seconds"]
-        detail = result["detail"]
-        summary = ", ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, [None, None]))
+        ratio = f"{result.seconds / floor:.2f}" if floor else "-"
+        runs = ", ".join(f"{s:.2f}" for s in result.runs)
         yield (
-            f"{name:<18}{seconds:>9.2f}{rows / seconds:>12,.0f}{seconds / floor:>9.2f}"
-            f"{result['peak_rss_mb']:>13.0f}  {summary}"
+            f"| {name} | {result.seconds:.2f} | {rows / result.seconds:,.0f} | "
+            f"{result.peak_rss_mb:.0f} | {ratio} | {runs} | {describe(result)} |"
         )
-    yield f"{'floor (C* + PG)':<18}{floor:>9.2f}{rows / floor:>12,.0f}{1:>9.2f}"
-    if "CHECKSUM" in results:
-        expected = dict(expected_differences(rows))
-        found = results["CHECKSUM"]["detail"]["by_type"]
-        verdict = "exactly as planted" if found == expected else f"EXPECTED {expected}"
-        yield f"CHECKSUM / floor = {results['CHECKSUM']['seconds'] / floor:.2f}; differences {verdict}"
+    yield ""
+    yield from ratios(results, floor)
+    for name, result in results.items():
+        if name in FULL_COMPARISONS:
+            problem = check_differences(result, expected)
+            yield f"{name}: differences {problem or 'exactly as planted, every run'}"
+
+
+def ratios(results: dict[str, Result], floor: float | None) -> Iterator[str]:
+    one, two = results.get("CHECKSUM_1w"), results.get("CHECKSUM_2w")
+    peer, pg_floor = results.get("reladiff"), results.get("floor_postgres")
+
+    def verdict(ok: bool) -> str:
+        return "meets the target" if ok else "MISSES the target"
+
+    if one and two:
+        scaling = one.seconds / two.seconds
+        yield (
+            f"2 workers ÷ 1 worker throughput = {scaling:.2f} "
+            f"(target >= {TARGETS['scaling']}: {verdict(scaling >= TARGETS['scaling'])})"
+        )
+    if one and floor:
+        ratio = one.seconds / floor
+        yield (
+            f"CHECKSUM (1 worker) ÷ Cassandra floor = {ratio:.2f} "
+            f"(target <= {TARGETS['floor']}: {verdict(ratio <= TARGETS['floor'])})"
+        )
+        if pg_floor:
+            both = floor + pg_floor.seconds
+            yield f"CHECKSUM (1 worker) ÷ (Cassandra floor + PostgreSQL floor) = {one.seconds / both:.2f}"
+    for result in (one, two):
+        if result:
+            rss = result.peak_rss_mb
+            yield (
+                f"{result.name} peak RSS per worker = {rss:.0f} MB "
+                f"(target <= {TARGETS['rss_mb']}: {verdict(rss <= TARGETS['rss_mb'])})"
+            )
+    if peer:
+        for result in (one, two, results.get("CHECKSUM")):
+            if result:
+                yield f"{result.name} ÷ reladiff = {result.seconds / peer.seconds:.2f}"
 
 
 def main() -> None:
@@ -364,31 +265,50 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", "1000000")))
+    parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", "3")))
     parser.add_argument("--reload", action="store_true", help="Load the data again.")
     parser.add_argument("--only", help="Comma-separated measures (default: all).")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help="Also write every run's results here.")
     parser.add_argument("--no-wide", action="store_true", help="Skip the wide-partition benchmark.")
     args = parser.parse_args()
-    if args.child:
-        child(args.child, args.rows)
-        return
-    if args.reload or not loaded(args.rows):
-        print(f"Loading {args.rows:,} rows into {KEYSPACE} and {DATABASE} ...", file=sys.stderr)
-        load(args.rows)
     names = args.only.split(",") if args.only else list(MEASURES)
-    results: dict[str, dict[str, Any]] = {}
-    for name in [
-        "floor_cassandra",
-        "floor_postgres",
-        *[n for n in names if not n.startswith("floor")],
-    ]:
+    unknown = set(names) - set(MEASURES)
+    if unknown:
+        parser.error(f"unknown measures {', '.join(sorted(unknown))}; use {', '.join(MEASURES)}")
+    if "reladiff" in names and importlib.util.find_spec("reladiff") is None:
+        print("reladiff is not installed (pip install 'reladiff' 'psycopg2-binary', or make bench);"
+              " skipping it", file=sys.stderr)  # fmt: skip
+        names.remove("reladiff")
+
+    if args.reload or not dataset.loaded(args.rows):
+        print(f"Loading {args.rows:,} rows into {KEYSPACE} and {DATABASE} ...", file=sys.stderr)
+        dataset.load(args.rows)
+    if "reladiff" in names and (args.reload or not dataset.source_copy_loaded(args.rows)):
+        print(f"Copying the Cassandra rows into {SOURCE_DATABASE} ...", file=sys.stderr)
+        dataset.load_source_copy(args.rows)
+    if any(n in names for n in ("ROW_COUNT", "SAMPLE", "CHECKSUM", "CHECKSUM_1w", "CHECKSUM_2w")):
+        subprocess.run(script("appdb.py", "--rows", args.rows), cwd=ROOT, check=True)
+
+    loads_start = load_average()
+    results: dict[str, Result] = {}
+    sweep: list[tuple[str, float]] = []
+    started = time.monotonic()
+    for name in MEASURES:
+        if name not in names:
+            continue
         print(f"  measuring {name} ...", file=sys.stderr)
-        results[name] = measure(name, args.rows)
-    print("\n".join(report_table(args.rows, results)))
+        if name == "floor_cassandra":
+            results[name], sweep = floor_cassandra(args.rows, args.repeats)
+        else:
+            results[name] = repeat(Result(name), commands(args.rows)[name], args.repeats)
+    print(f"  ({time.monotonic() - started:.0f} s of measuring)", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps({n: vars(r) for n, r in results.items()}, indent=1))
+    print("\n".join(report(args.rows, args.repeats, results, sweep, (loads_start, load_average()))))
     if not args.no_wide:  # one partition of BENCH_WIDE_ROWS rows (bench/wide_partition.py)
-        subprocess.run(
-            [sys.executable, str(Path(__file__).with_name("wide_partition.py"))], check=True
-        )
+        wide = subprocess.run([sys.executable, str(HERE / "wide_partition.py")], check=False)
+        if wide.returncode:
+            print(f"wide_partition.py failed ({wide.returncode})", file=sys.stderr)
 
 
 if __name__ == "__main__":

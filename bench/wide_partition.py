@@ -6,9 +6,8 @@ Builds (once per size) ``cdcrecon_bench.wide_<rows>``: ``(p int, c int, v text, 
 PRIMARY KEY (p, c))`` with every row in partition ``p = 0``, and its PostgreSQL copy in
 ``warehouse_bench``, with a handful of planted differences (2 rows missing on the target,
 2 changed, 1 extra).  Then runs CHECKSUM through the engine in a fresh subprocess and prints
-its wall time and the peak RSS of the reconcile process tree (the process plus the
-target's child process, if the engine started one), and whether exactly the planted
-differences were found.  Memory must not grow with the partition's width: the merge streams
+its wall time and its peak RSS (VmHWM), and whether exactly the planted differences were
+found.  Memory must not grow with the partition's width: the merge streams
 a wide partition through an external sort (``reconciliation/engine/merge.py``).
 """
 
@@ -28,15 +27,37 @@ import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import run as base  # noqa: E402
+import stores as base  # noqa: E402
+from cassandra import ConsistencyLevel  # noqa: E402
+from cassandra.concurrent import execute_concurrent_with_args  # noqa: E402
+from cassandra.query import dict_factory  # noqa: E402
 
-from reconciliation.engine import Difference, Engine  # noqa: E402
+from reconciliation.engine import Difference, Engine, Options  # noqa: E402
 from reconciliation.engine.schema import TableSpec  # noqa: E402
 
 MISSING = (11, 500_001)
 CHANGED = (12, 700_002)
 EXTRA = 10**9
+
+
+def engine_options() -> Options:
+    return Options(
+        consistency=ConsistencyLevel.ONE,
+        recheck_delay_seconds=0.0,
+        sample_size=1000,
+        seed=1,
+    )
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM; ru_maxrss would include the parent's, across exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def table_name(rows: int) -> str:
@@ -77,8 +98,8 @@ def loaded(rows: int) -> bool:
 
 def load(rows: int) -> None:
     name = table_name(rows)
-    base.ensure_database()
-    cluster, session = base.cassandra_session()
+    base.ensure_database(base.target_url())
+    cluster, session = base.cassandra_session(dict_factory)
     try:
         session.execute(
             f"CREATE KEYSPACE IF NOT EXISTS {base.KEYSPACE} WITH replication = "
@@ -94,7 +115,7 @@ def load(rows: int) -> None:
         started = time.monotonic()
         for start in range(0, rows, 50_000):
             batch = [(c, f"value {c}", c % 977) for c in range(start, min(rows, start + 50_000))]
-            base.execute_concurrent_with_args(session, insert, batch, concurrency=128)
+            execute_concurrent_with_args(session, insert, batch, concurrency=128)
             print(f"\r  cassandra: {start + len(batch):,} rows", end="", file=sys.stderr)
         print(f" in {time.monotonic() - started:.0f} s", file=sys.stderr)
     finally:
@@ -126,15 +147,15 @@ def checksum(rows: int) -> dict[str, Any]:
     def report(difference: Difference) -> None:
         found[difference.mismatch_type] += 1
 
-    cluster, session = base.cassandra_session()
+    cluster, session = base.cassandra_session(dict_factory)
     started = time.perf_counter()
     try:
-        engine = Engine(spec(rows), session, base.connect_target, base.engine_options(), report)
+        engine = Engine(spec(rows), session, base.connect_target, engine_options(), report)
         outcome = engine.run("CHECKSUM")
     finally:
         cluster.shutdown()
     seconds = time.perf_counter() - started
-    own, child = base.peak_rss_mb(), 0.0
+    own, child = peak_rss_mb(), 0.0
     return {
         "seconds": seconds,
         "peak_rss_mb": own + child,

@@ -82,7 +82,6 @@ from operator import attrgetter
 from typing import Any
 
 from reconciliation.engine.cqltypes import CqlType
-from reconciliation.engine.keys import strip_zeros
 
 Converter = Callable[[Any], Any]
 
@@ -172,7 +171,8 @@ def _decimal_form(number: decimal.Decimal) -> str:
         return "0"
     if not number.is_finite():
         return "NaN" if number.is_nan() else ("Infinity" if number > 0 else "-Infinity")
-    return format(strip_zeros(number), "f")
+    text = format(number, "f")  # exact, whatever the digits (no context rounding)
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _decimal(value: Any) -> Any:

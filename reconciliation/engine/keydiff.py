@@ -11,8 +11,8 @@ nothing but the stores (``reconciliation/jobs/`` runs each piece as a Celery tas
    hash)``: its key's compare forms (``canonical.py``) marshalled, its partition key hashed
    to the Murmur3 token exactly as Cassandra would (``records.py``), and a 16-byte BLAKE2b
    hash of its compared values (``row_digest``).  The caller stores the records where every
-   worker can read them by token range: the job's staging table in the app database,
-   indexed by token.
+   worker can read them by token range (the job's staging table in the app database,
+   sorted into the job's token ranges, a block of records per row).
 2. **Compare** (``compare_range``): one token range ``(start, end]`` of the source is read
    from Cassandra (split into a few sub-ranges read concurrently, handed over in token
    order) and merged (``merge.merge_by_token``) with the staged target records of the same
@@ -27,12 +27,14 @@ nothing but the stores (``reconciliation/jobs/`` runs each piece as a Celery tas
 
 Why a staging table, and what it costs: the target has no token column, and computing
 tokens needs every row's key in Python, so *some* pass must read the whole target once.
-Staging does that pass once, split by block range across workers, and writes
-``8 + key + 16`` bytes per row (plus an index on token) to the app database; every compare
-piece then reads only its own token range of it.  The alternatives read the whole target
-once per piece (N× the target's I/O) or hold it in one process (no spreading, no resume).
-The staging table costs the app database about ``(40 + key bytes) × rows`` of disk, one
-write and one read of it per job; it is dropped when the job completes.
+Staging does that pass once, split by block range across workers, and writes about
+``40 + key`` bytes per row to the app database, in blocks of thousands of records (no
+per-row insert or index entry); every compare piece then reads only its own range's blocks.
+The alternatives read the whole target once per piece (N× the target's I/O) or hold it in
+one process (no spreading, no resume).  Memory per piece is bounded by the piece's size
+(``RECONCILIATION_SEGMENT_ROWS``): a stage piece sorts its records in memory before writing,
+a compare piece holds its range's staged records.  The staging table is dropped when the
+job completes.
 
 When the partition key has a column whose token the target cannot reproduce (a decimal's
 scale, ...; ``records.py``, "key-hash pairing"), records are ordered by a hash of their key
@@ -40,7 +42,8 @@ bytes instead: the source cannot be split by that order, so such a table is comp
 piece covering the whole ring, its source sorted on local disk (``spill.SortedRuns``).
 
 Memory is bounded by constants (a sort run, a few Cassandra pages in flight, one token
-group, one verdict batch), never by the table or the range.
+group, one verdict batch) and, for a compare piece, by its range's share of the table (its
+staged records are held in memory): never by the whole table.
 
 ``full_diff`` runs the same pieces in this process (staging in local sorted runs): what
 ``Engine.run`` does for a CHECKSUM or TIMESTAMP_RANGE, and SAMPLE for a small table.

@@ -33,7 +33,7 @@ from cdcrecon.conf import settings
 from reconciliation.choices import JobPhase, JobStatus, SegmentKind, SegmentStatus
 from reconciliation.connections import ensure_app_database
 from reconciliation.engine import RECHECK_PROGRESS, Engine
-from reconciliation.jobs import segments, staging
+from reconciliation.jobs import segments
 from reconciliation.jobs.create import JobAlreadyRunning, engine_options
 from reconciliation.jobs.failures import describe_failure, record_failure
 from reconciliation.jobs.finalizer import MismatchWriter, Touch, finalize
@@ -88,8 +88,6 @@ def coordinate(
             return job
         segments.plan_job(job, engine)
         for kind in segments.kinds(job):
-            if kind == SegmentKind.COMPARE and SegmentKind.STAGE in segments.kinds(job):
-                staging.index(job)
             _work_through(job, kind, engine, dispatch, progress)
         finalize(job, mapping, engine, writer)
     except BaseException as exc:

@@ -259,11 +259,18 @@ def _finish(segment: JobSegment, **counts: int) -> bool:
 
 
 def _stage(segment: JobSegment, engine: Engine, window: Window | None) -> bool:
+    ends = [
+        end
+        for end in JobSegment.objects.filter(job=segment.job, kind=SegmentKind.COMPARE)
+        .order_by("number")
+        .values_list("range_end", flat=True)
+        if end is not None
+    ]
     records = stage_records(engine, (segment.range_start, segment.range_end), window)
     with transaction.atomic():
         if not _owned(segment):
             return False
-        rows = staging.write_chunk(segment.job, segment.number, records)
+        rows = staging.write_chunk(segment.job, segment.number, records, ends)
         JobSegment.objects.filter(pk=segment.pk).update(
             status=SegmentStatus.DONE, finished_at=timezone.now(), postgres_rows=rows
         )
@@ -271,12 +278,9 @@ def _stage(segment: JobSegment, engine: Engine, window: Window | None) -> bool:
 
 
 def _compare(segment: JobSegment, engine: Engine, window: Window | None) -> bool:
-    token_range = (segment.range_start, _end(segment))
-    staged = staging.read_range(segment.job, *token_range)
-    try:
-        result = compare_range(engine, token_range, window, staged)
-    finally:
-        staged.close()
+    staged = staging.read_range(segment.job, segment.number)
+    result = compare_range(engine, (segment.range_start, _end(segment)), window, iter(staged))
+    del staged
     with result.differences as differences, transaction.atomic():
         if not _owned(segment):
             return False

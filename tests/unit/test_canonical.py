@@ -12,6 +12,8 @@ import uuid
 import pytest
 from cassandra.cqltypes import Int32Type
 from cassandra.util import Date, Duration, OrderedMapSerializedKey, SortedSet, Time
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconciliation.engine.cqltypes import CqlType, UnsupportedType, parse_cql_type
 from reconciliation.engine.readable import (
@@ -314,3 +316,18 @@ def test_primary_key_text_is_plain_for_one_column_and_a_json_array_for_several()
     assert primary_key_text(["user-123"]) == "user-123"
     assert primary_key_text(["acme", "2025-11-25", 7]) == '["acme","2025-11-25","7"]'
     assert primary_key_text([True]) == "true"
+
+
+@given(
+    st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
+        lambda d: abs(d.adjusted()) < 60
+    )
+)
+def test_a_decimals_compare_form_is_the_exact_number_in_plain_digits(number) -> None:
+    from reconciliation.engine.canonical import _decimal_form
+
+    form = _decimal_form(number)
+
+    assert decimal.Decimal(form) == number  # exact: no rounding to a context's precision
+    assert "e" not in form.lower()
+    assert form == "0" or not (("." in form and form.endswith("0")) or form.endswith("."))

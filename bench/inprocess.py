@@ -1,0 +1,44 @@
+"""One job run in this process, the ``manage.py reconcile`` way (no Celery).
+
+    .venv/bin/python bench/inprocess.py --rows N --strategy CHECKSUM|ROW_COUNT|SAMPLE
+
+Creates a MANUAL job for the bench table in the bench's app database, runs it through
+``reconciliation.jobs`` (``run_in_process`` once jobs are segmented, ``run_job`` before),
+and prints one JSON line: ``{"seconds", "detail"}`` with the job row's counts and findings
+(``bench/run.py`` adds the peak RSS of this process and its children).  The timer covers
+creating, running and recording the job, not Django's start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import appdb  # noqa: E402
+from dataset import table_name  # noqa: E402
+from stores import setup_django  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--strategy", default="CHECKSUM")
+    args = parser.parse_args()
+    name = table_name(args.rows)
+    setup_django(name)
+    appdb.reset(name)
+    parameters = {"sample_size": 1000} if args.strategy == "SAMPLE" else {}
+    started = time.perf_counter()
+    job = appdb.new_job(name, args.strategy, **parameters)
+    appdb.run_here(job)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "detail": appdb.summary(job)}))
+
+
+if __name__ == "__main__":
+    main()
