@@ -36,7 +36,6 @@ from reconciliation.jobs import (
     engine_options,
     execute_segment,
     run_in_process,
-    staging,
 )
 from reconciliation.jobs.segments import claimed, plan_job, run_claimed
 from reconciliation.ledger import engine_for
@@ -314,7 +313,6 @@ def test_a_segment_run_again_writes_nothing_twice(users) -> None:
         run_here(segment.pk, engine)
     JobSegment.objects.filter(pk=stage[0].pk).update(status=SegmentStatus.PENDING)
     run_here(stage[0].pk, engine)
-    staging.index(job)
     for segment in compare:
         run_here(segment.pk, engine)
     with_differences = [s for s in segments(job, SegmentKind.COMPARE) if s.difference_count > 0]
