@@ -93,8 +93,10 @@ def wait_until(condition: Callable[[], Any], timeout: float, message: str) -> An
     pytest.fail(f"Timed out after {timeout:.0f} s: {message}", pytrace=False)
 
 
-def celery_worker_command(queue: str, hostname: str, *extra: str) -> list[str]:
-    """A real prefork Celery worker with one process, consuming only ``queue``."""
+def celery_worker_command(
+    queue: str, hostname: str, *extra: str, concurrency: int = 1
+) -> list[str]:
+    """A real prefork Celery worker (one pool process by default), consuming only ``queue``."""
     return [
         sys.executable,
         "-m",
@@ -103,7 +105,7 @@ def celery_worker_command(queue: str, hostname: str, *extra: str) -> list[str]:
         "cdcrecon",
         "worker",
         "--pool=prefork",
-        "--concurrency=1",
+        f"--concurrency={concurrency}",
         f"--queues={queue}",
         "--loglevel=INFO",
         "--without-gossip",

@@ -7,8 +7,9 @@ set from the same packages and jars with its environment overrides (``SERVICES_D
 ``.local/faults/``, and the tests kill and restart only those: Cassandra by SIGKILL to the
 pid in the private pid file, PostgreSQL with ``scripts/services down/up``.  The code under
 test runs in real processes pointed at the private stores: two Celery workers (one queue
-each, so a test can send a job to a chosen worker) and a driver process
-(``tests/faults/driver.py``) that enqueues jobs and reads them back.
+each, so a test can send a job to a chosen worker), two more that share one queue and
+nothing else (each its own ``TMPDIR``: the segments of one job spread over both), and a
+driver process (``tests/faults/driver.py``) that enqueues jobs and reads them back.
 
 Ports default to 25432 (PostgreSQL), 19142 (CQL) and 17100 (Cassandra storage), all below
 Linux's ephemeral range (32768-60999) so that no outgoing connection can hold them; set
@@ -143,6 +144,11 @@ class PrivateStack:
         return env
 
 
+def is_dead(pid: int) -> bool:
+    """Has process ``pid`` ended (gone, or a zombie its parent has not reaped yet)?"""
+    return not Path(f"/proc/{pid}").exists() or _zombie(pid)
+
+
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
@@ -242,6 +248,25 @@ class Driver:
     def job(self, job_id: str) -> dict[str, Any]:
         return self.call(cmd="job", job_id=job_id)
 
+    def segments(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's segments (``JobSegment`` rows), STAGE then COMPARE, by number."""
+        answer = self.call(cmd="segments", job_id=job_id)
+        assert "segments" in answer, answer
+        return answer["segments"]  # type: ignore[no-any-return]
+
+    def findings(self, job_id: str) -> dict[str, Any]:
+        """``{"findings": [[key, type], ...], "mismatch_rows": n, "finding_rows": n}``."""
+        answer = self.call(cmd="findings", job_id=job_id)
+        assert "findings" in answer, answer
+        return answer
+
+    def api(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """A request to the app's API, made inside the driver (on the private stores) as a
+        superuser with a real token: ``{"status_code": ..., "body": ...}``."""
+        answer = self.call(cmd="api", method=method, path=path, body=body)
+        assert "status_code" in answer, answer
+        return answer
+
     def wait_for(
         self, job_id: str, condition: Callable[[dict[str, Any]], bool], timeout: float, what: str
     ) -> dict[str, Any]:
@@ -291,15 +316,18 @@ class Worker:
         return [int(pid) for pid in out.split()]
 
 
-def start_worker(stack: PrivateStack, name: str, log_dir: Path) -> Worker:
-    queue = f"cdcrecon_faults_{os.getpid()}_{name}"
+def start_worker(
+    stack: PrivateStack, name: str, log_dir: Path, queue: str | None = None, **env: str
+) -> Worker:
+    """A worker on ``queue`` (default: a queue of its own), ``env`` added to its environment."""
+    queue = queue or f"cdcrecon_faults_{os.getpid()}_{name}"
     log_path = log_dir / f"worker-{name}.log"
     command = celery_worker_command(queue, f"faults-{name}-{os.getpid()}@%h", "--without-heartbeat")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command,
             cwd=REPO,
-            env=stack.app_env(),
+            env=stack.app_env(**env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -315,6 +343,17 @@ def start_worker(stack: PrivateStack, name: str, log_dir: Path) -> Worker:
     return worker
 
 
+def stop_workers(started: list[Worker]) -> None:
+    for worker in started:
+        worker.process.send_signal(signal.SIGTERM)
+    for worker in started:
+        try:
+            worker.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.process.pid, signal.SIGKILL)  # the worker's own process group
+            worker.process.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def workers(
     private_stack: PrivateStack, driver: Driver, tmp_path_factory: pytest.TempPathFactory
@@ -323,14 +362,39 @@ def workers(
     log_dir = tmp_path_factory.mktemp("fault-workers")
     started = [start_worker(private_stack, name, log_dir) for name in ("a", "b")]
     yield started
-    for worker in started:
-        worker.process.send_signal(signal.SIGTERM)
-    for worker in started:
-        try:
-            worker.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.process.pid, signal.SIGKILL)
-            worker.process.wait(timeout=10)
+    stop_workers(started)
+
+
+#: Rows per segment for the shared-queue workers (and for single-process runs compared
+#: with them): small, so that a table of a few thousand rows makes many segments.
+SEGMENT_ROWS = 500
+
+
+@pytest.fixture(scope="session")
+def segment_workers(
+    private_stack: PrivateStack, driver: Driver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Worker]]:
+    """Two real Celery worker processes that share ONE queue and nothing on disk: each has
+    its own ``TMPDIR`` (workers on different hosts share only Redis and the databases).
+    Segments of RECONCILIATION_SEGMENT_ROWS = SEGMENT_ROWS."""
+    log_dir = tmp_path_factory.mktemp("segment-workers")
+    queue = f"cdcrecon_faults_{os.getpid()}_shared"
+    started = []
+    for name in ("sa", "sb"):
+        tmpdir = log_dir / f"tmp-{name}"
+        tmpdir.mkdir()
+        started.append(
+            start_worker(
+                private_stack,
+                name,
+                log_dir,
+                queue,
+                TMPDIR=str(tmpdir),
+                RECONCILIATION_SEGMENT_ROWS=str(SEGMENT_ROWS),
+            )
+        )
+    yield started
+    stop_workers(started)
 
 
 USERS_COLUMNS = "id text PRIMARY KEY, email text"

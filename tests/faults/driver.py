@@ -6,6 +6,9 @@ JSON line on stdout, so one process serves a whole test run (no Django start-up 
 
     {"cmd": "enqueue", "table": "t1", "strategy": "CHECKSUM", "queue": "q"} -> {"job_id": ...}
     {"cmd": "job", "job_id": "..."} -> {"status", "phase", "error_message", ...}
+    {"cmd": "segments", "job_id": "..."} -> {"segments": [{"id", "kind", "status", ...}]}
+    {"cmd": "findings", "job_id": "..."} -> {"findings": [[key, type], ...], "mismatch_rows"...}
+    {"cmd": "api", "method": "POST", "path": "/reconciliation/..."} -> {"status_code", "body"}
 
 Each command first makes sure the app-database connection is usable (the tests restart
 PostgreSQL under it), and any error is answered as {"error": "..."} rather than raised.
@@ -21,10 +24,10 @@ import django
 
 
 def handle(command: dict[str, Any]) -> dict[str, Any]:
+    from cdcrecon.celery import app
     from reconciliation.connections import ensure_app_database
     from reconciliation.jobs import create_job
     from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
-    from reconciliation.tasks import run_reconciliation_job
 
     ensure_app_database()
     if command["cmd"] == "migrate":
@@ -45,7 +48,9 @@ def handle(command: dict[str, Any]) -> dict[str, Any]:
             },
         )
         job = create_job(mapping, command["strategy"])
-        run_reconciliation_job.apply_async(args=[str(job.pk)], queue=command["queue"])
+        # The job's segments follow it to its queue (``ReconciliationJob.queue``).
+        ReconciliationJob.objects.filter(pk=job.pk).update(queue=command["queue"])
+        app.send_task("reconciliation.run_job", args=[str(job.pk)], queue=command["queue"])
         return {"job_id": str(job.pk)}
     if command["cmd"] == "job":
         job = ReconciliationJob.objects.get(pk=command["job_id"])
@@ -56,8 +61,103 @@ def handle(command: dict[str, Any]) -> dict[str, Any]:
             "mismatch_count": job.mismatch_count,
             "mismatch_rows": Mismatch.objects.filter(job=job).count(),
             "transient_count": job.transient_count,
+            "cassandra_row_count": job.cassandra_row_count,
+            "postgres_row_count": job.postgres_row_count,
+            "keys_examined": job.keys_examined,
+            **_segment_counts(job),
         }
+    if command["cmd"] == "segments":
+        return {"segments": _segments(command["job_id"])}
+    if command["cmd"] == "findings":
+        return _findings(command["job_id"])
+    if command["cmd"] == "api":
+        return _api(command["method"], command["path"], command.get("body"))
     raise ValueError(f"unknown command {command['cmd']!r}")
+
+
+def _segment_counts(job: Any) -> dict[str, Any]:
+    try:
+        from reconciliation.models.segments import segment_counts
+    except ImportError:  # before the segments landed
+        return {}
+    return segment_counts(job)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _segments(job_id: str) -> list[dict[str, Any]]:
+    from django.db.models import Count
+
+    from reconciliation.models.segments import JobSegment
+
+    return [
+        {
+            "id": segment.pk,
+            "kind": segment.kind,
+            "number": segment.number,
+            "range_start": segment.range_start,
+            "range_end": segment.range_end,
+            "status": segment.status,
+            "attempts": segment.attempts,
+            "worker": segment.worker,
+            "queued_at": _iso(segment.queued_at),
+            "started_at": _iso(segment.started_at),
+            "finished_at": _iso(segment.finished_at),
+            "cassandra_rows": segment.cassandra_rows,
+            "postgres_rows": segment.postgres_rows,
+            "difference_count": segment.difference_count,
+            "differences": segment.difference_rows,
+        }
+        for segment in JobSegment.objects.filter(job_id=job_id)
+        .annotate(difference_rows=Count("differences"))
+        .order_by("kind", "number")
+    ]
+
+
+def _findings(job_id: str) -> dict[str, Any]:
+    """What the job found, per key: its ``JobFinding`` rows (the type it saw), and how many
+    ledger rows it wrote."""
+    from reconciliation.models import JobFinding, Mismatch
+
+    findings = list(
+        JobFinding.objects.filter(job_id=job_id).values_list(
+            "mismatch__primary_key_value", "mismatch_type"
+        )
+    )
+    return {
+        "findings": sorted([key, kind] for key, kind in findings),
+        "mismatch_rows": Mismatch.objects.filter(job_id=job_id).count(),
+        "finding_rows": len(findings),
+    }
+
+
+def _api(method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """One request through the whole Django stack (URLs, token auth, permissions, throttle),
+    as a superuser holding a real API token."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    from cdcrecon.api.tokens import issue_token
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="faults-driver", defaults={"is_superuser": True, "is_staff": True}
+    )
+    _, token = issue_token(user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = client.generic(
+        method,
+        path,
+        json.dumps(body) if body is not None else "",
+        content_type="application/json",
+    )
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = response.content.decode(errors="replace")
+    return {"status_code": response.status_code, "body": payload}
 
 
 def main() -> None:
