@@ -239,9 +239,12 @@ def _end(segment: JobSegment) -> int:
 
 def _owned(segment: JobSegment) -> bool:
     """Lock the segment row; does this attempt still own it?"""
+    # Only the segment's row: a lock on the job's row would make every other worker's
+    # segment (and the job's heartbeat) wait for this transaction.
     current = (
-        JobSegment.objects.select_for_update()
+        JobSegment.objects.select_for_update(of=("self",))
         .filter(pk=segment.pk)
+        .order_by()
         .values_list("status", "attempts")
         .first()
     )

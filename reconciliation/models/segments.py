@@ -48,7 +48,7 @@ class JobSegment(models.Model):
     error_message = models.TextField(blank=True, default="")
 
     class Meta:
-        ordering = ["job", "kind", "number"]
+        ordering = ["job_id", "kind", "number"]
         constraints = [
             models.UniqueConstraint(fields=["job", "kind", "number"], name="one_segment_per_slot"),
         ]
