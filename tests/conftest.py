@@ -149,6 +149,16 @@ def use_broker(url: str, queue: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> Iterator[None]:
+    """pytest-django's test databases; before they are dropped, the run locks' kept
+    connection (``jobs.slots``) is closed (a session still open on them stops the drop)."""
+    yield
+    from reconciliation.jobs.slots import close_segment_lock_connection
+
+    close_segment_lock_connection()
+
+
+@pytest.fixture(scope="session")
 def celery_broker() -> Iterator[str]:
     """This run's private broker: a Redis database of its own and a queue named after this
     pytest process, emptied before use (two runs never take each other's tasks)."""

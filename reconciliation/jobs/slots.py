@@ -9,7 +9,8 @@ one table" is a separate guarantee, given by the partial unique index behind
 ``create_job``.
 
 **Run locks.**  The same kind of lock, ``(SEGMENT_LOCK_KEY, segment id)``, is held by
-whichever worker runs a segment, and ``(JOB_RUN_LOCK_KEY, job)`` by a job's coordinator.
+whichever worker runs a segment (on a connection each worker process keeps for them), and
+``(JOB_RUN_LOCK_KEY, job)`` by a job's coordinator.
 A second delivery of the same task finds the lock taken and does nothing; a segment marked
 RUNNING whose lock is free was being run by a process that died, and may be taken over.
 
@@ -28,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from django.db import connection
 
 from cdcrecon.conf import settings
@@ -89,11 +91,50 @@ def job_run_lock(job_id: uuid.UUID) -> Iterator[bool]:
         yield held is not None
 
 
+_segment_locks = threading.local()
+
+
+def _segment_lock_connection() -> Any:
+    """This thread's connection for segment locks, opened once and kept: a worker takes a
+    segment lock (and tries several) every few seconds, and a new connection each time
+    costs more than the lock.  It dies with the process, and its locks with it."""
+    conn = getattr(_segment_locks, "conn", None)
+    if conn is None or conn.closed or conn.broken:
+        conn = connection.get_new_connection(connection.get_connection_params())
+        conn.autocommit = True
+        _segment_locks.conn = conn
+    return conn
+
+
+def close_segment_lock_connection() -> None:
+    """Close this thread's kept segment-lock connection (its locks go with it)."""
+    conn = getattr(_segment_locks, "conn", None)
+    _segment_locks.conn = None
+    if conn is not None:
+        conn.close()
+
+
 @contextmanager
 def segment_lock(segment_id: int) -> Iterator[bool]:
     """Hold the right to run segment ``segment_id``; False when another process has it."""
-    with _advisory_lock(SEGMENT_LOCK_KEY, [_second_key(segment_id)]) as held:
-        yield held is not None
+    key = (SEGMENT_LOCK_KEY, _second_key(segment_id))
+    try:
+        conn = _segment_lock_connection()
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()
+    except psycopg.OperationalError:  # the kept connection died (a PostgreSQL restart)
+        _segment_locks.conn = None
+        conn = _segment_lock_connection()
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()
+    held = bool(row and row[0])
+    try:
+        yield held
+    finally:
+        if held:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+            except Exception:  # the session is gone: so is its lock
+                logger.debug("Could not unlock segment %s", segment_id, exc_info=True)
+                _segment_locks.conn = None
 
 
 def slot_wait_seconds() -> int:

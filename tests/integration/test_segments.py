@@ -348,6 +348,29 @@ def test_a_segment_run_again_writes_nothing_twice(users) -> None:
     assert set(attempts.values()) == {1}
 
 
+def test_a_segment_another_process_is_running_is_left_to_it(users) -> None:
+    import psycopg
+    from django.db import connection
+
+    from reconciliation.jobs.runner import BUSY
+    from reconciliation.jobs.slots import SEGMENT_LOCK_KEY
+
+    mapping, _ = users(40, **PLANTED)
+    job = create_job(mapping, ValidationStrategy.ROW_COUNT)
+    plan_job(job, engine_for(mapping, engine_options(job)))
+    segment = segments(job, SegmentKind.COMPARE)[0]
+    other = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+    try:  # another worker holds the segment's run lock (it is running it)
+        other.execute("SELECT pg_advisory_lock(%s, %s)", (SEGMENT_LOCK_KEY, segment.pk % 2**31))
+        assert execute_segment(segment.pk) == BUSY
+        assert JobSegment.objects.get(pk=segment.pk).attempts == 0
+    finally:
+        other.close()  # that worker dies: its lock goes with its session
+
+    assert execute_segment(segment.pk) == SegmentStatus.DONE
+    assert JobSegment.objects.get(pk=segment.pk).attempts == 1
+
+
 # -- the Celery path -------------------------------------------------------------------------
 
 
