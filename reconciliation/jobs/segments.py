@@ -46,6 +46,7 @@ from reconciliation.engine import (
     stage_records,
     window_parameters,
 )
+from reconciliation.engine.merge import Diff
 from reconciliation.engine.schema import Window
 from reconciliation.jobs import staging
 from reconciliation.jobs.queue import send_segments
@@ -300,7 +301,7 @@ def _compare(segment: JobSegment, engine: Engine, window: Window | None) -> bool
     return True
 
 
-def _write_differences(segment: JobSegment, differences: Iterator[tuple]) -> None:  # type: ignore[type-arg]
+def _write_differences(segment: JobSegment, differences: Iterator[Diff]) -> None:
     table = sql.Identifier(SegmentDifference._meta.db_table)
     statement = sql.SQL(
         "COPY {} (segment_id, key, cassandra_row, target_rows) FROM STDIN (FORMAT BINARY)"
@@ -311,7 +312,7 @@ def _write_differences(segment: JobSegment, differences: Iterator[tuple]) -> Non
             copy.write_row((segment.pk, key, c_row, marshal.dumps(tuple(target_hashes))))
 
 
-def job_differences(job: ReconciliationJob, batch: int = 2000) -> Iterator[tuple]:  # type: ignore[type-arg]
+def job_differences(job: ReconciliationJob, batch: int = 2000) -> Iterator[Diff]:
     """Every difference the job's COMPARE segments found: ``(key, source row or None,
     (target row hashes...))``, read a batch at a time."""
     last = 0
