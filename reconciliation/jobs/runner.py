@@ -20,12 +20,14 @@ the rest.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Callable
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.db import Error as DjangoDatabaseError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -93,7 +95,8 @@ def coordinate(
     except BaseException as exc:
         if not isinstance(exc, JobStopped):
             record_failure(job, describe_failure(exc))
-        job.refresh_from_db()
+        with contextlib.suppress(DjangoDatabaseError):  # the app database may still be down
+            job.refresh_from_db()
         if not isinstance(exc, Exception):
             raise
     return job
