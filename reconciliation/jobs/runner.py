@@ -13,6 +13,11 @@ reconcile`` runs it here (``run_in_process``):
    process nothing is sent and it simply runs them all;
 4. once all are DONE, ``finalizer.finalize`` re-checks, writes the ledger and completes.
 
+A worker that finishes a segment also keeps the job going: it puts dead processes' segments
+back in line and, if the job's coordinator is gone (no process holds its run lock: its whole
+worker was SIGKILLed and its message waits for the broker's visibility timeout), queues the
+coordinator again.
+
 Whatever goes wrong, the job ends FAILED with a message that names the store
 (``failures.py``), never RUNNING; its DONE segments stay DONE, so ``resume_job`` redoes only
 the rest.
@@ -237,7 +242,15 @@ def execute_segment(segment_id: int) -> str:
             record_failure(job, describe_failure(exc))
             return SegmentStatus.PENDING
     if segments.job_is_running(job):
+        # The workers keep the job going even when its coordinator died with its message
+        # stuck in the broker (its whole worker SIGKILLed): dead segments go back in line,
+        # and a coordinator that holds no run lock is queued again.
+        segments.revive_dead(job)
         segments.dispatch(job, mine.kind)
+        with job_run_lock(job.pk) as nobody_coordinates:
+            if nobody_coordinates:
+                logger.warning("Job %s has no live coordinator: queueing it again", job.pk)
+                enqueue_job(job)
     return SegmentStatus.DONE
 
 
@@ -261,8 +274,12 @@ def run_in_process(
     job: ReconciliationJob, *, on_progress: OnProgress | None = None
 ) -> ReconciliationJob:
     """Run a RUNNING job here, every segment in turn (``manage.py reconcile``, tests): the
-    same code the workers run, nothing sent to them."""
-    return coordinate(job, dispatch=False, on_progress=on_progress)
+    same code the workers run, nothing sent to them.  A job another process coordinates is
+    returned as it is."""
+    with job_run_lock(job.pk) as mine:
+        if not mine:
+            return job
+        return coordinate(job, dispatch=False, on_progress=on_progress)
 
 
 def resume_job(job: ReconciliationJob, requested_by: object = None) -> ReconciliationJob:

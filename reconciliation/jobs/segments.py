@@ -17,7 +17,8 @@ Any process may run any segment, any number of times (``run_segment``):
   attempt still owns it: a redelivered, retried or resumed segment never duplicates a row.
 
 ``dispatch`` sends PENDING segments to the workers, at most
-``RECONCILIATION_MAX_SEGMENTS_IN_FLIGHT`` of one job queued or running at once.
+``RECONCILIATION_MAX_SEGMENTS_IN_FLIGHT`` of one job queued or running at once;
+``revive_dead`` puts a dead process's segment back in line.
 """
 
 from __future__ import annotations
@@ -156,6 +157,21 @@ def dispatch(job: ReconciliationJob, kind: str) -> int:
         )
         send_segments(ids, job.queue)
     return len(ids)
+
+
+def revive_dead(job: ReconciliationJob) -> int:
+    """Put back to PENDING the RUNNING segments whose process died (their run lock is free:
+    a live worker holds it from before it marks the segment RUNNING until after DONE); how
+    many."""
+    revived = 0
+    running = job.segments.filter(status=SegmentStatus.RUNNING).values_list("id", "attempts")
+    for segment_id, attempts in running:
+        with segment_lock(segment_id) as free:
+            if free:
+                revived += JobSegment.objects.filter(
+                    pk=segment_id, status=SegmentStatus.RUNNING, attempts=attempts
+                ).update(status=SegmentStatus.PENDING)
+    return revived
 
 
 def in_flight(job: ReconciliationJob) -> int:

@@ -406,6 +406,35 @@ def test_celery_workers_and_one_process_find_the_same_differences(
     assert not JobSegment.objects.filter(job=by_celery).exclude(status=SegmentStatus.DONE).exists()
 
 
+def test_workers_finish_a_job_whose_coordinator_and_segment_died(
+    celery_worker_process, users
+) -> None:
+    """A worker SIGKILLed whole (coordinator and a segment) and its messages stuck in the
+    broker: the segments left are run by the workers, the dead one is taken over, and the
+    coordinator is queued again to finish the job."""
+    mapping, expected = users(600, **PLANTED)
+    job = create_job(mapping, ValidationStrategy.CHECKSUM)
+    engine = engine_for(mapping, engine_options(job))
+    with segment_settings(segment_rows=100):
+        plan_job(job, engine)
+    for segment in segments(job, SegmentKind.STAGE):
+        run_here(segment.pk, engine)
+    compare = segments(job, SegmentKind.COMPARE)
+    run_here(compare[0].pk, engine)
+    # compare[1] was RUNNING on the dead worker: its run lock went with that process.
+    JobSegment.objects.filter(pk=compare[1].pk).update(status=SegmentStatus.RUNNING, attempts=1)
+
+    # One message of the dead coordinator's made it to a live worker.
+    assert execute_segment(compare[2].pk) == SegmentStatus.DONE
+
+    done = wait_until(lambda: finished(job.pk), 120, f"job {job.pk} is still RUNNING")
+    assert done.status == JobStatus.COMPLETED, done.error_message
+    assert found(done) == expected
+    attempts = dict(JobSegment.objects.filter(job=job).values_list("pk", "attempts"))
+    assert attempts[compare[1].pk] == 2  # taken over once
+    assert attempts[compare[0].pk] == attempts[compare[2].pk] == 1  # never redone
+
+
 CAP_QUEUE = f"{TEST_QUEUE}_cap"
 
 
