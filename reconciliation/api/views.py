@@ -232,8 +232,7 @@ class ReconciliationJobViewSet(PagedListMixin, viewsets.ReadOnlyModelViewSet):
     def resume(self, request: Request, job_id: str | None = None) -> Response:
         job = self.get_object()
         try:
-            with transaction.atomic():
-                resume_job(job, request.user)  # queued when (and only if) this commits
+            resume_job(job, request.user)  # queued once it commits
         except JobNotResumable as exc:
             raise ApiError(
                 "job_not_resumable",

@@ -18,8 +18,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-INTEGER_TYPES = {"tinyint", "smallint", "int", "bigint", "varint", "counter"}
-TEXT_TYPES = {"text", "varchar", "ascii"}
+from reconciliation.engine.canonical import INTEGER_TYPES, TEXT_TYPES
 
 
 def strip_zeros(number: decimal.Decimal) -> decimal.Decimal:

@@ -37,13 +37,11 @@ from typing import Any
 
 from cassandra.cmurmur3 import murmur3
 
-from reconciliation.engine.canonical import (
+from reconciliation.engine.canonical import Converter, column_canonicalizer, invalid
+from reconciliation.engine.fastpaths import (
     INLINE_NAMESPACE,
-    Converter,
     cassandra_converter,
     cassandra_inline,
-    column_canonicalizer,
-    invalid,
     postgres_converter,
     postgres_inline,
 )

@@ -239,8 +239,7 @@ def run_claimed(segment: JobSegment, engine: Engine) -> bool:
         if segment.kind == SegmentKind.STAGE:
             return _stage(segment, engine, window)
         if job.validation_strategy == ValidationStrategy.ROW_COUNT:
-            rows = count_range(engine, (segment.range_start, _end(segment)))
-            return _finish(segment, cassandra_rows=rows, keys=rows)
+            return _count(segment, engine)
         return _compare(segment, engine, window)
     except BaseException as exc:
         JobSegment.objects.filter(
@@ -254,28 +253,34 @@ def _end(segment: JobSegment) -> int:
     return segment.range_end
 
 
-def _owned(segment: JobSegment) -> bool:
-    """Lock the segment row; does this attempt still own it?"""
-    # Only the segment's row: a lock on the job's row would make every other worker's
-    # segment (and the job's heartbeat) wait for this transaction.
-    current = (
-        JobSegment.objects.select_for_update(of=("self",))
-        .filter(pk=segment.pk)
-        .order_by()
-        .values_list("status", "attempts")
-        .first()
-    )
-    return current == (SegmentStatus.RUNNING, segment.attempts)
-
-
-def _finish(segment: JobSegment, **counts: int) -> bool:
+@contextmanager
+def _recording(segment: JobSegment) -> Iterator[bool]:
+    """A transaction for a segment's results, with its row locked: does this attempt still
+    own it?  (Only then may it write; a resume may have reset it meanwhile.)"""
     with transaction.atomic():
-        if not _owned(segment):
-            return False
-        JobSegment.objects.filter(pk=segment.pk).update(
-            status=SegmentStatus.DONE, finished_at=timezone.now(), **counts
+        # Only the segment's row: a lock on the job's row would make every other worker's
+        # segment (and the job's heartbeat) wait for this transaction.
+        current = (
+            JobSegment.objects.select_for_update(of=("self",))
+            .filter(pk=segment.pk)
+            .order_by()
+            .values_list("status", "attempts")
+            .first()
         )
+        yield current == (SegmentStatus.RUNNING, segment.attempts)
+
+
+def _done(segment: JobSegment, **counts: int) -> bool:
+    JobSegment.objects.filter(pk=segment.pk).update(
+        status=SegmentStatus.DONE, finished_at=timezone.now(), **counts
+    )
     return True
+
+
+def _count(segment: JobSegment, engine: Engine) -> bool:
+    rows = count_range(engine, (segment.range_start, _end(segment)))
+    with _recording(segment) as mine:
+        return mine and _done(segment, cassandra_rows=rows, keys=rows)
 
 
 def _stage(segment: JobSegment, engine: Engine, window: Window | None) -> bool:
@@ -287,34 +292,29 @@ def _stage(segment: JobSegment, engine: Engine, window: Window | None) -> bool:
         if end is not None
     ]
     records = stage_records(engine, (segment.range_start, segment.range_end), window)
-    with transaction.atomic():
-        if not _owned(segment):
+    with _recording(segment) as mine:
+        if not mine:
             return False
         rows = staging.write_chunk(segment.job, segment.number, records, ends)
-        JobSegment.objects.filter(pk=segment.pk).update(
-            status=SegmentStatus.DONE, finished_at=timezone.now(), postgres_rows=rows
-        )
-    return True
+        return _done(segment, postgres_rows=rows)
 
 
 def _compare(segment: JobSegment, engine: Engine, window: Window | None) -> bool:
     staged = staging.read_range(segment.job, segment.number)
     result = compare_range(engine, (segment.range_start, _end(segment)), window, iter(staged))
     del staged
-    with result.differences as differences, transaction.atomic():
-        if not _owned(segment):
+    with result.differences as differences, _recording(segment) as mine:
+        if not mine:
             return False
         SegmentDifference.objects.filter(segment=segment).delete()
         _write_differences(segment, differences.records())
-        JobSegment.objects.filter(pk=segment.pk).update(
-            status=SegmentStatus.DONE,
-            finished_at=timezone.now(),
+        return _done(
+            segment,
             cassandra_rows=result.counts.cassandra_rows,
             postgres_rows=result.counts.postgres_rows,
             keys=result.counts.keys,
             difference_count=differences.count,
         )
-    return True
 
 
 def _write_differences(segment: JobSegment, differences: Iterator[Diff]) -> None:

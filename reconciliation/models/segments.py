@@ -88,10 +88,6 @@ class SegmentDifference(models.Model):
         return f"difference of {self.segment}"
 
 
-def open_segments_q() -> Q:
-    return ~Q(status=SegmentStatus.DONE)
-
-
 def segment_counts(job: ReconciliationJob) -> dict[str, Any]:
     """``segments_total`` and ``segments_done`` (COMPARE segments) of a job."""
     rows = job.segments.filter(kind=SegmentKind.COMPARE).aggregate(
