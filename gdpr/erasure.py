@@ -21,20 +21,20 @@ import decimal
 import logging
 import re
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
 from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
 from cassandra.cluster import NoHostAvailable
-from django.db.models import Case, F, JSONField, Value, When
 from django.utils import timezone
 from psycopg import sql
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from cdcrecon.conf import TABLE_NAME_PATTERN, settings
 from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
+from gdpr.redaction import redact_audit_details, scrub_mismatches
 from reconciliation.connections import (
     StoreUnavailable,
     consistency_level,
@@ -44,7 +44,7 @@ from reconciliation.connections import (
 from reconciliation.engine.identifiers import cql_column, cql_table
 from reconciliation.engine.keys import BadKey, format_key, split_key
 from reconciliation.keyparse import parse_key_for_columns
-from reconciliation.models import Mismatch, TableMapping
+from reconciliation.models import TableMapping
 from reconciliation.registry import (
     TableNotFound,
     UnknownTable,
@@ -92,22 +92,6 @@ POSTGRES_TO_CQL_TYPES = {
     "bytea": "blob",
     "inet": "inet",
 }
-
-# Keys of AuditLogEntry.details that never hold row data.  Anything else (a repair's "before"
-# and "after" rows) is removed from earlier entries about an erased key.
-NON_PERSONAL_DETAIL_KEYS = frozenset(
-    {
-        "action",
-        "audit_entries_redacted",
-        "mismatch_id",
-        "mismatch_type",
-        "mismatches_scrubbed",
-        "postgres_table",
-        "source_changed_columns",
-        "table_name",
-        "target",
-    }
-)
 
 _NAME = re.compile(TABLE_NAME_PATTERN)
 
@@ -365,72 +349,6 @@ def delete_from_postgres(mapping: TableMapping, key: RecordKey) -> StoreResult:
         logger.warning("GDPR erasure in PostgreSQL failed: %s", _describe(exc))
         return StoreResult(StoreStatus.FAILED, _describe(exc))
     return StoreResult(StoreStatus.SUCCESS if found else StoreStatus.NOT_FOUND)
-
-
-# --- our own copies ---------------------------------------------------------------------------
-
-
-def redaction_marker(entry: AuditLogEntry) -> dict[str, str]:
-    return {"_redacted": f"GDPR erasure {entry.pk}"}
-
-
-def scrub_mismatches(
-    mapping: TableMapping, key_texts: Collection[str], entry: AuditLogEntry
-) -> int:
-    """Replace the captured rows (and their checksums) of that key's mismatches with a marker.
-
-    The mismatches keep their ids and resolution status; ``erased_at`` says when.  A side
-    that had no row (NULL) stays NULL.  Returns how many mismatches were scrubbed.
-    """
-    marker = Value(redaction_marker(entry), output_field=JSONField())
-    return Mismatch.objects.filter(
-        table_name=mapping.name, primary_key_value__in=set(key_texts), erased_at__isnull=True
-    ).update(
-        cassandra_data=Case(
-            When(cassandra_data__isnull=True, then=F("cassandra_data")),
-            default=marker,
-            output_field=JSONField(),
-        ),
-        postgres_data=Case(
-            When(postgres_data__isnull=True, then=F("postgres_data")),
-            default=marker,
-            output_field=JSONField(),
-        ),
-        # A checksum of personal data is still personal data (a guessable hash).
-        cassandra_checksum=None,
-        postgres_checksum=None,
-        erased_at=timezone.now(),
-    )
-
-
-def redact_audit_details(
-    mapping: TableMapping, key_texts: Collection[str], entry: AuditLogEntry
-) -> int:
-    """Remove copies of the row from earlier completed audit entries about the same key.
-
-    Only ``details`` changes: keys that may hold row data are dropped and a ``_redacted``
-    note added, the one change the audit trigger allows on a completed entry.  Who asked,
-    why, when and what each store answered stay.  Returns how many entries were redacted.
-    """
-    marker = redaction_marker(entry)["_redacted"]
-    earlier = (
-        AuditLogEntry.objects.filter(
-            keyspace=mapping.cassandra_keyspace,
-            table=mapping.cassandra_table,
-            primary_key__in=set(key_texts),
-            completed_at__isnull=False,
-        )
-        .exclude(pk=entry.pk)
-        .exclude(details__has_key="_redacted")
-    )
-    redacted = 0
-    for other in earlier:
-        kept = {k: v for k, v in other.details.items() if k in NON_PERSONAL_DETAIL_KEYS}
-        if kept == other.details:
-            continue
-        AuditLogEntry.objects.filter(pk=other.pk).update(details={**kept, "_redacted": marker})
-        redacted += 1
-    return redacted
 
 
 # --- the whole erasure ------------------------------------------------------------------------

@@ -43,11 +43,9 @@ from reconciliation.connections import (
     consistency_level,
     target_connection,
 )
-from reconciliation.engine.cqltypes import UnsupportedType, parse_cql_type
 from reconciliation.engine.identifiers import UnsafeIdentifier, cql_column, cql_table
 from reconciliation.engine.keys import BadKey
-from reconciliation.engine.readable import to_canonical
-from reconciliation.engine.schema import cassandra_udts, is_excluded
+from reconciliation.engine.schema import is_excluded
 from reconciliation.keyparse import parse_key_for_columns
 from reconciliation.models import AlreadyResolved, Mismatch, TableMapping
 from reconciliation.registry import (
@@ -56,6 +54,11 @@ from reconciliation.registry import (
     cassandra_column_types,
     ensure_key_columns,
     get_mapping,
+)
+from reconciliation.source_changes import (
+    SchemaProblem,
+    canonical_source_row,
+    source_changes,
 )
 from reconciliation.target_values import (
     CannotConvert,
@@ -224,7 +227,7 @@ def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Prog
         source_now = canonical_source_row(session, mapping, cql_types, source_row)
     except (DriverException, NoHostAvailable) as exc:
         raise _cassandra_failed(progress, exc) from exc
-    except _SchemaProblem as exc:
+    except SchemaProblem as exc:
         progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, str(exc)
         raise RepairFailed("schema_mismatch", str(exc)) from exc
     target_name = f"{mapping.postgres_schema}.{mapping.postgres_table}"
@@ -261,7 +264,7 @@ def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Prog
         progress.postgres_status, progress.postgres_error = StoreStatus.FAILED, str(exc)
         progress.after = None
         raise RepairFailed("cannot_convert", str(exc)) from exc
-    except _SchemaProblem as exc:
+    except SchemaProblem as exc:
         progress.postgres_status, progress.postgres_error = StoreStatus.FAILED, str(exc)
         raise RepairFailed("schema_mismatch", str(exc)) from exc
     except psycopg.Error as exc:
@@ -269,10 +272,6 @@ def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Prog
         progress.postgres_status, progress.postgres_error = StoreStatus.FAILED, message
         progress.after, progress.action = None, ""
         raise RepairFailed("target_write_failed", message) from exc
-
-
-class _SchemaProblem(Exception):
-    pass
 
 
 def target_spelling(
@@ -332,7 +331,7 @@ def target_column_types(conn: psycopg.Connection, mapping: TableMapping) -> dict
         (mapping.postgres_schema, mapping.postgres_table),
     ).fetchall()
     if not rows:
-        raise _SchemaProblem(
+        raise SchemaProblem(
             f"PostgreSQL table {mapping.postgres_schema}.{mapping.postgres_table} does not exist."
         )
     return {name: TargetColumn(name, data_type, udt) for name, data_type, udt in rows}
@@ -344,7 +343,7 @@ def compared_columns(
     """The columns a repair writes: key columns first, then the shared, non-excluded ones."""
     missing_keys = [c for c in mapping.key_columns if c not in target_columns]
     if missing_keys:
-        raise _SchemaProblem(
+        raise SchemaProblem(
             f"Key column(s) {', '.join(missing_keys)} missing in PostgreSQL table "
             f"{mapping.postgres_schema}.{mapping.postgres_table}."
         )
@@ -402,71 +401,6 @@ def _delete(conn: psycopg.Connection, mapping: TableMapping, key: list[Any]) -> 
     return conn.execute(query, key).rowcount > 0
 
 
-# --------------------------------------------------------------------------------------
-# Did the source change since detection?
-
-
-@dataclass(frozen=True)
-class SourceRow:
-    """The Cassandra row now, in the engine's canonical form (``engine/canonical.py``) so
-    that it compares exactly with ``Mismatch.cassandra_data``: one definition of equal."""
-
-    values: dict[str, Any]
-
-
-def canonical_source_row(
-    session: Session, mapping: TableMapping, cql_types: Mapping[str, str], row: Row | None
-) -> SourceRow | None:
-    if row is None:
-        return None
-    udts: dict[str, tuple[list[str], list[str]]] | None = None
-    values: dict[str, Any] = {}
-    for name, value in row.items():
-        type_text = cql_types.get(name, "")
-        try:
-            try:
-                ctype = parse_cql_type(type_text, udts)
-            except UnsupportedType:
-                if udts is not None:
-                    raise
-                udts = cassandra_udts(session, mapping.cassandra_keyspace)
-                ctype = parse_cql_type(type_text, udts)
-            values[name] = to_canonical(ctype, value)
-        except (UnsupportedType, ValueError, TypeError) as exc:
-            raise _SchemaProblem(
-                f"Column {name!r} ({type_text or 'unknown type'}) cannot be compared: {exc}"
-            ) from exc
-    return SourceRow(values)
-
-
-def source_changes(
-    mismatch: Mismatch, source: SourceRow | None, columns: Sequence[str]
-) -> list[str] | None:
-    """The columns that differ from what the job captured; None when nothing changed.
-
-    ``["(row created)"]`` / ``["(row deleted)"]`` when the row appeared or vanished.
-    """
-    captured = mismatch.cassandra_data
-    expected_absent = mismatch.mismatch_type == MismatchType.MISSING_IN_CASSANDRA
-    if expected_absent:
-        return ["(row created)"] if source is not None else None
-    if source is None:
-        return ["(row deleted)"]
-    if not isinstance(captured, dict):
-        return None  # nothing captured to compare with (e.g. scrubbed by an erasure)
-    changed = []
-    for column in columns:
-        before, now = captured.get(column), source.values.get(column)
-        if not canonical_equal(before, now):
-            changed.append(column)
-    return changed or None
-
-
-def canonical_equal(a: Any, b: Any) -> bool:
-    """Equality of two canonical values (both sides of a mismatch are stored canonical)."""
-    return a == b or (_is_empty(a) and _is_empty(b))
-
-
 def _note(mismatch: Mismatch, progress: _Progress, columns: Sequence[str], target: str) -> str:
     changed = progress.changed_columns
     if progress.action == "upserted":
@@ -495,11 +429,3 @@ def _note(mismatch: Mismatch, progress: _Progress, columns: Sequence[str], targe
     if progress.action == "deleted":
         return f"Repaired from Cassandra: deleted the row from {target}. {confirm}."
     return f"Repaired from Cassandra: nothing to write, the row is absent from {target} too. {confirm}."
-
-
-# --------------------------------------------------------------------------------------
-# Comparing captured JSON values (display, change detection)
-
-
-def _is_empty(value: Any) -> bool:
-    return value is None or value == [] or value == {}

@@ -38,7 +38,7 @@ from reconciliation.models import (
     Thresholds,
     thresholds_for_table,
 )
-from reconciliation.repair import canonical_equal
+from reconciliation.source_changes import canonical_equal
 
 TREND_DAYS = 7
 
