@@ -51,6 +51,13 @@ class ReconciliationSettings:
     # segments may be queued or running at once (so one big table cannot starve the others).
     segment_rows: int = 100_000
     max_segments_in_flight: int = 4
+    # How long the CDC pipeline may take to carry a write over (a table mapping may set its
+    # own): a difference whose source row was written more recently than this is in flight.
+    cdc_lag_budget_seconds: float = 60.0
+    # The kill switch of every table's repair policy (false: no auto-repair runs at all).
+    auto_repair_enabled: bool = True
+    # Rows per second a job may read from Cassandra, shared by all its segments (0: no cap).
+    source_max_rows_per_second: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,24 @@ def load_reconciliation_settings(env: environ.Env) -> ReconciliationSettings:
         enabled_text in BOOLEAN_WORDS, "RECONCILIATION_ENABLED", enabled_text, "true or false"
     )
 
+    lag_rule = "a number of seconds >= 0"
+    lag = read_variable(env, "RECONCILIATION_CDC_LAG_BUDGET_SECONDS", lag_rule, env.float, 60.0)
+    require_valid(lag >= 0, "RECONCILIATION_CDC_LAG_BUDGET_SECONDS", lag, lag_rule)
+    repair_text = (
+        read_variable(env, "RECONCILIATION_AUTO_REPAIR_ENABLED", "true or false", env.str, "true")
+        .strip()
+        .lower()
+    )
+    require_valid(
+        repair_text in BOOLEAN_WORDS,
+        "RECONCILIATION_AUTO_REPAIR_ENABLED",
+        repair_text,
+        "true or false",
+    )
+    rate_rule = "a whole number of rows per second >= 0 (0: no cap)"
+    rate = read_variable(env, "RECONCILIATION_SOURCE_MAX_ROWS_PER_SECOND", rate_rule, env.int, 0)
+    require_valid(rate >= 0, "RECONCILIATION_SOURCE_MAX_ROWS_PER_SECOND", rate, rate_rule)
+
     return ReconciliationSettings(
         enabled=BOOLEAN_WORDS[enabled_text],
         interval_minutes=positive(
@@ -160,6 +185,9 @@ def load_reconciliation_settings(env: environ.Env) -> ReconciliationSettings:
         heartbeat_timeout_seconds=positive("RECONCILIATION_HEARTBEAT_TIMEOUT_SECONDS", 300),
         segment_rows=positive("RECONCILIATION_SEGMENT_ROWS", 100_000),
         max_segments_in_flight=positive("RECONCILIATION_MAX_SEGMENTS_IN_FLIGHT", 4),
+        cdc_lag_budget_seconds=lag,
+        auto_repair_enabled=BOOLEAN_WORDS[repair_text],
+        source_max_rows_per_second=rate,
     )
 
 

@@ -51,6 +51,27 @@ class ResolutionStatus(models.TextChoices):
     MANUAL_RESOLVED = "MANUAL_RESOLVED", "Resolved manually"
     AUTO_RESOLVED = "AUTO_RESOLVED", "Resolved automatically (repair)"
     IGNORED = "IGNORED", "Ignored"
+    # Found while its source row was younger than the table's CDC lag budget: not drift
+    # (yet); re-checked once the budget has passed.
+    IN_FLIGHT = "IN_FLIGHT", "In flight (within the CDC lag budget)"
+    # Repaired from Cassandra by the table's repair policy (not by an operator).
+    AUTO_REPAIRED = "AUTO_REPAIRED", "Repaired by policy"
+
+
+class RepairPolicy(models.TextChoices):
+    """A table's auto-repair policy."""
+
+    OFF = "off", "Off"
+    DRY_RUN = "dry_run", "Dry run (record what it would do, write nothing)"
+    ON = "on", "On"
+
+
+class RecheckRule(models.TextChoices):
+    """How a job told drift from differences still in flight."""
+
+    WRITE_TIME = "WRITE_TIME", "Cassandra write times against the CDC lag budget"
+    FIXED_DELAY = "FIXED_DELAY", "A fixed re-check delay (no readable write times)"
+    NONE = "NONE", "No re-check"
 
 
 class SegmentKind(models.TextChoices):

@@ -15,6 +15,9 @@ os.environ["TARGET_DATABASE_URL"] = os.environ.get(
     "TEST_TARGET_DATABASE_URL", f"postgres://cdcrecon@127.0.0.1:5432/warehouse_test{_suffix}"
 )
 os.environ.setdefault("RECONCILIATION_RECHECK_DELAY_SECONDS", "0")
+# Rows the tests plant are written moments before a job reads them: with the product's 60 s
+# budget every one would be in flight.  Tests of the lag budget set a table's own.
+os.environ.setdefault("RECONCILIATION_CDC_LAG_BUDGET_SECONDS", "0")
 os.environ.setdefault("CASSANDRA_CONSISTENCY", "ONE")
 # Plain http on 127.0.0.1 with DEBUG off, exactly like `make run` (scripts/run).
 os.environ.setdefault("SECURE_COOKIES", "false")

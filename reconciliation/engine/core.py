@@ -81,6 +81,11 @@ class Difference:
     postgres_checksum: str | None
     cassandra_data: dict[str, Any] | None
     postgres_data: dict[str, Any] | None
+    # The source row's write time (microseconds since the epoch: the latest WRITETIME of its
+    # regular, non-collection columns) and remaining TTL (seconds), when the row is in
+    # Cassandra and they can be read.
+    source_write_time: int | None = None
+    source_ttl: int | None = None
 
 
 @dataclass

@@ -16,6 +16,7 @@ from reconciliation.choices import (
     JobPhase,
     JobStatus,
     JobType,
+    RecheckRule,
     ValidationStrategy,
 )
 
@@ -73,6 +74,37 @@ class ReconciliationJob(models.Model):
         db_default=0,
         help_text="Values either store held that could not be read as the column's type "
         "(each reported as its row's DATA_MISMATCH, shown as written).",
+    )
+    in_flight_count = models.BigIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Differences whose source row was younger than the CDC lag budget when read: "
+        "not counted as drift; re-checked once the budget has passed.",
+    )
+    expired_count = models.BigIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Differences whose source row's TTL ran out before the re-check: not counted.",
+    )
+    recheck_rule = models.CharField(
+        max_length=12,
+        choices=RecheckRule.choices,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="How in-flight differences were told from drift.",
+    )
+    lag_budget_seconds = models.FloatField(
+        null=True, blank=True, help_text="The CDC lag budget the job judged with (seconds)."
+    )
+    source_rows_per_second = models.FloatField(
+        null=True, blank=True, help_text="The rate at which the job read Cassandra (rows/s)."
+    )
+    repair_summary = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="What the table's repair policy did after this job (eligible, repaired, "
+        "skipped and why, failed).",
     )
     drift_ci_low = models.FloatField(
         null=True, blank=True, help_text="SAMPLE: lower bound of the 95% Wilson interval (%)."

@@ -10,9 +10,13 @@ from django.db import models
 from cdcrecon.conf import TABLE_NAME_PATTERN, settings
 from reconciliation.choices import (
     AlertLevel,
+    RepairPolicy,
     ValidationStrategy,
 )
 from reconciliation.engine.schema import TableSpec
+
+#: A repair policy's minimum age when neither it nor the table sets one (10 minutes).
+DEFAULT_REPAIR_MIN_AGE_SECONDS = 600
 
 identifier_validator = RegexValidator(
     rf"^{TABLE_NAME_PATTERN}$",
@@ -104,6 +108,50 @@ class TableMapping(models.Model):
         max_length=20, choices=ValidationStrategy.choices, default=ValidationStrategy.CHECKSUM
     )
     enabled = models.BooleanField(default=True, help_text="Included in the scheduled runs.")
+    cdc_lag_budget_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="How long the CDC pipeline may take to copy a write (seconds); a difference "
+        "whose source row is younger is in flight, not drift. Blank means "
+        "RECONCILIATION_CDC_LAG_BUDGET_SECONDS.",
+    )
+    # -- auto-repair policy ---------------------------------------------------------------------
+    repair_policy = models.CharField(
+        max_length=10,
+        choices=RepairPolicy.choices,
+        default=RepairPolicy.OFF,
+        db_default=RepairPolicy.OFF,
+        help_text="Repair confirmed differences from Cassandra after each conclusive job.",
+    )
+    repair_missing_in_target = models.BooleanField(
+        default=True, db_default=True, help_text="The policy may insert rows missing in PostgreSQL."
+    )
+    repair_data_mismatch = models.BooleanField(
+        default=True, db_default=True, help_text="The policy may overwrite rows that differ."
+    )
+    repair_extra_in_target = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="The policy may delete rows that exist only in PostgreSQL (off by default).",
+    )
+    repair_min_age_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="A difference must be at least this old to be repaired (seconds). Blank "
+        "means the table's CDC lag budget, or 10 minutes if the table sets none.",
+    )
+    repair_max_per_run = models.PositiveIntegerField(
+        default=100, db_default=100, help_text="Repairs one run may make."
+    )
+    repair_max_per_hour = models.PositiveIntegerField(
+        default=1000, db_default=1000, help_text="Repairs the policy may make in any hour."
+    )
+    source_max_rows_per_second = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Rows per second a job may read from this Cassandra table, across all "
+        "workers (0: no cap). Blank means RECONCILIATION_SOURCE_MAX_ROWS_PER_SECOND.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -141,6 +189,30 @@ class TableMapping(models.Model):
     @property
     def effective_critical_threshold(self) -> float:
         return self.thresholds.critical
+
+    @property
+    def lag_budget_seconds(self) -> float:
+        """The table's CDC lag budget: its own, else RECONCILIATION_CDC_LAG_BUDGET_SECONDS."""
+        if self.cdc_lag_budget_seconds is not None:
+            return float(self.cdc_lag_budget_seconds)
+        return settings.reconciliation.cdc_lag_budget_seconds
+
+    @property
+    def repair_min_age(self) -> float:
+        """A repair policy's minimum age (seconds): its own, else the table's own CDC lag
+        budget, else 10 minutes."""
+        if self.repair_min_age_seconds is not None:
+            return float(self.repair_min_age_seconds)
+        if self.cdc_lag_budget_seconds is not None:
+            return float(self.cdc_lag_budget_seconds)
+        return float(DEFAULT_REPAIR_MIN_AGE_SECONDS)
+
+    @property
+    def max_rows_per_second(self) -> int:
+        """The source read-rate cap (0: none): the table's own, else the setting."""
+        if self.source_max_rows_per_second is not None:
+            return self.source_max_rows_per_second
+        return settings.reconciliation.source_max_rows_per_second
 
     def alert_level_for(self, drift_percentage: float | None) -> str:
         return self.thresholds.alert_level(drift_percentage)

@@ -28,7 +28,11 @@ from reconciliation.models.jobs import ReconciliationJob
 #: A difference that still stands: waiting for an operator, or knowingly ignored.
 OPEN_STATUSES = (ResolutionStatus.PENDING, ResolutionStatus.IGNORED)
 #: Closed by someone (or by a covering run); found again, the same object reopens.
-RESOLVED_STATUSES = (ResolutionStatus.MANUAL_RESOLVED, ResolutionStatus.AUTO_RESOLVED)
+RESOLVED_STATUSES = (
+    ResolutionStatus.MANUAL_RESOLVED,
+    ResolutionStatus.AUTO_RESOLVED,
+    ResolutionStatus.AUTO_REPAIRED,
+)
 
 
 #: What a run (or a re-check) saw of one key that differs now: the engine's Difference.
@@ -226,6 +230,22 @@ class Mismatch(models.Model):
         blank=True,
         help_text="Set when a resolved difference was found again and reopened.",
     )
+    source_write_time = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Cassandra's write time of the source row when last read (the latest of its "
+        "regular columns' WRITETIME); null when the row is not in Cassandra.",
+    )
+    source_ttl_seconds = models.IntegerField(
+        null=True,
+        blank=True,
+        help_text="The source row's remaining TTL when last read (seconds); null: no TTL.",
+    )
+    recheck_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="IN_FLIGHT: when the CDC lag budget has passed and the key is read again.",
+    )
 
     objects = MismatchQuerySet.as_manager()
 
@@ -236,7 +256,7 @@ class Mismatch(models.Model):
             # The ledger: at most one open difference per (table, primary key).
             models.UniqueConstraint(
                 fields=["table_name", "primary_key_value"],
-                condition=Q(resolution_status__in=["PENDING", "IGNORED"]),
+                condition=Q(resolution_status__in=["PENDING", "IGNORED", "IN_FLIGHT"]),
                 name="one_open_mismatch_per_key",
             ),
         ]
