@@ -6,7 +6,8 @@ what only the engine can tell:
 
 * ``read_now`` / ``compare_now``: a key's rows read again from both stores through the
   engine's own lookups and key equality (``Engine.read_keys``, the transient re-check's
-  path) — ``Mismatch.recheck`` and TIMESTAMP_RANGE healing use it; there is no second lookup.
+  path) — ``recheck`` (then ``Mismatch.apply_recheck``) and TIMESTAMP_RANGE healing use it;
+  there is no second lookup.  The models never import this module.
 * ``heal_covered``: which keys a run examined, so that healing only closes what the run saw.
   CHECKSUM covers every key; SAMPLE the keys it drew (``Outcome.examined_keys``; a table no
   larger than the sample is examined whole); TIMESTAMP_RANGE the keys whose rows
@@ -77,6 +78,12 @@ def compare_now(engine: Engine, keys: Sequence[str]) -> dict[str, KeyReading]:
             continue
     readings = engine.read_keys(list(valid.values()))
     return dict(zip(valid, readings, strict=True))
+
+
+def recheck(mismatch: Mismatch, user: Any) -> str:
+    """Re-read a mismatch's key from both stores now and act on it
+    (``Mismatch.apply_recheck``): the API's and the admin's *re-check now*."""
+    return mismatch.apply_recheck(read_now(mismatch.table_name, mismatch.primary_key_value), user)
 
 
 def read_now(table_name: str, primary_key_value: str) -> Finding | None:

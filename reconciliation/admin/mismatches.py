@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from reconciliation import ledger
 from reconciliation.admin.common import (
     CHANGELIST_FILTERS,
     JobFilter,
@@ -439,7 +440,7 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
         for mismatch in queryset.select_related(None).iterator():
             handled.append(mismatch.pk)
             try:
-                outcome = mismatch.recheck(request.user)
+                outcome = ledger.recheck(mismatch, request.user)
             except Exception as exc:  # a store down: report it, keep going with the others
                 self.message_user(
                     request,

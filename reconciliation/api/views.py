@@ -32,6 +32,7 @@ from rest_framework.views import APIView
 from cdcrecon.api.errors import ApiError
 from cdcrecon.api.pagination import JobPagination, MismatchPagination
 from cdcrecon.filters import FilterSetOnViewBackend
+from reconciliation import ledger
 from reconciliation.api.permissions import CanResolveMismatches, CanTriggerJobs, CanViewJobs
 from reconciliation.api.serializers import (
     JOB_MODEL_FIELDS,
@@ -388,7 +389,7 @@ class MismatchViewSet(PagedListMixin, mixins.ListModelMixin, viewsets.GenericVie
     def recheck(self, request: Request, mismatch_id: str | None = None) -> Response:
         mismatch = self.get_object()
         try:
-            outcome = mismatch.recheck(request.user)
+            outcome = ledger.recheck(mismatch, request.user)
         except (UnknownTable, TableNotFound, SchemaError, BadKey) as exc:
             raise ApiError("cannot_recheck", str(exc), status.HTTP_409_CONFLICT) from None
         except (StoreUnavailable, DriverException, NoHostAvailable, psycopg.Error) as exc:

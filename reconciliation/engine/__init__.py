@@ -19,6 +19,8 @@ their key columns' compare forms are equal (``records.py``, ``canonical.py``).  
 strategy has its module: ``row_count``, ``checksum``, ``timestamp_range``, ``sample``.
 """
 
+# The strategy modules join the engine's runners (``core.RUNNERS``) as they are imported.
+from reconciliation.engine import checksum, row_count, sample, timestamp_range  # noqa: F401
 from reconciliation.engine.core import (
     CHECKSUM,
     DATA_MISMATCH,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from reconciliation.engine.core import Engine, Outcome
+from reconciliation.engine.core import CHECKSUM, Engine, Outcome, strategy
 from reconciliation.engine.keydiff import full_diff
 
 
+@strategy(CHECKSUM)
 def run(engine: Engine) -> Outcome:
     return full_diff(engine)

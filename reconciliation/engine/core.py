@@ -7,8 +7,9 @@ equality, and the verdict step (``judge``): each key a pass found different is r
 (after ``recheck_delay_seconds``) and reported only if it still differs.
 
 The strategies live in their own modules (``row_count``, ``checksum``,
-``timestamp_range``, ``sample``; the key-by-key diff they share in ``keydiff``);
-``Engine.run`` picks one.
+``timestamp_range``, ``sample``; the key-by-key diff they share in ``keydiff``).  Each joins
+``RUNNERS`` with ``@strategy(NAME)`` when the ``engine`` package imports it; ``Engine.run``
+picks one from there, so this module never imports a strategy (no import cycle).
 """
 
 from __future__ import annotations
@@ -124,6 +125,20 @@ RECHECK_PROGRESS = 0.9
 
 Report = Callable[[Difference], None]
 Progress = Callable[[float], None]
+Runner = Callable[["Engine"], "Outcome"]
+
+#: The validation strategies' runners, by name: each strategy module joins with ``strategy``.
+RUNNERS: dict[str, Runner] = {}
+
+
+def strategy(name: str) -> Callable[[Runner], Runner]:
+    """Register a strategy's runner under ``name`` (a decorator)."""
+
+    def register(runner: Runner) -> Runner:
+        RUNNERS[name] = runner
+        return runner
+
+    return register
 
 
 def _no_progress(fraction: float) -> None:
@@ -328,18 +343,11 @@ class Engine:
                 values[index] = convert(values[index])
         return marshal.dumps(tuple(values), MARSHAL_VERSION)
 
-    def run(self, strategy: str) -> Outcome:
-        from reconciliation.engine import checksum, row_count, sample, timestamp_range
-
-        runners: dict[str, Callable[[Engine], Outcome]] = {
-            ROW_COUNT: row_count.run,
-            CHECKSUM: checksum.run,
-            TIMESTAMP_RANGE: timestamp_range.run,
-            SAMPLE: sample.run,
-        }
-        if strategy not in runners:
-            raise ValueError(f"Unknown validation strategy {strategy!r}.")
-        outcome = runners[strategy](self)
+    def run(self, name: str) -> Outcome:
+        runner = RUNNERS.get(name)
+        if runner is None:
+            raise ValueError(f"Unknown validation strategy {name!r}.")
+        outcome = runner(self)
         outcome.schema_warnings = list(self.layout.warnings)
         outcome.unreadable_value_count = self.unreadable_values
         self.progress(1.0)

@@ -7,7 +7,7 @@ Cassandra is counted one token range at a time (``count_range``, never one whole
 from __future__ import annotations
 
 from reconciliation.engine.cassandra import split_range
-from reconciliation.engine.core import Engine, Outcome, plan_segments
+from reconciliation.engine.core import ROW_COUNT, Engine, Outcome, plan_segments, strategy
 from reconciliation.engine.drift import row_count_drift
 from reconciliation.engine.records import MAX_TOKEN, MIN_TOKEN
 
@@ -27,6 +27,7 @@ def outcome(cassandra_rows: int, postgres_rows: int) -> Outcome:
     )
 
 
+@strategy(ROW_COUNT)
 def run(engine: Engine) -> Outcome:
     engine.progress(0.05)
     postgres_rows = engine.postgres.count()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 
-from reconciliation.engine.core import VERDICT_BATCH, Engine, Outcome
+from reconciliation.engine.core import SAMPLE, VERDICT_BATCH, Engine, Outcome, strategy
 from reconciliation.engine.drift import drift_percentage, wilson_interval
 from reconciliation.engine.keydiff import full_diff
 from reconciliation.engine.merge import agree
@@ -19,6 +19,7 @@ from reconciliation.engine.readable import primary_key_text
 from reconciliation.engine.spill import Spool
 
 
+@strategy(SAMPLE)
 def run(engine: Engine) -> Outcome:
     size = engine.options.sample_size
     estimate = engine.estimate()

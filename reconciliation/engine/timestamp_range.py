@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reconciliation.engine.core import Engine, Outcome
+from reconciliation.engine.core import TIMESTAMP_RANGE, Engine, Outcome, strategy
 from reconciliation.engine.keydiff import full_diff
 from reconciliation.engine.schema import SchemaError, Window
 
@@ -50,6 +50,7 @@ def parameters(checked: Window) -> dict[str, str]:
     return {"from": iso(checked.start), "to": iso(checked.end)}
 
 
+@strategy(TIMESTAMP_RANGE)
 def run(engine: Engine) -> Outcome:
     checked = window(engine)
     outcome = full_diff(engine, checked)

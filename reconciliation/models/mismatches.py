@@ -344,8 +344,10 @@ class Mismatch(models.Model):
             self.last_job = job
         return outcome
 
-    def recheck(self, user: Any) -> str:
-        """Re-read this key from both stores now (the engine's lookups) and act on it.
+    def apply_recheck(self, finding: Finding | None, user: Any) -> str:
+        """Act on this key as a re-check just read it (``finding``: its difference now, None
+        when both stores agree; ``ledger.recheck`` reads it, so the model never calls back
+        into the engine).
 
         Equal now: an open difference closes as AUTO_RESOLVED, resolved by ``user``
         ("closed"; a closed one stays closed).  Still different: the captured rows are
@@ -353,9 +355,6 @@ class Mismatch(models.Model):
         were; a resolved one reopens) and the outcome is "still_different" when the
         checksums are as captured, else "changed".  Either way a note names ``user``.
         """
-        from reconciliation.ledger import read_now  # the engine side; imports the models
-
-        finding = read_now(self.table_name, self.primary_key_value)
         who = getattr(user, "get_username", lambda: "")() or "unknown"
         now = timezone.now()
         stamp = f"[{now:%Y-%m-%d %H:%M} UTC]"
