@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -43,38 +44,94 @@ def ensure_database(url: str) -> None:
             print(f"created database {BENCH_DB}")
 
 
-FILL_SQL = """
-INSERT INTO reconciliation_reconciliationjob
-    (job_id, table_name, job_type, validation_strategy, parameters, status, started_at,
-     completed_at, heartbeat_at, progress, cassandra_row_count, postgres_row_count,
-     keys_examined, mismatch_count, transient_count, drift_percentage, alert_fired,
-     alert_level, schema_warnings, error_message, phase)
-SELECT gen_random_uuid(), (ARRAY['users','orders','sessions'])[1 + j % 3], 'HOURLY_SCHEDULED',
-       'CHECKSUM', '{}', 'COMPLETED', now() - j * interval '1 hour',
-       now() - j * interval '1 hour' + interval '45 seconds', now() - j * interval '1 hour',
-       1.0, 1000000, 999000, 1000000, 1000, 0, 0.1, false, 'NONE', '[]', '', 'DONE'
-FROM generate_series(1, 1000) AS j;
+# Each model's rows as SQL expressions over ``j`` (jobs) or ``i`` (mismatches) and the job
+# joined to a mismatch.  Every other column gets its model default (``insert_select``), so a
+# column added later with a default never breaks the bench.
+JOB_COLUMNS = {
+    "job_id": "gen_random_uuid()",
+    "table_name": "(ARRAY['users','orders','sessions'])[1 + j % 3]",
+    "job_type": "'HOURLY_SCHEDULED'",
+    "validation_strategy": "'CHECKSUM'",
+    "status": "'COMPLETED'",
+    "started_at": "now() - j * interval '1 hour'",
+    "completed_at": "now() - j * interval '1 hour' + interval '45 seconds'",
+    "heartbeat_at": "now() - j * interval '1 hour'",
+    "progress": "1.0",
+    "cassandra_row_count": "1000000",
+    "postgres_row_count": "999000",
+    "keys_examined": "1000000",
+    "mismatch_count": "1000",
+    "drift_percentage": "0.1",
+    "phase": "'DONE'",
+}
+JOBS_FROM = "FROM generate_series(1, {jobs}) AS j"
 
-INSERT INTO reconciliation_mismatch
-    (mismatch_id, job_id, table_name, primary_key_value, mismatch_type, cassandra_checksum,
-     postgres_checksum, cassandra_data, postgres_data, detected_at, resolution_status,
-     resolution_notes)
-SELECT gen_random_uuid(), jobs.job_id, jobs.table_name, 'user-' || i,
-       (ARRAY['MISSING_IN_POSTGRES','MISSING_IN_CASSANDRA','DATA_MISMATCH'])[1 + i % 3],
-       md5(i::text) || md5((i + 1)::text), md5((i + 2)::text) || md5((i + 3)::text),
-       jsonb_build_object('id', 'user-' || i, 'email', 'old' || i || '@example.com',
-                          'name', 'User ' || i, 'balance', i % 1000),
-       jsonb_build_object('id', 'user-' || i, 'email', 'new' || i || '@example.com',
-                          'name', 'User ' || i, 'balance', i % 1000),
-       now() - (i * interval '3 seconds'),
-       (ARRAY['PENDING','PENDING','PENDING','MANUAL_RESOLVED','IGNORED'])[1 + i % 5], ''
-FROM generate_series(1, %(rows)s) AS i
-JOIN (SELECT job_id, table_name, row_number() OVER () - 1 AS n
-      FROM reconciliation_reconciliationjob) AS jobs ON jobs.n = i %% 1000;
-"""
+MISMATCH_COLUMNS = {
+    "mismatch_id": "gen_random_uuid()",
+    "job_id": "jobs.job_id",
+    "table_name": "jobs.table_name",
+    "primary_key_value": "'user-' || i",
+    "mismatch_type": "(ARRAY['MISSING_IN_POSTGRES','MISSING_IN_CASSANDRA','DATA_MISMATCH'])"
+    "[1 + i % 3]",
+    "cassandra_checksum": "md5(i::text) || md5((i + 1)::text)",
+    "postgres_checksum": "md5((i + 2)::text) || md5((i + 3)::text)",
+    "cassandra_data": "jsonb_build_object('id', 'user-' || i, 'email', 'old' || i || "
+    "'@example.com', 'name', 'User ' || i, 'balance', i % 1000)",
+    "postgres_data": "jsonb_build_object('id', 'user-' || i, 'email', 'new' || i || "
+    "'@example.com', 'name', 'User ' || i, 'balance', i % 1000)",
+    "detected_at": "now() - (i * interval '3 seconds')",
+    "resolution_status": "(ARRAY['PENDING','PENDING','PENDING','MANUAL_RESOLVED','IGNORED'])"
+    "[1 + i % 5]",
+}
+MISMATCHES_FROM = (
+    "FROM generate_series(1, {rows}) AS i "
+    "JOIN (SELECT job_id, table_name, row_number() OVER () - 1 AS n "
+    "FROM reconciliation_reconciliationjob) AS jobs ON jobs.n = i % {jobs}"
+)
 
 
-def fill(url: str, rows: int, reload: bool) -> None:
+def insert_select(model: Any, expressions: dict[str, str], source: str) -> tuple[str, list[Any]]:
+    """``INSERT INTO <model's table> (...) SELECT ... <source>``: the given expressions, and
+    for every other column that needs a value (NOT NULL, no database default) the model
+    field's own default as a parameter."""
+    from django.db import models
+    from psycopg.types.json import Jsonb
+
+    columns: list[str] = []
+    values: list[str] = []
+    params: list[Any] = []
+    for field in model._meta.concrete_fields:
+        if field.attname in expressions or field.name in expressions:
+            columns.append(field.column)
+            expression = expressions.get(field.attname) or expressions[field.name]
+            values.append(expression.replace("%", "%%"))  # a literal % beside the parameters
+        elif not field.null and not field.has_db_default():
+            if not field.has_default():
+                raise ValueError(f"{model.__name__}.{field.name} needs a value in the bench data")
+            default = field.get_default()
+            columns.append(field.column)
+            values.append("%s")
+            params.append(Jsonb(default) if isinstance(field, models.JSONField) else default)
+    statement = (
+        f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) "
+        f"SELECT {', '.join(values)} {source.replace('%', '%%')}"
+    )
+    return statement, params
+
+
+def fill_statements(rows: int, jobs: int = 1000) -> list[tuple[str, list[Any]]]:
+    """The statements that load ``jobs`` jobs and ``rows`` mismatches spread over them."""
+    from reconciliation.models import Mismatch, ReconciliationJob
+
+    return [
+        insert_select(ReconciliationJob, JOB_COLUMNS, JOBS_FROM.format(jobs=int(jobs))),
+        insert_select(
+            Mismatch, MISMATCH_COLUMNS, MISMATCHES_FROM.format(rows=int(rows), jobs=int(jobs))
+        ),
+    ]
+
+
+def fill(url: str, rows: int, reload: bool, jobs: int = 1000) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         have = conn.execute("SELECT count(*) FROM reconciliation_mismatch").fetchone()[0]
         if have == rows and not reload:
@@ -84,8 +141,8 @@ def fill(url: str, rows: int, reload: bool) -> None:
         started = time.perf_counter()
         conn.execute("TRUNCATE reconciliation_mismatch, reconciliation_reconciliationjob CASCADE")
         with conn.transaction():
-            for statement in FILL_SQL.split(";\n\n"):
-                conn.execute(statement.replace("%(rows)s", str(int(rows))).replace("%%", "%"))
+            for statement, params in fill_statements(rows, jobs):
+                conn.execute(statement, params)
         conn.execute("VACUUM ANALYZE reconciliation_mismatch")
         conn.execute("VACUUM ANALYZE reconciliation_reconciliationjob")
         print(f"loaded in {time.perf_counter() - started:.1f} s")

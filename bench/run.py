@@ -28,7 +28,9 @@ processes use their own app database, broker database and queue (``bench/stores.
 the job's re-check delay is 0.  Nothing here asserts the targets of issue 13 (2 workers >=
 1.5x one, CHECKSUM on one worker <= 1.2x the Cassandra floor, <= 300 MB per worker): it
 prints them next to the measured values.  Then CHECKSUM over one wide partition
-(``bench/wide_partition.py``) runs, unless ``--no-wide``.
+(``bench/wide_partition.py``) runs, unless ``--no-wide``, and the mismatch list's API latency
+over ``BENCH_API_ROWS`` (default 1,000,000) ledger rows (``bench/api_latency.py``), unless
+``--no-api``.  A part that fails makes the whole run exit non-zero.
 """
 
 from __future__ import annotations
@@ -270,6 +272,7 @@ def main() -> None:
     parser.add_argument("--only", help="Comma-separated measures (default: all).")
     parser.add_argument("--json", type=Path, help="Also write every run's results here.")
     parser.add_argument("--no-wide", action="store_true", help="Skip the wide-partition benchmark.")
+    parser.add_argument("--no-api", action="store_true", help="Skip the API latency benchmark.")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else list(MEASURES)
     unknown = set(names) - set(MEASURES)
@@ -305,10 +308,23 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({n: vars(r) for n, r in results.items()}, indent=1))
     print("\n".join(report(args.rows, args.repeats, results, sweep, (loads_start, load_average()))))
+    failed = []
     if not args.no_wide:  # one partition of BENCH_WIDE_ROWS rows (bench/wide_partition.py)
         wide = subprocess.run([sys.executable, str(HERE / "wide_partition.py")], check=False)
         if wide.returncode:
-            print(f"wide_partition.py failed ({wide.returncode})", file=sys.stderr)
+            failed.append(f"wide_partition.py ({wide.returncode})")
+    if not args.no_api:  # the mismatch list over a million ledger rows (bench/api_latency.py)
+        api_rows = os.environ.get("BENCH_API_ROWS", "1000000")
+        api = subprocess.run(
+            [sys.executable, str(HERE / "api_latency.py"), "--rows", api_rows, "--requests", "20"],
+            cwd=ROOT,
+            check=False,
+        )
+        if api.returncode:
+            failed.append(f"api_latency.py ({api.returncode})")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
