@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from reconciliation.api.forensics import JobForensicsView, TableForensicsView
 from reconciliation.api.repair import repair_mismatch_view
 from reconciliation.api.views import MismatchViewSet, ReconciliationJobViewSet, TriggerView
 
@@ -14,6 +15,12 @@ router.register("reconciliation/mismatches", MismatchViewSet, basename="mismatch
 
 urlpatterns = [
     path("reconciliation/trigger", TriggerView.as_view(), name="reconciliation-trigger"),
+    path(
+        "reconciliation/jobs/<str:job_id>/forensics",
+        JobForensicsView.as_view(),
+        name="job-forensics",
+    ),
+    path("reconciliation/forensics", TableForensicsView.as_view(), name="table-forensics"),
     path(
         "reconciliation/mismatches/<str:mismatch_id>/repair",
         repair_mismatch_view,

@@ -1,0 +1,123 @@
+"""Forensics of a job's differences or of a table's open ones: the ledger rows turned into
+``findings.Fact`` and analysed (``findings.analyse``; the rules live there).
+
+Reads at most ``MAX_DIFFERENCES`` rows (the newest), in one streamed query: the answer then
+says it looked at a sample (``analyzed`` < ``total``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import QuerySet
+
+from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus
+from reconciliation.engine.keys import BadKey, split_key
+from reconciliation.findings import Fact, analyse
+from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
+from reconciliation.source_changes import canonical_equal
+
+MAX_DIFFERENCES = 200_000
+
+_FIELDS = (
+    "mismatch_type",
+    "primary_key_value",
+    "source_write_time",
+    "source_ttl_seconds",
+    "cassandra_data",
+    "postgres_data",
+    "resolution_status",
+    "recheck_after",
+)
+
+
+class JobStillRunning(Exception):
+    """Forensics wait for the job's verdicts."""
+
+
+def differing_columns(
+    cassandra: dict[str, Any] | None, postgres: dict[str, Any] | None, key: Iterable[str]
+) -> frozenset[str] | None:
+    """The non-key columns whose values differ between the two captured rows."""
+    if cassandra is None or postgres is None:
+        return None
+    skip = set(key)
+    return frozenset(
+        name
+        for name in set(cassandra) | set(postgres)
+        if name not in skip and not canonical_equal(cassandra.get(name), postgres.get(name))
+    )
+
+
+def _partition(text: str, mapping: TableMapping | None) -> tuple[Any, ...]:
+    if mapping is None or not mapping.partition_key_columns:
+        return (text,)
+    try:
+        parts = split_key(text, len(mapping.key_columns))
+    except BadKey:
+        return (text,)
+    return tuple(parts[: len(mapping.partition_key_columns)])
+
+
+def facts(rows: QuerySet[Mismatch], mapping: TableMapping | None) -> list[Fact]:
+    key = mapping.key_columns if mapping is not None else []
+    found = []
+    for row in rows.values_list(*_FIELDS).iterator(chunk_size=5000):
+        kind, text, written, ttl, c_data, p_data, status, recheck_after = row
+        found.append(
+            Fact(
+                mismatch_type=kind,
+                partition=_partition(text, mapping),
+                written_at=written,
+                ttl_seconds=ttl,
+                differing=differing_columns(c_data, p_data, key)
+                if kind == MismatchType.DATA_MISMATCH
+                else None,
+                in_flight=status == ResolutionStatus.IN_FLIGHT,
+                recheck_after=recheck_after,
+            )
+        )
+    return found
+
+
+def _report(
+    rows: QuerySet[Mismatch], table: str, expired: int, extra: dict[str, Any]
+) -> dict[str, Any]:
+    mapping = TableMapping.objects.filter(name=table).first()
+    total = rows.count()
+    sample = rows.order_by("-last_seen_at", "mismatch_id")[:MAX_DIFFERENCES]
+    analysis = analyse(facts(sample, mapping), expired=expired)
+    return {
+        **extra,
+        "table": table,
+        "total": total,
+        "analyzed": analysis.total,
+        **{k: v for k, v in analysis.as_dict().items() if k != "total"},
+    }
+
+
+def job_forensics(job: ReconciliationJob) -> dict[str, Any]:
+    """What the differences ``job`` found say (JobStillRunning while it runs)."""
+    if job.status == JobStatus.RUNNING:
+        raise JobStillRunning(
+            f"Job {job.job_id} is still running: its differences are not decided yet. "
+            "Ask again once it has completed."
+        )
+    rows = Mismatch.objects.filter(findings__job=job)
+    return _report(
+        rows, job.table_name, job.expired_count, {"job_id": str(job.job_id), "scope": "job"}
+    )
+
+
+def table_forensics(table: str) -> dict[str, Any]:
+    """What the open differences of ``table`` in the ledger say (in-flight ones included)."""
+    rows = Mismatch.objects.filter(
+        table_name=table,
+        resolution_status__in=[
+            ResolutionStatus.PENDING,
+            ResolutionStatus.IGNORED,
+            ResolutionStatus.IN_FLIGHT,
+        ],
+    )
+    return _report(rows, table, 0, {"job_id": None, "scope": "open"})
