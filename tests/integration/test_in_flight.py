@@ -114,9 +114,10 @@ def test_fresh_writes_the_target_lacks_are_in_flight_not_drift_then_heal_or_beco
         "user-3": ResolutionStatus.AUTO_RESOLVED,
         "never": ResolutionStatus.PENDING,
     }
-    assert "arrived within the CDC lag" in Mismatch.objects.get(
-        table_name=name, primary_key_value="late"
-    ).resolution_notes
+    assert (
+        "arrived within the CDC lag"
+        in Mismatch.objects.get(table_name=name, primary_key_value="late").resolution_notes
+    )
     never = Mismatch.objects.get(table_name=name, primary_key_value="never")
     assert never.recheck_after is None and "drift" in never.resolution_notes
     job.refresh_from_db()

@@ -94,7 +94,9 @@ def test_the_summary_selects_three_values_over_the_columns_with_a_write_time() -
 
 
 def test_a_table_with_only_collections_has_no_write_time_summary() -> None:
-    assert write_time_selectors([_column("tags", "set<text>"), _column("m", "map<text, int>")]) == []
+    assert (
+        write_time_selectors([_column("tags", "set<text>"), _column("m", "map<text, int>")]) == []
+    )
     assert write_time_selectors([]) == []
 
 
