@@ -82,7 +82,7 @@ def statuses(mapping) -> dict[str, str]:
 
 
 def test_fresh_writes_the_target_lacks_are_in_flight_not_drift_then_heal_or_become_drift(
-    cassandra, target, table
+    cassandra, target, table, client
 ) -> None:
     name = table.name
     write(cassandra, name, "late", "late@example.com")  # the pipeline will copy it
@@ -124,6 +124,15 @@ def test_fresh_writes_the_target_lacks_are_in_flight_not_drift_then_heal_or_beco
     assert (job.transient_count, job.mismatch_count, job.in_flight_count) == (2, 1, 3)
     assert job.drift_percentage == pytest.approx(100 / 12)
     assert job.alert_level == AlertLevel.CRITICAL and job.alert_fired is True
+    # Prometheus counts only the one that became drift, never the two that arrived late.
+    from tests.monitoring_support import parse_samples, sample
+
+    samples = parse_samples(client.get("/metrics").content.decode())
+    total = "cdc_reconciliation_mismatches_total"
+    assert sample(samples, total, table=name, type=MismatchType.MISSING_IN_POSTGRES) == 1
+    assert sample(samples, total, table=name, type=MismatchType.DATA_MISMATCH) == 0
+    drift = sample(samples, "cdc_reconciliation_drift_percentage", table=name, strategy="CHECKSUM")
+    assert drift == pytest.approx(100 / 12)
 
 
 def test_rows_written_hours_ago_are_drift_at_once(cassandra, table) -> None:
@@ -269,3 +278,51 @@ def test_a_job_on_a_worker_queues_its_own_in_flight_recheck(
     wait_until(settled, 60, "the worker never re-checked the in-flight difference")
     job = ReconciliationJob.objects.get(pk=job_id)
     assert (job.in_flight_count, job.mismatch_count, job.status) == (1, 1, JobStatus.COMPLETED)
+
+
+def test_in_flight_differences_are_visible_in_the_api_the_metrics_and_the_admin(
+    cassandra, table, api_client, client, admin_client
+) -> None:
+    from tests.monitoring_support import parse_samples, sample
+
+    write(cassandra, table.name, "fresh", "f@example.com")
+    write(cassandra, table.name, "old", "o@example.com", ago=HOURS_AGO * 3600)
+    job = run(table)
+    api = api_client(superuser=True)
+
+    body = api.get(f"/reconciliation/jobs/{job.pk}").json()
+    assert (body["in_flight_count"], body["mismatch_count"], body["expired_count"]) == (1, 1, 0)
+    assert (body["recheck_rule"], body["lag_budget_seconds"]) == ("WRITE_TIME", 60.0)
+    listed = api.get(
+        f"/reconciliation/mismatches?table={table.name}&resolution_status=IN_FLIGHT"
+    ).json()
+    (fresh,) = listed["mismatches"]
+    assert fresh["primary_key_value"] == "fresh" and fresh["resolution_status"] == "IN_FLIGHT"
+    assert fresh["recheck_after"] > fresh["source_write_time"]
+    assert fresh["source_ttl_seconds"] is None
+
+    def scrape():
+        return parse_samples(client.get("/metrics").content.decode())
+
+    name = "cdc_reconciliation"
+    samples = scrape()
+    assert sample(samples, f"{name}_in_flight_differences", table=table.name) == 1
+    kind = "MISSING_IN_POSTGRES"
+    assert sample(samples, f"{name}_open_mismatches", table=table.name, type=kind) == 1  # old
+    assert sample(samples, f"{name}_mismatches_total", table=table.name, type=kind) == 1
+
+    row = Mismatch.objects.get(table_name=table.name, primary_key_value="fresh")
+    page = admin_client.get(f"/admin/reconciliation/mismatch/{row.pk}/change/").content.decode()
+    assert "cdc-in_flight" in page and "In flight (within the CDC lag budget)" in page
+    assert f"{row.source_write_time:%Y}" in page and "does not expire" in page
+    job_page = admin_client.get(
+        f"/admin/reconciliation/reconciliationjob/{job.pk}/change/"
+    ).content.decode()
+    assert "CDC lag budget 60 s" in job_page
+
+    inflight.recheck_due(now=timezone.now() + dt.timedelta(seconds=70))  # it never arrives
+
+    samples = scrape()
+    assert sample(samples, f"{name}_in_flight_differences", table=table.name) == 0
+    assert sample(samples, f"{name}_open_mismatches", table=table.name, type=kind) == 2
+    assert sample(samples, f"{name}_mismatches_total", table=table.name, type=kind) == 2
