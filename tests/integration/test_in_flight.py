@@ -326,3 +326,22 @@ def test_in_flight_differences_are_visible_in_the_api_the_metrics_and_the_admin(
     assert sample(samples, f"{name}_in_flight_differences", table=table.name) == 0
     assert sample(samples, f"{name}_open_mismatches", table=table.name, type=kind) == 2
     assert sample(samples, f"{name}_mismatches_total", table=table.name, type=kind) == 2
+
+
+def test_re_check_now_keeps_an_in_flight_difference_in_flight_until_its_budget_passes(
+    cassandra, target, table, admin_user
+) -> None:
+    from reconciliation.ledger import recheck
+
+    write(cassandra, table.name, "fresh", "f@example.com")
+    run(table)
+    row = Mismatch.objects.get(table_name=table.name, primary_key_value="fresh")
+
+    assert recheck(row, admin_user) == "still_different"
+    row.refresh_from_db()
+    assert row.resolution_status == ResolutionStatus.IN_FLIGHT
+
+    copy(target, table.name, "fresh", "f@example.com")
+    assert recheck(row, admin_user) == "closed"
+    row.refresh_from_db()
+    assert row.resolution_status == ResolutionStatus.AUTO_RESOLVED
