@@ -15,8 +15,8 @@ cost a few seconds of the driver's event-loop thread per million rows).
 
 **Write times.**  With ``write_times``, each row also brings its write-time summary, computed
 by Cassandra in the same read (``write_time_selectors``): the latest ``WRITETIME`` of its
-regular cells, their largest ``TTL``, and how many live cells have no TTL (three small
-integers per row, whatever the column count; ``records.source_write`` turns them into the
+regular cells, and their largest ``TTL`` (negative when a live cell has none): two small
+integers per row, whatever the column count ( ``records.source_write`` turns them into the
 row's write time and expiry).  Non-frozen collections and UDTs (many cells, no single
 write time) and counters (no WRITETIME) are left out; a table with no other regular column
 has no readable write time.  The summary uses Cassandra 5.0's ``collection_max`` /
@@ -62,6 +62,8 @@ _END = object()
 # A decimal partition key is found whatever its scale up to this many extra digits.
 DECIMAL_EXTRA_SCALE = 12
 MAX_CANDIDATES = 64
+# Subtracted from a row's largest TTL per live cell without one (write_time_selectors).
+UNTIMED_PENALTY = 1_000_000_000
 
 
 def select_column(column: Column) -> str:
@@ -85,10 +87,12 @@ def has_write_time(ctype: CqlType) -> bool:
 
 
 def write_time_selectors(columns: Sequence[Column]) -> list[str]:
-    """The three selectors of a row's write-time summary over ``columns`` (its regular
-    columns with a write time): the latest WRITETIME, the largest TTL, and the number of
-    live cells without a TTL (``x * 0 + 1`` is 1 for a non-null ``x``, NULL otherwise, and
-    ``collection_sum`` / ``collection_max`` skip NULLs).  [] when there is no such column."""
+    """The two selectors of a row's write-time summary over ``columns`` (its regular
+    columns with a write time): the latest WRITETIME, and the largest TTL *minus* a billion
+    per live cell without a TTL, so that it is negative when any live cell has none (a TTL
+    is at most 20 years, 630,720,000 s).  ``x * 0 + 1`` is 1 for a non-null ``x`` and NULL
+    otherwise; ``collection_sum`` / ``collection_max`` skip NULLs; the arithmetic is bigint.
+    [] when there is no such column."""
     names = [cql_column(c.name) for c in columns if has_write_time(c.cql_type)]
     if not names:
         return []
@@ -96,10 +100,10 @@ def write_time_selectors(columns: Sequence[Column]) -> list[str]:
     ttls = ", ".join(f"ttl({n})" for n in names)
     live = ", ".join(f"writetime({n}) * 0 + 1" for n in names)
     timed = ", ".join(f"ttl({n}) * 0 + 1" for n in names)
+    untimed = f"(collection_sum([{live}]) - collection_sum([{timed}]))"
     return [
         f"collection_max([{written}])",
-        f"collection_max([{ttls}])",
-        f"collection_sum([{live}]) - collection_sum([{timed}])",
+        f"collection_max([{ttls}]) - {untimed} * {UNTIMED_PENALTY}",
     ]
 
 

@@ -2,7 +2,7 @@
 
 Cassandra records carry a fourth element: the source row's raw write-time summary as
 Cassandra computed it (``cassandra.write_time_selectors``: the latest WRITETIME of its
-regular cells, their largest TTL, and how many live cells have no TTL), or None when the
+regular cells and their largest TTL, negative when a live cell has none), or None when the
 table's write times are not read.  The hot loop only passes it along; ``source_write``
 turns it into ``(write time, expiry)`` for the few rows that differ.
 
@@ -59,14 +59,14 @@ MAX_TOKEN = 2**63 - 1
 MARSHAL_VERSION = 0  # no references nor interning flags: the same value, the same bytes
 
 TokenFunction = Callable[[Sequence[Any]], "int | None"]
-#: A source row's write-time summary as selected: (max WRITETIME in µs, max TTL in s, live
-#: cells without a TTL), any of them None when no cell is live.
-RawWrite = tuple["int | None", "int | None", "int | None"]
+#: A source row's write-time summary as selected: (max WRITETIME in µs, max TTL in s or a
+#: negative number when a live cell has no TTL), None when no cell is live / has a TTL.
+RawWrite = tuple["int | None", "int | None"]
 #: A source row's write time (µs since the epoch) and when it expires (epoch seconds; None:
 #: it has a cell without TTL, so it never expires as a whole).
 SourceWrite = tuple[int, "float | None"]
 #: How many values a Cassandra row carries after its columns when write times are read.
-WRITE_COLUMNS = 3
+WRITE_COLUMNS = 2
 
 _TINYINT = struct.Struct(">b")
 _SMALLINT = struct.Struct(">h")
@@ -178,10 +178,10 @@ def source_write(raw: RawWrite | None, now: float) -> SourceWrite | None:
     """
     if raw is None:
         return None
-    write_time, ttl, untimed = raw
+    write_time, ttl = raw
     if write_time is None:
         return None
-    expires = None if ttl is None or untimed else now + ttl
+    expires = None if ttl is None or ttl < 0 else now + ttl
     return (write_time, expires)
 
 

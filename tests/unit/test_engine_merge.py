@@ -82,10 +82,10 @@ def test_a_key_held_twice_by_the_target_differs(group_limit: int) -> None:
 def test_each_difference_carries_its_source_rows_write_time_on_either_path(
     group_limit: int,
 ) -> None:
-    # (max WRITETIME µs, max TTL s, live cells without a TTL) as Cassandra summarised them.
-    writes = {k: (1_000_000 + k, None, 1) for k in range(12)}
-    writes[7] = (2_000_000, 30, 0)  # every cell has a TTL: the row expires in 30 s
-    writes[8] = (None, None, None)  # no live regular cell: no write time
+    # (max WRITETIME µs, max TTL s or negative) as Cassandra summarised them.
+    writes = {k: (1_000_000 + k, None) for k in range(12)}
+    writes[7] = (2_000_000, 30)  # every cell has a TTL: the row expires in 30 s
+    writes[8] = (None, None)  # no live regular cell: no write time
     source = [(4, b"k%08d" % k, b"r", writes[k]) for k in range(12)]
     target = [(4, b"k%08d" % k, b"changed") for k in range(12) if k not in (3, 7, 8)]
     target += [(4, b"k%08d" % 99, b"r")]  # only on the target: no source write
