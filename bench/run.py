@@ -1,7 +1,8 @@
 """Benchmark of cdcrecon against its raw-read floor and a peer (``make bench``).
 
     BENCH_ROWS=1000000 .venv/bin/python bench/run.py [--reload] [--repeats 3]
-        [--only floor_cassandra,floor_postgres,ROW_COUNT,SAMPLE,CHECKSUM,CHECKSUM_1w,CHECKSUM_2w,reladiff]
+        [--only floor_cassandra,floor_postgres,ROW_COUNT,SAMPLE,CHECKSUM_no_write_times,CHECKSUM,
+                CHECKSUM_1w,CHECKSUM_2w,reladiff]
 
 Builds (once per size) the bench table (``bench/dataset.py``: BENCH_ROWS rows x 10 mixed
 columns in Cassandra keyspace ``cdcrecon_bench`` and PostgreSQL database ``warehouse_bench``,
@@ -16,7 +17,9 @@ processes alive at one poll; an upper bound, shared pages counting once per proc
   ranges, page size) run once each, then the fastest one repeated; all are printed.
 * ``floor_postgres``: a raw binary COPY of the target table's columns.
 * ``ROW_COUNT``, ``SAMPLE``, ``CHECKSUM``: one job run in one process, the
-  ``manage.py reconcile`` way (``bench/inprocess.py``).
+  ``manage.py reconcile`` way (``bench/inprocess.py``); ``CHECKSUM_no_write_times`` the same
+  CHECKSUM without reading the source rows' write times and TTLs: the report prints the
+  write-time cost in % (issue 18's goal: <= 10%).
 * ``CHECKSUM_1w``, ``CHECKSUM_2w``: one CHECKSUM job through the real Celery path on 1 and 2
   worker processes with a TMPDIR each (``bench/workers.py``); RSS is per worker (the
   largest), its process tree included.
@@ -71,12 +74,16 @@ MEASURES = [
     "floor_postgres",
     "ROW_COUNT",
     "SAMPLE",
+    "CHECKSUM_no_write_times",
     "CHECKSUM",
     "CHECKSUM_1w",
     "CHECKSUM_2w",
     "reladiff",
 ]
-FULL_COMPARISONS = ("CHECKSUM", "CHECKSUM_1w", "CHECKSUM_2w", "reladiff")  # find every difference
+# Every measure that must find every planted difference.
+FULL_COMPARISONS = ("CHECKSUM_no_write_times", "CHECKSUM", "CHECKSUM_1w", "CHECKSUM_2w", "reladiff")
+#: Issue 18's goal: reading write times costs at most this fraction of CHECKSUM's wall time.
+WRITE_TIME_COST_GOAL = 0.10
 TARGETS = {"scaling": 1.5, "floor": 1.2, "rss_mb": 300}
 
 
@@ -157,6 +164,9 @@ def commands(rows: int) -> dict[str, list[str]]:
         "ROW_COUNT": script("inprocess.py", "--rows", rows, "--strategy", "ROW_COUNT"),
         "SAMPLE": script("inprocess.py", "--rows", rows, "--strategy", "SAMPLE"),
         "CHECKSUM": script("inprocess.py", "--rows", rows, "--strategy", "CHECKSUM"),
+        "CHECKSUM_no_write_times": script(
+            "inprocess.py", "--rows", rows, "--strategy", "CHECKSUM", "--no-write-times"
+        ),
         "CHECKSUM_1w": script("workers.py", "--rows", rows, "--workers", 1),
         "CHECKSUM_2w": script("workers.py", "--rows", rows, "--workers", 2),
         "reladiff": script("reladiff_peer.py", "--rows", rows, "--threads", 2),
@@ -227,7 +237,22 @@ def report(
             yield f"{name}: differences {problem or 'exactly as planted, every run'}"
 
 
+def write_time_cost(results: dict[str, Result]) -> Iterator[str]:
+    """Issue 18: what reading each source row's write time and TTL costs CHECKSUM (one
+    process, minimum of the runs with and without)."""
+    with_them, without = results.get("CHECKSUM"), results.get("CHECKSUM_no_write_times")
+    if with_them and without:
+        cost = with_them.seconds / without.seconds - 1
+        ok = "meets" if cost <= WRITE_TIME_COST_GOAL else "MISSES"
+        yield (
+            f"write-time cost: CHECKSUM {with_them.seconds:.2f} s with write times, "
+            f"{without.seconds:.2f} s without = {100 * cost:+.1f}% "
+            f"({ok} the goal of <= {100 * WRITE_TIME_COST_GOAL:.0f}%)"
+        )
+
+
 def ratios(results: dict[str, Result], floor: float | None) -> Iterator[str]:
+    yield from write_time_cost(results)
     one, two = results.get("CHECKSUM_1w"), results.get("CHECKSUM_2w")
     peer, pg_floor = results.get("reladiff"), results.get("floor_postgres")
 
@@ -289,7 +314,8 @@ def main() -> None:
     if "reladiff" in names and (args.reload or not dataset.source_copy_loaded(args.rows)):
         print(f"Copying the Cassandra rows into {SOURCE_DATABASE} ...", file=sys.stderr)
         dataset.load_source_copy(args.rows)
-    if any(n in names for n in ("ROW_COUNT", "SAMPLE", "CHECKSUM", "CHECKSUM_1w", "CHECKSUM_2w")):
+    in_app = ("ROW_COUNT", "SAMPLE", "CHECKSUM", "CHECKSUM_no_write_times", "CHECKSUM_1w")
+    if any(n in names for n in (*in_app, "CHECKSUM_2w")):
         subprocess.run(script("appdb.py", "--rows", args.rows), cwd=ROOT, check=True)
 
     loads_start = load_average()

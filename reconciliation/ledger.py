@@ -17,7 +17,9 @@ what only the engine can tell:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -38,9 +40,16 @@ from reconciliation.engine import (
     Outcome,
     Progress,
     Report,
+    lag_verdict,
 )
 from reconciliation.engine.keys import BadKey
-from reconciliation.models import Finding, Mismatch, ReconciliationJob, TableMapping
+from reconciliation.models import (
+    KEY_HOLDING_STATUSES,
+    Finding,
+    Mismatch,
+    ReconciliationJob,
+    TableMapping,
+)
 from reconciliation.registry import ensure_key_columns, get_mapping
 
 
@@ -82,8 +91,34 @@ def compare_now(engine: Engine, keys: Sequence[str]) -> dict[str, KeyReading]:
 
 def recheck(mismatch: Mismatch, user: Any) -> str:
     """Re-read a mismatch's key from both stores now and act on it
-    (``Mismatch.apply_recheck``): the API's and the admin's *re-check now*."""
-    return mismatch.apply_recheck(read_now(mismatch.table_name, mismatch.primary_key_value), user)
+    (``Mismatch.apply_recheck``): the API's and the admin's *re-check now*.  A difference
+    whose source row was written again within the table's CDC lag budget is in flight (the
+    jobs' rule, ``lag_verdict``); the write it had before already had its budget."""
+    finding = read_now(mismatch.table_name, mismatch.primary_key_value)
+    if finding is not None and finding.source_write_time is not None:
+        mapping = TableMapping.objects.filter(name=mismatch.table_name).first()
+        budget = mapping.lag_budget_seconds if mapping is not None else 0.0
+        now = time.time()
+        expires = None if finding.source_ttl is None else now + finding.source_ttl
+        # The stored write already had its budget, unless it is in flight and not due yet.
+        due = mismatch.recheck_after is None or mismatch.recheck_after.timestamp() <= now
+        stored = mismatch.source_write_time if due or not mismatch.is_in_flight else None
+        verdict = lag_verdict(
+            finding.mismatch_type,
+            (finding.source_write_time, expires),
+            now=now,
+            budget=budget,
+            reads_began_at=now,
+            waited_for=None if stored is None else _micros(stored),
+        )
+        if verdict.recheck_after is not None:
+            finding = dataclasses.replace(finding, recheck_after=verdict.recheck_after)
+    return mismatch.apply_recheck(finding, user)
+
+
+def _micros(value: dt.datetime) -> int:
+    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def read_now(table_name: str, primary_key_value: str) -> Finding | None:
@@ -122,8 +157,9 @@ def _in_window_and_equal(job: ReconciliationJob, engine: Engine, outcome: Outcom
     start, end = _time(window.get("from")), _time(window.get("to"))
     column = engine.spec.timestamp_column
     candidates = list(
-        Mismatch.objects.filter(table_name=job.table_name)
-        .open()
+        Mismatch.objects.filter(
+            table_name=job.table_name, resolution_status__in=KEY_HOLDING_STATUSES
+        )
         .exclude(last_job=job)
         .values_list("primary_key_value", flat=True)
     )

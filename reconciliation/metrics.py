@@ -29,9 +29,11 @@ the answer is the same, and it survives restarts:
   started_at``): one ``GROUP BY table_name, status`` query with one conditional count per
   bucket;
 * counter ``cdc_reconciliation_mismatches_total{table,type}``: differences recorded, each
-  standing difference once however many runs found it (the ledger keeps one row per key);
-  and gauge ``cdc_reconciliation_open_mismatches{table,type}``: those PENDING now — one
-  ``GROUP BY table_name, mismatch_type`` query (``mismatch_table_type_status``);
+  standing difference once however many runs found it (the ledger keeps one row per key),
+  never one that was only ever in flight; gauge ``cdc_reconciliation_open_mismatches{table,
+  type}``: those PENDING now; and gauge ``cdc_reconciliation_in_flight_differences{table}``:
+  those IN_FLIGHT now (within the CDC lag budget, not drift) — one ``GROUP BY table_name,
+  mismatch_type`` query (``mismatch_table_type_status``);
 * gauges ``cdc_reconciliation_drift_warning_threshold`` and
   ``cdc_reconciliation_drift_critical_threshold`` ``{table}``: each TableMapping's effective
   thresholds (per-table value, else RECONCILIATION_DRIFT_*_THRESHOLD), so that the alert rules
@@ -120,6 +122,7 @@ class Snapshot:
     drift: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     row_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
     open_mismatches: dict[tuple[str, str], int] = field(default_factory=dict)
+    in_flight: dict[str, int] = field(default_factory=dict)
     jobs: dict[tuple[str, str], int] = field(default_factory=dict)
     durations: dict[str, _Histogram] = field(default_factory=dict)
     mismatches: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -216,18 +219,26 @@ def read_snapshot() -> Snapshot:
                     sum=total.total_seconds() if total is not None else 0.0,
                 )
 
+        # A difference found in flight is not drift: it counts in the in-flight gauge while
+        # it is IN_FLIGHT, and in the mismatches counter only once it became PENDING (a row
+        # closed while in flight keeps its recheck_after: it never was drift).
+        in_flight = Q(resolution_status=ResolutionStatus.IN_FLIGHT)
+        never_drift = in_flight | Q(recheck_after__isnull=False)
         per_type = (
             Mismatch.objects.order_by()
             .values("table_name", "mismatch_type")
             .annotate(
-                n=Count("pk"),
+                n=Count("pk", filter=~never_drift),
                 pending=Count("pk", filter=Q(resolution_status=ResolutionStatus.PENDING)),
+                in_flight=Count("pk", filter=in_flight),
             )
         )
         for counts in per_type:
             kind = (counts["table_name"], counts["mismatch_type"])
             snap.mismatches[kind] = counts["n"]
             snap.open_mismatches[kind] = counts["pending"]
+            table = counts["table_name"]
+            snap.in_flight[table] = snap.in_flight.get(table, 0) + counts["in_flight"]
 
         for mapping in TableMapping.objects.only("name", "warning_threshold", "critical_threshold"):
             thresholds = thresholds_for_table(mapping.name, mapping)
@@ -285,6 +296,12 @@ def _families() -> dict[str, Metric]:
             "Differences PENDING now (one per key), by table and mismatch type.",
             labels=["table", "type"],
         ),
+        "in_flight": GaugeMetricFamily(
+            f"{PREFIX}_in_flight_differences",
+            "Differences IN_FLIGHT now: their source rows were younger than the table's CDC "
+            "lag budget when read; not drift until their re-check.",
+            labels=t,
+        ),
         "jobs": CounterMetricFamily(
             f"{PREFIX}_jobs_completed",
             "Reconciliation jobs that ended, by table and final status (COMPLETED, FAILED).",
@@ -320,6 +337,7 @@ def families_from(snap: Snapshot) -> Iterator[Metric]:
         for kind in MismatchType.values:
             fam["mismatches"].add_metric([table, kind], snap.mismatches.get((table, kind), 0))  # type: ignore[attr-defined]
             fam["open"].add_metric([table, kind], snap.open_mismatches.get((table, kind), 0))  # type: ignore[attr-defined]
+        fam["in_flight"].add_metric([table], snap.in_flight.get(table, 0))  # type: ignore[attr-defined]
         for status in FINISHED_STATUSES:
             fam["jobs"].add_metric([table, status], snap.jobs.get((table, status), 0))  # type: ignore[attr-defined]
         hist = snap.durations.get(table, _Histogram())

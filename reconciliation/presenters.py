@@ -35,7 +35,8 @@ JOB_FIELDS = (
 #: started it (a username, "schedule", or null: CLI, deleted user); how far it got (percent,
 #: and its token-range segments: compared / planned, 0 / 0 for SAMPLE); values neither side
 #: could read; what the run examined, schema warnings, whether it was inconclusive (examined
-#: nothing: no drift, no badge), and the TIMESTAMP_RANGE window.
+#: nothing: no drift, no badge), and the TIMESTAMP_RANGE window; how it told drift from
+#: differences in flight (the rule, the CDC lag budget, how many were in flight or expired).
 JOB_EXTRA_FIELDS = (
     "error_message",
     "phase",
@@ -48,6 +49,10 @@ JOB_EXTRA_FIELDS = (
     "schema_warnings",
     "inconclusive",
     "window",
+    "in_flight_count",
+    "expired_count",
+    "recheck_rule",
+    "lag_budget_seconds",
 )
 MISMATCH_SUMMARY_FIELDS = (
     "mismatch_id",
@@ -75,6 +80,9 @@ MISMATCH_LEDGER_FIELDS = (
     "times_seen",
     "last_job_id",
     "reappeared_at",
+    "source_write_time",
+    "source_ttl_seconds",
+    "recheck_after",
 )
 
 
@@ -161,6 +169,10 @@ def job_summary(job: ReconciliationJob) -> dict[str, Any]:
     body["inconclusive"] = job.is_inconclusive
     body["window"] = job.window
     body["unreadable_value_count"] = job.unreadable_value_count
+    body["in_flight_count"] = job.in_flight_count
+    body["expired_count"] = job.expired_count
+    body["recheck_rule"] = job.recheck_rule or None  # null: a job from before the rules
+    body["lag_budget_seconds"] = job.lag_budget_seconds
     return body
 
 

@@ -4,8 +4,9 @@ only enqueue; ``jobs.queue`` sends these by name).
 * ``reconciliation.run_job``: a job's coordinator.  While every job slot is taken it retries
   a few seconds later (``jobs.slots``).
 * ``reconciliation.run_segment``: one segment of a job, on whichever worker takes it.
-* ``reconciliation.run_scheduled_reconciliation`` and ``reconciliation.reap_stalled_jobs``:
-  beat's periodic tasks.
+* ``reconciliation.run_scheduled_reconciliation``, ``reconciliation.reap_stalled_jobs`` and
+  ``reconciliation.recheck_in_flight`` (also sent with a countdown when a job ends with
+  differences in flight): beat's periodic tasks.
 
 All acknowledge late and are redelivered if their worker process dies (settings:
 ``CELERY_TASK_ACKS_LATE``, ``CELERY_TASK_REJECT_ON_WORKER_LOST``); running any of them
@@ -19,6 +20,7 @@ from typing import Any
 from celery import shared_task
 
 from cdcrecon.conf import settings
+from reconciliation import inflight
 from reconciliation.jobs import execute_job, execute_segment, queue, schedule
 from reconciliation.jobs.runner import NO_SLOT
 from reconciliation.jobs.slots import slot_wait_seconds
@@ -67,3 +69,15 @@ def reap_stalled_jobs() -> list[str]:
     reaped = [str(job.pk) for job in schedule.reap_stalled_jobs()]
     schedule.drop_stale_staging()
     return reaped
+
+
+@shared_task(name=queue.RECHECK_IN_FLIGHT, acks_late=True)
+def recheck_in_flight() -> dict[str, int]:
+    """Settle the in-flight differences whose CDC lag budget has passed."""
+    settled = inflight.recheck_due()
+    return {
+        "healed": settled.healed,
+        "drift": settled.drift,
+        "expired": settled.expired,
+        "in_flight": settled.in_flight,
+    }

@@ -41,12 +41,19 @@ JOB_EXTRA_FIELDS = frozenset(
         "schema_warnings",
         "inconclusive",
         "window",
+        # issue 18: how drift was told from differences in flight
+        "in_flight_count",
+        "expired_count",
+        "recheck_rule",
+        "lag_budget_seconds",
     }
 )
 
 # Issue 11 adds these to a mismatch (list and job details): its history across runs.
 MISMATCH_LEDGER_FIELDS = frozenset(
     {"first_seen_at", "last_seen_at", "times_seen", "last_job_id", "reappeared_at"}
+    # issue 18: the source row's write time and TTL, and an in-flight difference's re-check
+    | {"source_write_time", "source_ttl_seconds", "recheck_after"}
 )
 
 # A mismatch inside GET /reconciliation/jobs/{id}.

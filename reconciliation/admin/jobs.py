@@ -130,6 +130,9 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
                     "keys_examined",
                     "mismatch_count",
                     "transient_count",
+                    "in_flight_count",
+                    "expired_count",
+                    "recheck",
                     "drift",
                     "confidence_interval",
                     "full_check_verdict",
@@ -200,6 +203,15 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
         if not obj.mismatch_count:
             return "0"
         return link(mismatch_list_url(job=obj.job_id), f"{obj.mismatch_count:,}")
+
+    @admin.display(description="re-check rule")
+    def recheck(self, obj: ReconciliationJob) -> str:
+        if not obj.recheck_rule:
+            return "-"
+        text = obj.get_recheck_rule_display()
+        if obj.lag_budget_seconds is not None:
+            text += f" (CDC lag budget {obj.lag_budget_seconds:g} s)"
+        return text
 
     @admin.display(description="drift", ordering="drift_percentage")
     def drift(self, obj: ReconciliationJob) -> SafeString:

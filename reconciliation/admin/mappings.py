@@ -77,6 +77,7 @@ class TableMappingForm(forms.ModelForm):
             "excluded_columns",
             "warning_threshold",
             "critical_threshold",
+            "cdc_lag_budget_seconds",
             "scheduled_strategy",
             "enabled",
         ]
@@ -167,6 +168,7 @@ class TableMappingAdmin(admin.ModelAdmin):
                     "excluded_columns",
                     "warning_threshold",
                     "critical_threshold",
+                    "cdc_lag_budget_seconds",
                 ]
             },
         ),

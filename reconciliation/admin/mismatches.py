@@ -104,6 +104,8 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
                     "seen",
                     "last_seen_at",
                     "last_job_link",
+                    "source_write_time",
+                    "source_ttl",
                 ]
             },
         ),
@@ -112,6 +114,7 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
             {
                 "fields": [
                     "status_badge",
+                    "recheck_after",
                     "resolution_notes",
                     "resolved_by",
                     "resolved_at",
@@ -144,6 +147,12 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
     @admin.display(description="status", ordering="resolution_status")
     def status_badge(self, obj: Mismatch) -> SafeString:
         return badge(obj.resolution_status, obj.get_resolution_status_display())
+
+    @admin.display(description="source row's TTL")
+    def source_ttl(self, obj: Mismatch) -> str:
+        if obj.source_ttl_seconds is None:
+            return "none (does not expire)" if obj.source_write_time else "-"
+        return f"{obj.source_ttl_seconds:,} s left when last read"
 
     @admin.display(description="differs")
     def differs(self, obj: Mismatch) -> SafeString | str:

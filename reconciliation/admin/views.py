@@ -52,6 +52,7 @@ COLOURS: dict[str, str] = {
     ResolutionStatus.MANUAL_RESOLVED: "#2e7d32",
     ResolutionStatus.AUTO_RESOLVED: "#00695c",
     ResolutionStatus.IGNORED: "#757575",
+    ResolutionStatus.IN_FLIGHT: "#0288d1",  # within the CDC lag budget: not drift (yet)
     # job statuses
     JobStatus.RUNNING: "#1565c0",
     JobStatus.COMPLETED: "#2e7d32",

@@ -20,6 +20,7 @@ from reconciliation.choices import (
     JobStatus,
     JobType,
     MismatchType,
+    RecheckRule,
     ResolutionStatus,
     ValidationStrategy,
 )
@@ -90,6 +91,32 @@ class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
         allow_null=True,
         help_text="TIMESTAMP_RANGE: the {from, to} window checked (default: the last "
         "RECONCILIATION_INTERVAL_MINUTES plus 5 minutes, up to now); null otherwise.",
+    )
+    in_flight_count = serializers.IntegerField(
+        read_only=True,
+        min_value=0,
+        help_text="Differences found in flight (source row younger than the CDC lag budget): "
+        "not in mismatch_count or drift; each is re-checked once the budget has passed and "
+        "then counted as transient, expired or a mismatch of this job.",
+    )
+    expired_count = serializers.IntegerField(
+        read_only=True,
+        min_value=0,
+        help_text="Differences whose source row's TTL ran out before they could be "
+        "re-checked: not differences.",
+    )
+    recheck_rule = serializers.ChoiceField(
+        choices=RecheckRule.choices,
+        read_only=True,
+        allow_null=True,
+        help_text="How drift was told from differences in flight: WRITE_TIME (source write "
+        "times against the CDC lag budget), FIXED_DELAY (re-read after "
+        "RECONCILIATION_RECHECK_DELAY_SECONDS: no readable write times, or no budget), NONE.",
+    )
+    lag_budget_seconds = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        help_text="The CDC lag budget the job judged with (WRITE_TIME only), in seconds.",
     )
 
     class Meta:
@@ -188,6 +215,22 @@ class MismatchSerializer(serializers.Serializer[dict[str, Any]]):
         allow_null=True,
         help_text="Set when a resolved difference was found again and reopened.",
     )
+    source_write_time = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When the source row was last written (the latest WRITETIME of its regular "
+        "columns), as last read; null when it is not in Cassandra or has no write time.",
+    )
+    source_ttl_seconds = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="The source row's remaining TTL when last read; null: it does not expire.",
+    )
+    recheck_after = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="IN_FLIGHT: when it is read again (write time + CDC lag budget + margin).",
+    )
 
     def to_representation(self, row: Any) -> dict[str, Any]:
         # Fast path for up to 10,000 rows a page: no per-field serializer machinery.
@@ -208,6 +251,9 @@ class MismatchSerializer(serializers.Serializer[dict[str, Any]]):
             "times_seen": row["times_seen"],
             "last_job_id": str(row["last_job_id"]) if row["last_job_id"] else None,
             "reappeared_at": iso(row["reappeared_at"]),
+            "source_write_time": iso(row["source_write_time"]),
+            "source_ttl_seconds": row["source_ttl_seconds"],
+            "recheck_after": iso(row["recheck_after"]),
         }
 
 

@@ -11,6 +11,8 @@ What the rest of cdcrecon uses, all importable from here:
   ``compare_range``, ``count_range`` run one piece; ``conclude`` re-checks and reports
   every piece's differences once; ``keydiff_outcome`` / ``row_count_outcome`` make the
   counters.
+* ``lag_verdict`` (``lag``): in flight, expired or drift, by a source row's write time
+  against the table's CDC lag budget (the job's verdicts and the later re-check).
 * ``recheck_keys`` and ``stored_keys`` (``lookups``): a ledger row's re-check, and where
   "the same row" is in each store (repair, erasure).
 
@@ -24,13 +26,16 @@ from reconciliation.engine import checksum, row_count, sample, timestamp_range  
 from reconciliation.engine.core import (
     CHECKSUM,
     DATA_MISMATCH,
+    FIXED_DELAY,
     MISSING_IN_CASSANDRA,
     MISSING_IN_POSTGRES,
+    NO_RECHECK,
     RECHECK_PROGRESS,
     ROW_COUNT,
     SAMPLE,
     STRATEGIES,
     TIMESTAMP_RANGE,
+    WRITE_TIME,
     Connect,
     Difference,
     Engine,
@@ -51,6 +56,7 @@ from reconciliation.engine.keydiff import (
     stage_records,
 )
 from reconciliation.engine.keydiff import outcome as keydiff_outcome
+from reconciliation.engine.lag import LagVerdict, lag_verdict
 from reconciliation.engine.lookups import StoredKeys, recheck_keys, stored_keys
 from reconciliation.engine.row_count import count_range
 from reconciliation.engine.row_count import outcome as row_count_outcome
@@ -60,17 +66,21 @@ from reconciliation.engine.timestamp_range import window as checked_window
 __all__ = [
     "CHECKSUM",
     "DATA_MISMATCH",
+    "FIXED_DELAY",
     "MISSING_IN_CASSANDRA",
     "MISSING_IN_POSTGRES",
+    "NO_RECHECK",
     "RECHECK_PROGRESS",
     "ROW_COUNT",
     "SAMPLE",
     "STRATEGIES",
     "TIMESTAMP_RANGE",
+    "WRITE_TIME",
     "Connect",
     "Difference",
     "Engine",
     "KeyReading",
+    "LagVerdict",
     "Options",
     "Outcome",
     "Plan",
@@ -84,6 +94,7 @@ __all__ = [
     "conclude",
     "count_range",
     "keydiff_outcome",
+    "lag_verdict",
     "plan",
     "recheck_keys",
     "row_count_outcome",

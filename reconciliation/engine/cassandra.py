@@ -13,6 +13,16 @@ Uuids are selected as ``uuidAsBlob(c)``: their 16 bytes, the compare form, witho
 ``uuid.UUID`` the driver would otherwise build per value (a pure-Python constructor that
 cost a few seconds of the driver's event-loop thread per million rows).
 
+**Write times.**  With ``write_times``, each row also brings its write-time summary, computed
+by Cassandra in the same read (``write_time_selectors``): the latest ``WRITETIME`` of its
+regular cells, and their largest ``TTL`` (negative when a live cell has none): two small
+integers per row, whatever the column count ( ``records.source_write`` turns them into the
+row's write time and expiry).  Non-frozen collections and UDTs (many cells, no single
+write time) and counters (no WRITETIME) are left out; a table with no other regular column
+has no readable write time.  The summary uses Cassandra 5.0's ``collection_max`` /
+``collection_sum``: on an older node the statement cannot be prepared and the table is read
+without write times (``write_times`` is then False).
+
 ``lookup`` reads rows back by key (the re-check, SAMPLE, the "re-check now" button): it
 binds every Cassandra value that equals the key under the engine's key equality and may be
 written differently (a decimal's scale, 0.0 and -0.0) and returns candidate rows; the
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 import decimal
 import itertools
+import logging
 import marshal
 import queue
 import random
@@ -33,6 +44,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from cassandra import InvalidRequest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, ResponseFuture, Session
 from cassandra.query import BoundStatement, PreparedStatement, tuple_factory
 
@@ -43,11 +55,15 @@ from reconciliation.engine.readable import display_value, key_text
 from reconciliation.engine.records import MARSHAL_VERSION, MAX_TOKEN, MIN_TOKEN
 from reconciliation.engine.schema import Column, Layout, Window
 
+logger = logging.getLogger(__name__)
+
 PAGES_AHEAD = 2
 _END = object()
 # A decimal partition key is found whatever its scale up to this many extra digits.
 DECIMAL_EXTRA_SCALE = 12
 MAX_CANDIDATES = 64
+# Subtracted from a row's largest TTL per live cell without one (write_time_selectors).
+UNTIMED_PENALTY = 1_000_000_000
 
 
 def select_column(column: Column) -> str:
@@ -60,6 +76,35 @@ def select_column(column: Column) -> str:
     if kind in {"uuid", "timeuuid"}:
         return f"{kind}asblob({name})"
     return name
+
+
+def has_write_time(ctype: CqlType) -> bool:
+    """Whether a regular column of this type has one WRITETIME and TTL: not a counter, and
+    not a non-frozen collection or UDT (one cell per element or field)."""
+    if ctype.name == "counter":
+        return False
+    return ctype.frozen or ctype.name not in {"list", "set", "map", "udt"}
+
+
+def write_time_selectors(columns: Sequence[Column]) -> list[str]:
+    """The two selectors of a row's write-time summary over ``columns`` (its regular
+    columns with a write time): the latest WRITETIME, and the largest TTL *minus* a billion
+    per live cell without a TTL, so that it is negative when any live cell has none (a TTL
+    is at most 20 years, 630,720,000 s).  ``x * 0 + 1`` is 1 for a non-null ``x`` and NULL
+    otherwise; ``collection_sum`` / ``collection_max`` skip NULLs; the arithmetic is bigint.
+    [] when there is no such column."""
+    names = [cql_column(c.name) for c in columns if has_write_time(c.cql_type)]
+    if not names:
+        return []
+    written = ", ".join(f"writetime({n})" for n in names)
+    ttls = ", ".join(f"ttl({n})" for n in names)
+    live = ", ".join(f"writetime({n}) * 0 + 1" for n in names)
+    timed = ", ".join(f"ttl({n}) * 0 + 1" for n in names)
+    untimed = f"(collection_sum([{live}]) - collection_sum([{timed}]))"
+    return [
+        f"collection_max([{written}])",
+        f"collection_max([{ttls}]) - {untimed} * {UNTIMED_PENALTY}",
+    ]
 
 
 def driver_value(ctype: CqlType, canonical: Any) -> Any:
@@ -141,6 +186,7 @@ class CassandraTable:
         *,
         page_size: int = 5000,
         parallel: int = 4,
+        write_times: bool = False,
     ) -> None:
         self.session = session
         self.layout = layout
@@ -156,9 +202,25 @@ class CassandraTable:
         self.selected = ", ".join(select_column(c) for c in layout.columns)
         self._prepared: dict[str, PreparedStatement] = {}
         key_predicate = " AND ".join(f"{cql_column(c.name)} = ?" for c in layout.key)
-        self.lookup_statement = self._prepare(
-            f"SELECT {self.token_expr}, {self.selected} FROM {self.table} WHERE {key_predicate}"
-        )
+
+        def lookup(selected: str) -> str:
+            return f"SELECT {self.token_expr}, {selected} FROM {self.table} WHERE {key_predicate}"
+
+        writes = write_time_selectors(layout.values) if write_times else []
+        self.write_times = False
+        if writes:
+            with_writes = ", ".join([self.selected, *writes])
+            try:
+                self.lookup_statement = self._prepare(lookup(with_writes))
+                self.selected, self.write_times = with_writes, True
+            except InvalidRequest:  # a node older than 5.0: no collection_max
+                logger.warning(
+                    "Cassandra cannot compute write times of %s (needs Cassandra 5.0): "
+                    "the table is compared without them",
+                    self.table,
+                )
+        if not self.write_times:
+            self.lookup_statement = self._prepare(lookup(self.selected))
 
     # -- statements -------------------------------------------------------------------------
 
@@ -200,7 +262,8 @@ class CassandraTable:
         *,
         on_segment_done: Callable[[int], None] | None = None,
     ) -> Generator[list[tuple[Any, ...]], None, None]:
-        """Pages of rows ``(token, *compared columns)`` over ``segments``, in token order."""
+        """Pages of rows ``(token, *compared columns[, *write-time summary])`` over
+        ``segments``, in token order."""
         statement = self._range_query(f"{self.token_expr}, {self.selected}", window)
         extra = [] if window is None else [window.start, window.end]
         yield from self._ordered_pages(

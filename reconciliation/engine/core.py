@@ -3,8 +3,16 @@
 ``Engine`` holds what every strategy shares: the two tables (``cassandra.CassandraTable``,
 ``postgres.PostgresTable``), the codec that turns either store's rows into comparable
 records (``records.py``), the lookups that read keys back from both stores by the one key
-equality, and the verdict step (``judge``): each key a pass found different is re-checked
-(after ``recheck_delay_seconds``) and reported only if it still differs.
+equality, and the verdict step (``judge``).  Its rule (``recheck_rule``):
+
+* ``WRITE_TIME`` (the source's write times are read and the table has a CDC lag budget):
+  each difference is judged by its source row's write time (``lag.lag_verdict``): in flight
+  (reported with ``recheck_after``, not counted as drift), expired (not a difference), drift
+  at once, or read again now; MISSING_IN_CASSANDRA and rows without a write time take the
+  fixed delay below;
+* ``FIXED_DELAY``: every difference is read again after ``recheck_delay_seconds`` and
+  reported only if it still differs;
+* ``NONE``: no delay set; the differences are reported as the pass found them.
 
 The strategies live in their own modules (``row_count``, ``checksum``,
 ``timestamp_range``, ``sample``; the key-by-key diff they share in ``keydiff``).  Each joins
@@ -32,10 +40,18 @@ from reconciliation.engine.canonical import (
 )
 from reconciliation.engine.cassandra import CassandraTable, token_segments
 from reconciliation.engine.keys import BadKey, split_key
+from reconciliation.engine.lag import (
+    EXPIRED,
+    IN_FLIGHT,
+    READ_AGAIN,
+    LagVerdict,
+    lag_verdict,
+)
+from reconciliation.engine.lag import FIXED_DELAY as NEEDS_DELAY
 from reconciliation.engine.merge import Diff, agree
 from reconciliation.engine.postgres import PostgresTable
 from reconciliation.engine.readable import primary_key_text
-from reconciliation.engine.records import MARSHAL_VERSION, Codec
+from reconciliation.engine.records import MARSHAL_VERSION, Codec, SourceWrite, source_write
 from reconciliation.engine.schema import TableSpec, discover_layout
 from reconciliation.engine.spill import Spool
 
@@ -50,6 +66,11 @@ MISSING_IN_CASSANDRA = "MISSING_IN_CASSANDRA"
 DATA_MISMATCH = "DATA_MISMATCH"
 
 VERDICT_BATCH = 500
+
+#: How a job tells drift from differences still in flight (``Engine.recheck_rule``).
+WRITE_TIME = "WRITE_TIME"
+FIXED_DELAY = "FIXED_DELAY"
+NO_RECHECK = "NONE"
 
 Connect = Callable[[], psycopg.Connection]
 
@@ -70,6 +91,13 @@ class Options:
     rows_per_segment: int = 50_000
     run_size: int = 100_000
     seed: int | None = None
+    # The table's CDC lag budget (seconds): a difference whose source row was written less
+    # than this before it was read is in flight, not drift.  0: no budget (fixed delay).
+    lag_budget_seconds: float = 0.0
+    # Read each source row's write time and TTL in the pass (False: the bench's baseline).
+    write_times: bool = True
+    # When the job's reads began (epoch seconds; None: when the engine was made).
+    reads_began_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +115,9 @@ class Difference:
     # Cassandra and they can be read.
     source_write_time: int | None = None
     source_ttl: int | None = None
+    # In flight (the source row is younger than the CDC lag budget): not drift until it has
+    # been read again after this time (epoch seconds).  None: a difference now.
+    recheck_after: float | None = None
 
 
 @dataclass
@@ -107,6 +138,10 @@ class Outcome:
     keys_examined: int = 0
     mismatch_count: int = 0
     transient_count: int = 0
+    # Differences in flight (reported with recheck_after, not in mismatch_count), and those
+    # whose source row's TTL runs out before they could be re-checked (not reported).
+    in_flight_count: int = 0
+    expired_count: int = 0
     drift_percentage: float = 0.0
     drift_ci_low: float | None = None
     drift_ci_high: float | None = None
@@ -163,6 +198,8 @@ class Verdicts:
     mismatches: int = 0
     transient: int = 0
     agreed: int = 0
+    in_flight: int = 0
+    expired: int = 0
 
 
 class Engine:
@@ -189,32 +226,54 @@ class Engine:
             options.consistency,
             page_size=options.page_size,
             parallel=options.parallel,
+            write_times=options.write_times,
         )
         self.postgres = PostgresTable(connect, self.layout)
-        self.codec = Codec(self.layout)
+        self.codec = Codec(self.layout, source_writes=self.cassandra.write_times)
         self.unreadable_values = 0  # in the rows reported
+        self.reads_began_at = options.reads_began_at or time.time()
+
+    @property
+    def recheck_rule(self) -> str:
+        """How this run tells drift from differences in flight (module docstring)."""
+        if self.cassandra.write_times and self.options.lag_budget_seconds > 0:
+            return WRITE_TIME
+        if self.options.recheck_delay_seconds > 0:
+            return FIXED_DELAY
+        return NO_RECHECK
+
+    @property
+    def rereads_everything(self) -> bool:
+        """Does ``judge`` read every difference again (so the pass's rows need not be
+        kept)?  Only under the fixed delay."""
+        return self.recheck_rule == FIXED_DELAY
 
     # -- lookups ------------------------------------------------------------------------------
 
     def read_both(
         self, keys: Sequence[bytes], *, cassandra: bool = True, postgres: bool = True
-    ) -> tuple[list[bytes | None], list[tuple[bytes, ...]]]:
+    ) -> tuple[list[bytes | None], list[tuple[bytes, ...]], list[SourceWrite | None]]:
         """The current rows of each key (key bytes) on both sides, as row bytes: the rows
-        whose key is equal to it under the engine's key equality (``records.py``)."""
+        whose key is equal to it under the engine's key equality (``records.py``); and each
+        source row's write (``records.source_write``; None without one)."""
         forms = [list(marshal.loads(k)) for k in keys]
         c_rows: list[bytes | None] = [None] * len(keys)
         p_rows: list[tuple[bytes, ...]] = [()] * len(keys)
+        writes: list[SourceWrite | None] = [None] * len(keys)
         codec = self.codec
         if cassandra:
             c_key = lambda row: codec.cassandra_record(row)[1]  # noqa: E731
+            now = time.time()
             for i, row in enumerate(self.cassandra.lookup(forms, c_key)):
                 if row is not None:
-                    c_rows[i] = codec.cassandra_record(row)[2]
+                    record = codec.cassandra_record(row)
+                    c_rows[i] = record[2]
+                    writes[i] = source_write(record[3], now)
         if postgres:
             p_key = lambda row: codec.postgres_record(row)[1]  # noqa: E731
             for i, rows in enumerate(self.postgres.lookup(forms, p_key)):
                 p_rows[i] = tuple(codec.postgres_record(r)[2] for r in rows)
-        return c_rows, p_rows
+        return c_rows, p_rows, writes
 
     def compare_keys(self, keys: Sequence[bytes]) -> list[Difference | None]:
         """Read ``keys`` back from both stores now and compare: each key's Difference, or
@@ -227,12 +286,14 @@ class Engine:
         display = self.codec.display
         for start in range(0, len(keys), VERDICT_BATCH):
             batch = keys[start : start + VERDICT_BATCH]
-            c_rows, p_rows = self.read_both(batch)
-            for key, c_row, rows in zip(batch, c_rows, p_rows, strict=True):
+            c_rows, p_rows, writes = self.read_both(batch)
+            for key, c_row, rows, written in zip(batch, c_rows, p_rows, writes, strict=True):
                 shown = ([] if c_row is None else [display(key, c_row)]) + [
                     display(key, row) for row in rows
                 ]
-                difference = None if agree(c_row, rows) else self._difference(key, c_row, rows)
+                difference = (
+                    None if agree(c_row, rows) else self._difference(key, c_row, rows, written)
+                )
                 readings.append(KeyReading(difference, shown))
         return readings
 
@@ -247,8 +308,15 @@ class Engine:
             forms.append(form)
         return self.codec.key_bytes(forms)
 
-    def _emit(self, key: bytes, c_row: bytes | None, p_rows: tuple[bytes, ...]) -> None:
-        difference = self._difference(key, c_row, p_rows)
+    def _emit(
+        self,
+        key: bytes,
+        c_row: bytes | None,
+        p_rows: tuple[bytes, ...],
+        written: SourceWrite | None,
+        recheck_after: float | None = None,
+    ) -> None:
+        difference = self._difference(key, c_row, p_rows, written, recheck_after)
         self.unreadable_values += sum(
             count_unreadable(data)
             for data in (difference.cassandra_data, difference.postgres_data)
@@ -256,15 +324,20 @@ class Engine:
         )
         self.report(difference)
 
-    def _difference(self, key: bytes, c_row: bytes | None, p_rows: tuple[bytes, ...]) -> Difference:
+    def _difference(
+        self,
+        key: bytes,
+        c_row: bytes | None,
+        p_rows: tuple[bytes, ...],
+        written: SourceWrite | None = None,
+        recheck_after: float | None = None,
+    ) -> Difference:
         codec = self.codec
-        if c_row is None:
-            kind = MISSING_IN_CASSANDRA
-        elif not p_rows:
-            kind = MISSING_IN_POSTGRES
-        else:
-            kind = DATA_MISMATCH
+        kind = _kind(c_row, p_rows)
         p_row = next((r for r in p_rows if r != c_row), p_rows[0]) if p_rows else None
+        if c_row is None:
+            written = None
+        expires = None if written is None else written[1]
         return Difference(
             primary_key_value=primary_key_text(codec.key_values(key)),
             mismatch_type=kind,
@@ -272,6 +345,9 @@ class Engine:
             postgres_checksum=None if p_row is None else codec.checksum(key, p_row),
             cassandra_data=None if c_row is None else codec.display(key, c_row),
             postgres_data=None if p_row is None else codec.display(key, p_row),
+            source_write_time=None if written is None else written[0],
+            source_ttl=None if expires is None else max(0, round(expires - time.time())),
+            recheck_after=recheck_after,
         )
 
     def judge(
@@ -281,54 +357,134 @@ class Engine:
         resolve_one_sided: bool = False,
         start: float = RECHECK_PROGRESS,
     ) -> Verdicts:
-        """Decide every spooled difference: re-check it (after the grace delay) and report
-        the ones that still differ."""
+        """Decide every spooled difference by the run's rule (``recheck_rule``) and report
+        the ones that still differ (in flight ones with their ``recheck_after``)."""
         verdicts = Verdicts()
         if not differences.count:
             return verdicts
-        delay = self.options.recheck_delay_seconds
         self.progress(start)
+        if self.recheck_rule == WRITE_TIME:
+            return self._judge_by_write_time(differences, verdicts, resolve_one_sided, start)
+        delay = self.options.recheck_delay_seconds
         if delay > 0:
             time.sleep(delay)
         done = 0
         for batch in differences.batches(VERDICT_BATCH):
             keys = [d[0] for d in batch]
             if delay > 0:
-                c_rows, p_rows = self.read_both(keys)
-                for key, c_row, p_rows_now in zip(keys, c_rows, p_rows, strict=True):
+                c_rows, p_rows, writes = self.read_both(keys)
+                now_read = zip(keys, c_rows, p_rows, writes, strict=True)
+                for key, c_row, p_rows_now, written in now_read:
                     if agree(c_row, p_rows_now):
                         verdicts.transient += 1
                     else:
                         verdicts.mismatches += 1
-                        self._emit(key, c_row, p_rows_now)
+                        self._emit(key, c_row, p_rows_now, written)
             else:
                 if resolve_one_sided:
                     batch = self._resolve_one_sided(batch)
-                for key, c_row, p_rows_then in batch:
+                for key, c_row, p_rows_then, written in batch:
                     if agree(c_row, p_rows_then):
                         verdicts.agreed += 1
                     else:
                         verdicts.mismatches += 1
-                        self._emit(key, c_row, p_rows_then)
+                        self._emit(key, c_row, p_rows_then, written)
             done += len(batch)
             self.progress(start + (1 - start) * done / differences.count)
         return verdicts
+
+    def _judge_by_write_time(
+        self, differences: Spool, verdicts: Verdicts, resolve_one_sided: bool, start: float
+    ) -> Verdicts:
+        """WRITE_TIME: each difference by its source row's write time (``lag_verdict``);
+        those without one wait for the fixed delay, then are read again once."""
+        delay = self.options.recheck_delay_seconds
+        done = 0
+        with Spool() as later:
+            for batch in differences.batches(VERDICT_BATCH):
+                if resolve_one_sided:
+                    batch = self._resolve_one_sided(batch)
+                again: list[bytes] = []
+                for key, c_row, p_rows, written in batch:
+                    if agree(c_row, p_rows):
+                        verdicts.agreed += 1
+                        continue
+                    verdict = self._lag_verdict(c_row, p_rows, written, self.reads_began_at)
+                    if verdict.kind == READ_AGAIN:
+                        again.append(key)
+                    elif verdict.kind == NEEDS_DELAY and delay > 0:
+                        later.add(key)
+                    else:
+                        self._decide(verdicts, verdict, key, c_row, p_rows, written)
+                self._read_again(again, verdicts)
+                done += len(batch)
+                self.progress(start + (1 - start) * 0.9 * done / differences.count)
+            if later.count:
+                time.sleep(delay)
+                for keys in later.batches(VERDICT_BATCH):
+                    self._read_again(keys, verdicts)
+        return verdicts
+
+    def _lag_verdict(
+        self,
+        c_row: bytes | None,
+        p_rows: tuple[bytes, ...],
+        written: SourceWrite | None,
+        reads_began_at: float,
+    ) -> LagVerdict:
+        return lag_verdict(
+            _kind(c_row, p_rows),
+            written if c_row is not None else None,
+            now=time.time(),
+            budget=self.options.lag_budget_seconds,
+            reads_began_at=reads_began_at,
+        )
+
+    def _read_again(self, keys: list[bytes], verdicts: Verdicts) -> None:
+        """Read ``keys`` now and decide them on what is there now: agreeing, they were
+        transient; a difference without a write time is drift (it had its delay)."""
+        if not keys:
+            return
+        c_rows, p_rows, writes = self.read_both(keys)
+        for key, c_row, rows, written in zip(keys, c_rows, p_rows, writes, strict=True):
+            if agree(c_row, rows):
+                verdicts.transient += 1
+                continue
+            verdict = self._lag_verdict(c_row, rows, written, time.time())
+            self._decide(verdicts, verdict, key, c_row, rows, written)
+
+    def _decide(
+        self,
+        verdicts: Verdicts,
+        verdict: LagVerdict,
+        key: bytes,
+        c_row: bytes | None,
+        p_rows: tuple[bytes, ...],
+        written: SourceWrite | None,
+    ) -> None:
+        if verdict.kind == EXPIRED:
+            verdicts.expired += 1
+        elif verdict.kind == IN_FLIGHT:
+            verdicts.in_flight += 1
+            self._emit(key, c_row, p_rows, written, verdict.recheck_after)
+        else:  # DRIFT, or a fixed-delay kind judged now
+            verdicts.mismatches += 1
+            self._emit(key, c_row, p_rows, written)
 
     def _resolve_one_sided(self, batch: list[Diff]) -> list[Diff]:
         """Read the other side of keys seen on one side only (TIMESTAMP_RANGE: the row may
         be there with a timestamp outside the window)."""
         need_c = [d[0] for d in batch if d[1] is None]
         need_p = [d[0] for d in batch if not d[2]]
-        found_c = dict(zip(need_c, self.read_both(need_c, postgres=False)[0], strict=True))
+        c_found, _, w_found = self.read_both(need_c, postgres=False)
+        found_c = dict(zip(need_c, zip(c_found, w_found, strict=True), strict=True))
         found_p = dict(zip(need_p, self.read_both(need_p, cassandra=False)[1], strict=True))
-        return [
-            (
-                key,
-                found_c.get(key, c_row) if c_row is None else c_row,
-                p_rows or found_p.get(key, ()),
-            )
-            for key, c_row, p_rows in batch
-        ]
+        resolved: list[Diff] = []
+        for key, c_row, p_rows, written in batch:
+            if c_row is None:
+                c_row, written = found_c.get(key, (None, None))
+            resolved.append((key, c_row, p_rows or found_p.get(key, ()), written))
+        return resolved
 
     # -- shared by the strategies -------------------------------------------------------------
 
@@ -352,6 +508,14 @@ class Engine:
         outcome.unreadable_value_count = self.unreadable_values
         self.progress(1.0)
         return outcome
+
+
+def _kind(c_row: bytes | None, p_rows: tuple[bytes, ...]) -> str:
+    if c_row is None:
+        return MISSING_IN_CASSANDRA
+    if not p_rows:
+        return MISSING_IN_POSTGRES
+    return DATA_MISMATCH
 
 
 def _iso(value: dt.datetime) -> str:

@@ -21,9 +21,9 @@ nothing but the stores (``reconciliation/jobs/`` runs each piece as a Celery tas
    DATA_MISMATCH candidate.  The differences (the source row's bytes, the target rows'
    hashes) go to a spool on local disk and from there to the caller.
 3. **Conclude** (``conclude``): once, over every piece's differences: the target rows of the
-   differing keys are read back (their bytes, for the report), and each key is re-checked
-   (``Engine.judge``: after ``recheck_delay_seconds`` both sides are read again; a key that
-   agrees now is transient).
+   differing keys are read back (their bytes, for the report), and each key is judged
+   (``Engine.judge``: by its source row's write time against the CDC lag budget, or read
+   again after ``recheck_delay_seconds``; a key that agrees now is transient).
 
 Why a staging table, and what it costs: the target has no token column, and computing
 tokens needs every row's key in Python, so *some* pass must read the whole target once.
@@ -183,24 +183,31 @@ def conclude(
     with Spool() as spool:
         batches = iter(differences)
         while batch := list(itertools.islice(batches, VERDICT_BATCH)):
-            if engine.options.recheck_delay_seconds <= 0:
-                # judge reports from these rows without reading again: give it the target's
-                # rows themselves (a key the pass saw on the source only stays so: judge
-                # resolves it for a window, as it always has).
-                need = [key for key, _, hashes in batch if hashes]
+            if not engine.rereads_everything:
+                # judge reports (most of) these from the pass's rows without reading again:
+                # give it the target's rows themselves (a key the pass saw on the source
+                # only stays so: judge resolves it for a window, as it always has).
+                need = [key for key, _, hashes, _ in batch if hashes]
                 rows = dict(zip(need, engine.read_both(need, cassandra=False)[1], strict=True))
-                batch = [(key, c_row, rows[key] if hashes else ()) for key, c_row, hashes in batch]
+                batch = [
+                    (key, c_row, rows[key] if hashes else (), written)
+                    for key, c_row, hashes, written in batch
+                ]
             spool.extend(batch)
         return engine.judge(spool, resolve_one_sided=window is not None)
 
 
 def outcome(counts: PassCounts, verdicts: Verdicts) -> Outcome:
+    """The counters of a key-by-key diff: in-flight and expired differences are examined
+    but not drift."""
     return Outcome(
         cassandra_row_count=counts.cassandra_rows,
         postgres_row_count=counts.postgres_rows,
         keys_examined=counts.keys,
         mismatch_count=verdicts.mismatches,
         transient_count=verdicts.transient,
+        in_flight_count=verdicts.in_flight,
+        expired_count=verdicts.expired,
         drift_percentage=drift_percentage(verdicts.mismatches, counts.keys),
     )
 

@@ -1,8 +1,11 @@
 """The merge of two token-ordered record streams: which keys differ, and how.
 
-Records are ``(token, key bytes, row bytes)`` (``records.py``).  A difference is
-``(key bytes, source row bytes or None, (target row bytes, ...))``: the target side is a
-tuple because a target table without a primary key may hold a key more than once.
+Records are ``(token, key bytes, row bytes)`` (``records.py``); a source record has a
+fourth element, the row's raw write-time summary (or None).  A difference is ``(key bytes,
+source row bytes or None, (target row bytes, ...), source write)``: the target side is a
+tuple because a target table without a primary key may hold a key more than once, and the
+source write is the source row's ``(write time, expiry)`` (``records.source_write``,
+summarised here, for the differing rows only; None without a source row or write time).
 
 Rows pair by key bytes (the engine's one key equality, ``records.py``) within a token.  A
 token's rows (a partition) are paired in memory up to ``GROUP_IN_MEMORY`` rows a side; a
@@ -13,20 +16,32 @@ whatever the partition's width.
 
 from __future__ import annotations
 
+import marshal
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from reconciliation.engine.records import RawWrite, SourceWrite, source_write
 from reconciliation.engine.spill import SortedRuns, Spool
 
+#: A target record: (token, key bytes, row bytes or hash).
 Record = tuple[int, bytes, bytes]
+#: A source record: (token, key bytes, row bytes, raw write-time summary or None).
+SourceRecord = tuple[int, bytes, bytes, "RawWrite | None"]
+AnyRecord = TypeVar("AnyRecord", Record, SourceRecord)
 
 GROUP_IN_MEMORY = 10_000
 WIDE_RUN_SIZE = 50_000
 
 
-# A difference found by a pass: (key bytes, Cassandra row bytes or None, target row bytes...)
-# — a target without a primary key may hold a key more than once.
-Diff = tuple[bytes, bytes | None, tuple[bytes, ...]]
+# A difference found by a pass: (key bytes, Cassandra row bytes or None, target row bytes...,
+# the source row's write) — a target without a primary key may hold a key more than once.
+Diff = tuple[bytes, bytes | None, tuple[bytes, ...], SourceWrite | None]
+
+
+def _written(raw: RawWrite | None) -> SourceWrite | None:
+    return None if raw is None else source_write(raw, time.time())
 
 
 Digest = Callable[[bytes], bytes] | None
@@ -56,7 +71,7 @@ class PassCounts:
 
 
 def merge_by_token(
-    source: Iterator[Record],
+    source: Iterator[SourceRecord],
     target: Iterator[Record],
     differences: Spool,
     counts: PassCounts,
@@ -85,11 +100,11 @@ def merge_by_token(
                 if c[1] == p[1]:
                     keys += 1
                     if (c[2] if digest is None else digest(c[2])) != p[2]:
-                        add((c[1], c[2], (p[2],)))
+                        add((c[1], c[2], (p[2],), _written(c[3])))
                 else:  # a token collision between two different keys
                     keys += 2
-                    add((c[1], c[2], ()))
-                    add((p[1], None, (p[2],)))
+                    add((c[1], c[2], (), _written(c[3])))
+                    add((p[1], None, (p[2],), None))
                 c, p = c_next, p_next
                 continue
             c_group, c = _group(c, c_next, source)
@@ -119,24 +134,24 @@ def merge_by_token(
         c_rows += len(group)
         keys += _compare_group(group, [], add, digest)
     while p is not None:  # the target's last tokens: not in the source
-        group, p = _group(p, next(target, None), target)
-        if len(group) > GROUP_IN_MEMORY:
-            seen, _, p = _compare_wide([], None, iter(()), group, p, target, add, digest)
+        p_group, p = _group(p, next(target, None), target)
+        if len(p_group) > GROUP_IN_MEMORY:
+            seen, _, p = _compare_wide([], None, iter(()), p_group, p, target, add, digest)
             p_rows += seen[1]
             keys += seen[2]
             continue
-        p_rows += len(group)
-        keys += _compare_group([], group, add, digest)
+        p_rows += len(p_group)
+        keys += _compare_group([], p_group, add, digest)
     counts.cassandra_rows += c_rows
     counts.postgres_rows += p_rows
     counts.keys += keys
 
 
 def _group(
-    first: Record,
-    following: Record | None,
-    stream: Iterator[Record],
-) -> tuple[list[Record], Record | None]:
+    first: AnyRecord,
+    following: AnyRecord | None,
+    stream: Iterator[AnyRecord],
+) -> tuple[list[AnyRecord], AnyRecord | None]:
     """``first`` and the records after it with the same token, up to one more than
     ``GROUP_IN_MEMORY`` (then the group continues in the stream); and the next record."""
     group = [first]
@@ -149,29 +164,37 @@ def _group(
 
 
 def _spill_token(
-    group: list[Record], following: Record | None, stream: Iterator[Record]
-) -> tuple[SortedRuns, Record | None]:
-    """The rest of a wide token's records, with ``group``, sorted by key on disk."""
+    group: list[AnyRecord], following: AnyRecord | None, stream: Iterator[AnyRecord]
+) -> tuple[SortedRuns, AnyRecord | None]:
+    """The rest of a wide token's records, with ``group``, sorted by key on disk: ``(key,
+    row)`` for the target, ``(key, row, marshalled raw write)`` for the source (bytes: the
+    external merge compares whole tuples, and a raw write may hold None)."""
     runs = SortedRuns(WIDE_RUN_SIZE)
     if group:
         token = group[0][0]
-        runs.extend([(key, row) for _, key, row in group])
+        runs.extend([_spilled(record) for record in group])
         while following is not None and following[0] == token:
-            runs.add((following[1], following[2]))
+            runs.add(_spilled(following))
             following = next(stream, None)
     return runs, following
 
 
+def _spilled(record: tuple[Any, ...]) -> tuple[Any, ...]:
+    if len(record) == 4:
+        return (record[1], record[2], marshal.dumps(record[3]))
+    return record[1:]
+
+
 def _compare_wide(
-    c_group: list[Record],
-    c: Record | None,
-    source: Iterator[Record],
+    c_group: list[SourceRecord],
+    c: SourceRecord | None,
+    source: Iterator[SourceRecord],
     p_group: list[Record],
     p: Record | None,
     target: Iterator[Record],
     add: Callable[[Diff], None],
     digest: Digest = None,
-) -> tuple[tuple[int, int, int], Record | None, Record | None]:
+) -> tuple[tuple[int, int, int], SourceRecord | None, Record | None]:
     """Pair a wide token's rows by key through an external sort; (source rows, target
     rows, keys) and the next record of each stream."""
     c_runs, c = _spill_token(c_group, c, source)
@@ -182,7 +205,7 @@ def _compare_wide(
 
 
 def _merge_by_key(
-    source: Iterator[tuple[bytes, bytes]],
+    source: Iterator[tuple[bytes, bytes, bytes]],
     target: Iterator[tuple[bytes, bytes]],
     add: Callable[[Diff], None],
     digest: Digest = None,
@@ -195,7 +218,7 @@ def _merge_by_key(
         keys += 1
         if p is None or (c is not None and c[0] < p[0]):
             assert c is not None
-            add((c[0], c[1], ()))
+            add((c[0], c[1], (), _written(marshal.loads(c[2]))))
             c = next(source, None)
             continue
         key = p[0]
@@ -205,15 +228,15 @@ def _merge_by_key(
             p = next(target, None)
         if c is not None and c[0] == key:
             if not agree(c[1], tuple(rows), digest):
-                add((key, c[1], tuple(rows)))
+                add((key, c[1], tuple(rows), _written(marshal.loads(c[2]))))
             c = next(source, None)
         else:
-            add((key, None, tuple(rows)))
+            add((key, None, tuple(rows), None))
     return keys
 
 
 def _compare_group(
-    c_group: list[Record],
+    c_group: list[SourceRecord],
     p_group: list[Record],
     add: Callable[[Diff], None],
     digest: Digest = None,
@@ -223,12 +246,12 @@ def _compare_group(
     for _, key, row in p_group:
         target.setdefault(key, []).append(row)
     keys = 0
-    for _, key, row in c_group:
+    for _, key, row, raw in c_group:
         rows = tuple(target.pop(key, ()))
         keys += 1
         if not agree(row, rows, digest):
-            add((key, row, rows))
+            add((key, row, rows, _written(raw)))
     for key, only_on_target in target.items():
         keys += 1
-        add((key, None, tuple(only_on_target)))
+        add((key, None, tuple(only_on_target), None))
     return keys

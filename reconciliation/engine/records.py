@@ -1,5 +1,11 @@
 """Rows of either store as compact, comparable records ``(order, key bytes, row bytes)``.
 
+Cassandra records carry a fourth element: the source row's raw write-time summary as
+Cassandra computed it (``cassandra.write_time_selectors``: the latest WRITETIME of its
+regular cells and their largest TTL, negative when a live cell has none), or None when the
+table's write times are not read.  The hot loop only passes it along; ``source_write``
+turns it into ``(write time, expiry)`` for the few rows that differ.
+
 The key and row bytes are ``marshal`` (version 0) dumps of the values' compare forms
 (``canonical.py``): version 0 writes no references and no interning flags, so equal values
 always give equal bytes, and comparing two rows is one ``bytes`` comparison.
@@ -53,6 +59,14 @@ MAX_TOKEN = 2**63 - 1
 MARSHAL_VERSION = 0  # no references nor interning flags: the same value, the same bytes
 
 TokenFunction = Callable[[Sequence[Any]], "int | None"]
+#: A source row's write-time summary as selected: (max WRITETIME in µs, max TTL in s or a
+#: negative number when a live cell has no TTL), None when no cell is live / has a TTL.
+RawWrite = tuple["int | None", "int | None"]
+#: A source row's write time (µs since the epoch) and when it expires (epoch seconds; None:
+#: it has a cell without TTL, so it never expires as a whole).
+SourceWrite = tuple[int, "float | None"]
+#: How many values a Cassandra row carries after its columns when write times are read.
+WRITE_COLUMNS = 2
 
 _TINYINT = struct.Struct(">b")
 _SMALLINT = struct.Struct(">h")
@@ -153,6 +167,24 @@ def fast_token_function(layout: Layout) -> TokenFunction | None:
     return token
 
 
+def source_write(raw: RawWrite | None, now: float) -> SourceWrite | None:
+    """A source row's ``(write time µs, expiry epoch s)`` from its raw summary, read at
+    ``now`` (epoch seconds); None when the row has no readable write time (no live regular
+    cell, or the table's write times are not read).
+
+    The TTL rule: a row expires when its last cell does, so its expiry is ``now`` plus the
+    largest TTL, but only when every live regular cell has a TTL; one cell without a TTL
+    keeps the row alive (expiry None).
+    """
+    if raw is None:
+        return None
+    write_time, ttl = raw
+    if write_time is None:
+        return None
+    expires = None if ttl is None or ttl < 0 else now + ttl
+    return (write_time, expires)
+
+
 def key_order(key: bytes) -> int:
     """The merge order of a key under key-hash pairing: Murmur3 of its key bytes."""
     return int(murmur3(key))
@@ -167,8 +199,11 @@ class Codec:
     differs from every readable value, so its row is reported, never the job failed.
     """
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, *, source_writes: bool = False) -> None:
+        """``source_writes``: Cassandra rows end with the ``WRITE_COLUMNS`` write-time
+        values (``cassandra.CassandraTable.write_times``)."""
         self.layout = layout
+        self.source_writes = source_writes
         self.names = layout.names
         self.key_size = len(layout.key)
         self.partition_size = len(layout.partition)
@@ -191,12 +226,14 @@ class Codec:
         self.cassandra_record = self._compile("cassandra")
         self.postgres_record = self._compile("postgres")
 
-    def _slow_record(self, side: str) -> Callable[[Sequence[Any]], tuple[int, bytes, bytes]]:
+    def _slow_record(self, side: str) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
         converters = self._safe_cassandra if side == "cassandra" else self._safe_postgres
         k = self.key_size
+        width = len(converters)
+        writes = self.source_writes
 
-        def record(row: Sequence[Any]) -> tuple[int, bytes, bytes]:
-            values = list(row[1:]) if side == "cassandra" else list(row)
+        def record(row: Sequence[Any]) -> tuple[Any, ...]:
+            values = list(row[1 : 1 + width]) if side == "cassandra" else list(row)
             forms = []
             for convert, value in zip(converters, values, strict=True):
                 try:
@@ -204,11 +241,11 @@ class Codec:
                 except Exception:
                     forms.append(invalid(value))
             key = marshal.dumps(tuple(forms[:k]), MARSHAL_VERSION)
-            return (
-                self.order(key, forms[:k], row[0] if side == "cassandra" else None),
-                key,
-                marshal.dumps(forms[k:], MARSHAL_VERSION),
-            )
+            order = self.order(key, forms[:k], row[0] if side == "cassandra" else None)
+            if side == "cassandra":
+                raw = tuple(row[1 + width :]) if writes else None
+                return (order, key, marshal.dumps(forms[k:], MARSHAL_VERSION), raw)
+            return (order, key, marshal.dumps(forms[k:], MARSHAL_VERSION))
 
         return record
 
@@ -225,13 +262,15 @@ class Codec:
         """Key bytes of a key's compare forms (the engine's key equality)."""
         return marshal.dumps(tuple(compare_forms), MARSHAL_VERSION)
 
-    def _compile(self, side: str) -> Callable[[Sequence[Any]], tuple[int, bytes, bytes]]:
+    def _compile(self, side: str) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
         """A record builder for this table's columns, with each column's conversion written
         inline (``canonical.*_inline``): the hot loop of a scan runs it once per row.
 
-        Cassandra rows are ``(token, *columns)``; PostgreSQL rows are ``(*columns)``.  Under
-        token pairing a target row's token is computed from the key's compare forms; under
-        key-hash pairing both sides' order is the hash of the key bytes.
+        Cassandra rows are ``(token, *columns[, *write-time values])`` and their records end
+        with the raw write-time values as a tuple (None when not read): one tuple per row,
+        summarised only for the rows that differ (``source_write``).  PostgreSQL rows are
+        ``(*columns)``.  Under token pairing a target row's token is computed from the key's
+        compare forms; under key-hash pairing both sides' order is the hash of the key bytes.
         """
         namespace: dict[str, Any] = {
             **INLINE_NAMESPACE,
@@ -258,6 +297,11 @@ class Codec:
             else:
                 expressions.append(value)
         names = ", ".join(f"v{i}" for i in range(len(expressions)))
+        raw = "None"
+        if side == "cassandra" and self.source_writes:
+            written = ", ".join(f"w{i}" for i in range(WRITE_COLUMNS))
+            names = f"{names}, {written}"
+            raw = f"({written},)"
         k = self.key_size
         key = "(" + "".join(f"{e}, " for e in expressions[:k]) + ")"
         values = "[" + ", ".join(expressions[k:]) + "]"
@@ -268,13 +312,14 @@ class Codec:
                 f"def record(row):\n"
                 f"    {head}{names}, = row\n"
                 f"    key = _dumps({key}, {version})\n"
-                f"    return (_key_order(key), key, _dumps({values}, {version}))\n"
+                f"    return (_key_order(key), key, _dumps({values}, {version})"
+                + (f", {raw})\n" if side == "cassandra" else ")\n")
             )
         elif side == "cassandra":
             source = (
                 f"def record(row):\n"
                 f"    token, {names}, = row\n"
-                f"    return (token, _dumps({key}, {version}), _dumps({values}, {version}))\n"
+                f"    return (token, _dumps({key}, {version}), _dumps({values}, {version}), {raw})\n"
             )
         else:
             source = (

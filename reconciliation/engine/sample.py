@@ -50,16 +50,18 @@ def _random_sample(engine: Engine, size: int, estimate: int) -> Outcome:
     with Spool() as differences:
         for start in range(0, len(examined), VERDICT_BATCH):
             batch = examined[start : start + VERDICT_BATCH]
-            c_rows, p_rows = engine.read_both(batch)
-            for key, c_row, rows in zip(batch, c_rows, p_rows, strict=True):
+            c_rows, p_rows, writes = engine.read_both(batch)
+            for key, c_row, rows, written in zip(batch, c_rows, p_rows, writes, strict=True):
                 if not agree(c_row, rows):
-                    differences.add((key, c_row, rows))
+                    differences.add((key, c_row, rows, written))
             engine.progress(0.4 + 0.5 * (start + len(batch)) / len(examined))
         verdicts = engine.judge(differences)
     return Outcome(
         keys_examined=len(examined),
         mismatch_count=verdicts.mismatches,
         transient_count=verdicts.transient,
+        in_flight_count=verdicts.in_flight,
+        expired_count=verdicts.expired,
         drift_percentage=drift_percentage(verdicts.mismatches, len(examined)),
         examined_keys=[primary_key_text(engine.codec.key_values(key)) for key in examined],
     )

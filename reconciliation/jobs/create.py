@@ -123,11 +123,17 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def engine_options(job: ReconciliationJob) -> Options:
-    """The engine's options for ``job``: its window or sample size, and the settings."""
+def engine_options(job: ReconciliationJob, mapping: TableMapping | None = None) -> Options:
+    """The engine's options for ``job``: its window or sample size, its table's CDC lag
+    budget, and the settings."""
     conf = settings.reconciliation
     parameters = job.parameters or {}
+    if mapping is None:
+        mapping = TableMapping.objects.filter(name=job.table_name).first()
+    budget = mapping.lag_budget_seconds if mapping is not None else conf.cdc_lag_budget_seconds
     return Options(
+        lag_budget_seconds=budget,
+        reads_began_at=job.started_at.timestamp() if job.started_at else None,
         consistency=consistency_level(),
         recheck_delay_seconds=conf.recheck_delay_seconds,
         sample_size=int(parameters.get("sample_size") or conf.sample_size),

@@ -1,8 +1,10 @@
 """Ending a job: the one step after every segment is DONE (and the whole of a SAMPLE).
 
-``finalize`` sums the segments' counts, runs the transient re-check once over every
-difference the segments found (``engine.conclude``: the target rows are read back, each key
-re-checked after the grace delay), records the findings in the ledger
+``finalize`` sums the segments' counts, judges every difference the segments found once
+(``engine.conclude``: the target rows are read back, each key judged by its source write
+time against the CDC lag budget, or re-checked after the grace delay: ``Engine.judge``),
+records the findings in the ledger (in-flight ones as IN_FLIGHT, re-checked later by
+``reconciliation.inflight``)
 (``MismatchQuerySet.record_findings``: one open difference per key, refreshed or reopened,
 never duplicated), heals what the run covered, and sets the job COMPLETED with its drift and
 alert level.  Running it twice (a redelivered coordinator) gives the same result.
@@ -19,9 +21,12 @@ from django.utils import timezone
 
 from reconciliation.choices import AlertLevel, JobPhase, JobStatus, SegmentKind, ValidationStrategy
 from reconciliation.engine import (
+    NO_RECHECK,
     RECHECK_PROGRESS,
+    WRITE_TIME,
     Difference,
     Engine,
+    Options,
     Outcome,
     conclude,
     keydiff_outcome,
@@ -116,12 +121,21 @@ def finalize(
     job.enter_phase(JobPhase.WRITING)
     writer.flush()
     heal_covered(job, engine, outcome)
-    _complete(job, mapping, outcome)
+    # ROW_COUNT compares no keys: nothing to re-check.
+    rule = NO_RECHECK if job.validation_strategy == ValidationStrategy.ROW_COUNT else None
+    _complete(job, mapping, outcome, rule or engine.recheck_rule, engine.options)
     if job.status == JobStatus.COMPLETED:
         staging.drop(job)
 
 
-def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -> None:
+def _complete(
+    job: ReconciliationJob,
+    mapping: TableMapping,
+    outcome: Outcome,
+    recheck_rule: str,
+    options: Options,
+) -> None:
+    lag_budget = options.lag_budget_seconds if recheck_rule == WRITE_TIME else None
     # A run that examined nothing (an empty window, an empty table) is inconclusive: no
     # drift (not 0%), no alert level, so no gauge and no green badge.
     conclusive = outcome.keys_examined > 0  # ROW_COUNT: the larger of its two counts
@@ -143,6 +157,10 @@ def _complete(job: ReconciliationJob, mapping: TableMapping, outcome: Outcome) -
         "keys_examined": outcome.keys_examined,
         "mismatch_count": outcome.mismatch_count,
         "transient_count": outcome.transient_count,
+        "in_flight_count": outcome.in_flight_count,
+        "expired_count": outcome.expired_count,
+        "recheck_rule": recheck_rule,
+        "lag_budget_seconds": lag_budget,
         "unreadable_value_count": outcome.unreadable_value_count,
         "drift_percentage": drift,
         "drift_ci_low": outcome.drift_ci_low if drift is not None else None,

@@ -22,6 +22,7 @@ RUN_JOB = "reconciliation.run_job"
 RUN_SEGMENT = "reconciliation.run_segment"
 RUN_SCHEDULED = "reconciliation.run_scheduled_reconciliation"
 REAP_STALLED = "reconciliation.reap_stalled_jobs"
+RECHECK_IN_FLIGHT = "reconciliation.recheck_in_flight"
 
 RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5}
 
@@ -66,5 +67,25 @@ def send_segments(segment_ids: list[int], queue: str) -> None:
             except Exception:
                 logger.warning("Could not queue segment %s", segment_id, exc_info=True)
                 return
+
+    transaction.on_commit(send)
+
+
+def send_in_flight_recheck(countdown: float, queue: str = "") -> None:
+    """Queue the re-check of in-flight differences ``countdown`` seconds from now (after the
+    current transaction commits).  A message lost here costs a minute at most: beat's sweep
+    runs the same task every minute."""
+
+    def send() -> None:
+        try:
+            current_app.send_task(
+                RECHECK_IN_FLIGHT,
+                countdown=countdown,
+                queue=queue or None,
+                retry=True,
+                retry_policy=RETRY_POLICY,
+            )
+        except Exception:
+            logger.warning("Could not queue the in-flight re-check", exc_info=True)
 
     transaction.on_commit(send)

@@ -40,11 +40,12 @@ from cdcrecon.conf import settings
 from reconciliation.choices import JobPhase, JobStatus, SegmentKind, SegmentStatus
 from reconciliation.connections import ensure_app_database
 from reconciliation.engine import RECHECK_PROGRESS, Engine
+from reconciliation.inflight import next_due
 from reconciliation.jobs import segments
 from reconciliation.jobs.create import JobAlreadyRunning, engine_options
 from reconciliation.jobs.failures import describe_failure, record_failure
 from reconciliation.jobs.finalizer import MismatchWriter, Touch, finalize
-from reconciliation.jobs.queue import enqueue_job
+from reconciliation.jobs.queue import enqueue_job, send_in_flight_recheck
 from reconciliation.jobs.slots import Heartbeat, job_run_lock, job_slot
 from reconciliation.ledger import engine_for
 from reconciliation.models import JobSegment, ReconciliationJob
@@ -88,7 +89,9 @@ def coordinate(
         mapping = get_mapping(job.table_name)
         # engine_for probes the Cassandra session (rebuilt once if broken) before the first
         # read; transient errors are then retried per statement (per token range or page).
-        engine = engine_for(mapping, engine_options(job), writer, Touch(job, progress.fraction))
+        engine = engine_for(
+            mapping, engine_options(job, mapping), writer, Touch(job, progress.fraction)
+        )
         if not segments.is_segmented(job):
             outcome = engine.run(job.validation_strategy)
             finalize(job, mapping, engine, writer, outcome)
@@ -216,10 +219,20 @@ def execute_job(job_id: str | uuid.UUID, queue: str = "") -> str:
                     logger.exception("Job %s raised", job_id)
                     record_failure(job, f"The job failed unexpectedly: {type(exc).__name__}: {exc}")
             ensure_app_database()
-            job.refresh_from_db(fields=["status"])
+            job.refresh_from_db(fields=["status", "in_flight_count"])
             if job.status == JobStatus.RUNNING:
                 record_failure(job, "The job runner returned without finishing the job.")
+            elif job.status == JobStatus.COMPLETED and job.in_flight_count:
+                _schedule_in_flight_recheck(job)
             return str(job.status)
+
+
+def _schedule_in_flight_recheck(job: ReconciliationJob) -> None:
+    """Queue the re-check of ``job``'s in-flight differences for when the last comes due
+    (beat's minutely sweep is the safety net)."""
+    when = next_due(job)
+    if when is not None:
+        send_in_flight_recheck(max(0.0, (when - timezone.now()).total_seconds()), job.queue)
 
 
 def execute_segment(segment_id: int) -> str:
@@ -262,7 +275,8 @@ def _engine_for_segments(job: ReconciliationJob) -> Engine:
     engine = _engines.get(job.pk)
     if engine is None:
         _engines.clear()  # one job at a time per process
-        engine = engine_for(get_mapping(job.table_name), engine_options(job))
+        mapping = get_mapping(job.table_name)
+        engine = engine_for(mapping, engine_options(job, mapping))
         _engines[job.pk] = engine
     return engine
 

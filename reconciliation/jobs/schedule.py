@@ -3,10 +3,11 @@
 Plain functions, called from the ``post_migrate`` handler, ``manage.py sync_schedule``, the
 Celery tasks and the tests.
 
-* ``sync_schedule()`` creates or updates two django-celery-beat PeriodicTasks, found by fixed
-  names so re-syncing never adds a second: the scheduled reconciliation (every
-  RECONCILIATION_INTERVAL_MINUTES, enabled by RECONCILIATION_ENABLED) and the reaper (every
-  minute, always enabled: manual jobs need it even when the schedule is off).
+* ``sync_schedule()`` creates or updates three django-celery-beat PeriodicTasks, found by
+  fixed names so re-syncing never adds a second: the scheduled reconciliation (every
+  RECONCILIATION_INTERVAL_MINUTES, enabled by RECONCILIATION_ENABLED), the reaper and the
+  in-flight re-check's sweep (``reconciliation.inflight``; both every minute, always
+  enabled: manual jobs need them even when the schedule is off).
 * ``enqueue_scheduled_jobs()`` creates one HOURLY_SCHEDULED job per enabled table and queues
   it; a table with a job already running is skipped with a log line.
 * ``reap_stalled_jobs()`` fails RUNNING jobs whose heartbeat is older than
@@ -31,7 +32,7 @@ from cdcrecon.conf import settings
 from reconciliation.choices import JobStatus, JobType
 from reconciliation.jobs import staging
 from reconciliation.jobs.create import JobAlreadyRunning, create_job
-from reconciliation.jobs.queue import REAP_STALLED, RUN_SCHEDULED, enqueue_job
+from reconciliation.jobs.queue import REAP_STALLED, RECHECK_IN_FLIGHT, RUN_SCHEDULED, enqueue_job
 from reconciliation.models import ReconciliationJob, TableMapping
 from reconciliation.registry import register_configured_tables
 
@@ -42,6 +43,9 @@ SCHEDULE_TASK = RUN_SCHEDULED
 REAPER_TASK_NAME = "cdcrecon: reap stalled jobs"
 REAPER_TASK = REAP_STALLED
 REAPER_INTERVAL_MINUTES = 1
+IN_FLIGHT_TASK_NAME = "cdcrecon: re-check in-flight differences"
+IN_FLIGHT_TASK = RECHECK_IN_FLIGHT
+IN_FLIGHT_INTERVAL_MINUTES = 1
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,16 @@ def sync_schedule(using: str = "default") -> ScheduleState:
             True,
             "Marks FAILED any RUNNING job whose heartbeat is older than "
             "RECONCILIATION_HEARTBEAT_TIMEOUT_SECONDS. Managed by cdcrecon.",
+            using,
+        )
+        _periodic_task(
+            IN_FLIGHT_TASK_NAME,
+            IN_FLIGHT_TASK,
+            IN_FLIGHT_INTERVAL_MINUTES,
+            True,
+            "Re-reads the differences found in flight (within a table's CDC lag budget) once "
+            "their budget has passed: healed, drift, or expired. A sweep behind the re-check "
+            "each job queues for itself. Managed by cdcrecon.",
             using,
         )
     return ScheduleState(config.interval_minutes, config.enabled, reaper_enabled=True)

@@ -320,28 +320,32 @@ def _compare(segment: JobSegment, engine: Engine, window: Window | None) -> bool
 def _write_differences(segment: JobSegment, differences: Iterator[Diff]) -> None:
     table = sql.Identifier(SegmentDifference._meta.db_table)
     statement = sql.SQL(
-        "COPY {} (segment_id, key, cassandra_row, target_rows) FROM STDIN (FORMAT BINARY)"
+        "COPY {} (segment_id, key, cassandra_row, target_rows, source_write_time, "
+        "source_expires_at) FROM STDIN (FORMAT BINARY)"
     ).format(table)
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
-        copy.set_types(["int8", "bytea", "bytea", "bytea"])
-        for key, c_row, target_hashes in differences:
-            copy.write_row((segment.pk, key, c_row, marshal.dumps(tuple(target_hashes))))
+        copy.set_types(["int8", "bytea", "bytea", "bytea", "int8", "float8"])
+        for key, c_row, target_hashes, written in differences:
+            write_time, expires = (None, None) if written is None else written
+            copy.write_row(
+                (segment.pk, key, c_row, marshal.dumps(tuple(target_hashes)), write_time, expires)
+            )
 
 
 def job_differences(job: ReconciliationJob, batch: int = 2000) -> Iterator[Diff]:
     """Every difference the job's COMPARE segments found: ``(key, source row or None,
-    (target row hashes...))``, read a batch at a time."""
+    (target row hashes...), source write or None)``, read a batch at a time."""
     last = 0
     rows = SegmentDifference.objects.filter(segment__job=job).order_by("id")
-    while page := list(
-        rows.filter(id__gt=last).values_list("id", "key", "cassandra_row", "target_rows")[:batch]
-    ):
+    columns = ("id", "key", "cassandra_row", "target_rows", "source_write_time")
+    while page := list(rows.filter(id__gt=last).values_list(*columns, "source_expires_at")[:batch]):
         last = page[-1][0]
-        for _, key, c_row, target_rows in page:
+        for _, key, c_row, target_rows, write_time, expires in page:
             yield (
                 bytes(key),
                 None if c_row is None else bytes(c_row),
                 marshal.loads(bytes(target_rows)),
+                None if write_time is None else (write_time, expires),
             )
 
 

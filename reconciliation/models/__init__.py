@@ -17,6 +17,7 @@ from reconciliation.models.mappings import (
 )
 from reconciliation.models.mismatches import (
     CLOSED_STATUSES,
+    KEY_HOLDING_STATUSES,
     OPEN_STATUSES,
     RESOLVED_STATUSES,
     AlreadyResolved,
@@ -30,6 +31,7 @@ from reconciliation.models.segments import JobSegment, SegmentDifference
 __all__ = [
     "CLOSED_STATUSES",
     "FULL_CHECK_STRATEGIES",
+    "KEY_HOLDING_STATUSES",
     "OPEN_STATUSES",
     "RESOLVED_STATUSES",
     "AlreadyResolved",

@@ -7,6 +7,7 @@ list's trigger-kept totals are ``counts.MismatchCount``.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -27,6 +28,9 @@ from reconciliation.models.jobs import ReconciliationJob
 
 #: A difference that still stands: waiting for an operator, or knowingly ignored.
 OPEN_STATUSES = (ResolutionStatus.PENDING, ResolutionStatus.IGNORED)
+#: The statuses that hold a key's one open row (``one_open_mismatch_per_key``): the open
+#: ones and IN_FLIGHT (a difference within the CDC lag budget: not drift, not closed).
+KEY_HOLDING_STATUSES = (*OPEN_STATUSES, ResolutionStatus.IN_FLIGHT)
 #: Closed by someone (or by a covering run); found again, the same object reopens.
 RESOLVED_STATUSES = (
     ResolutionStatus.MANUAL_RESOLVED,
@@ -41,6 +45,16 @@ Finding = Difference
 
 def _note(notes: str, line: str) -> str:
     return f"{notes}\n\n{line}" if notes else line
+
+
+def _from_micros(micros: int | None) -> dt.datetime | None:
+    """A Cassandra write time (µs since the epoch) as a datetime; None when out of range."""
+    if micros is None:
+        return None
+    try:
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)
+    except OverflowError:  # USING TIMESTAMP accepts any bigint
+        return None
 
 
 class MismatchQuerySet(QuerySet["Mismatch"]):
@@ -70,8 +84,8 @@ class MismatchQuerySet(QuerySet["Mismatch"]):
             for row in existing:
                 current = known.get(row.primary_key_value)
                 if current is None or (
-                    row.is_open and not current.is_open
-                ):  # an open row wins over a resolved one
+                    row.holds_key and not current.holds_key
+                ):  # an open (or in-flight) row wins over a resolved one
                     known[row.primary_key_value] = row
             rows: list[Mismatch] = []
             for key, finding in by_key.items():
@@ -98,7 +112,10 @@ class MismatchQuerySet(QuerySet["Mismatch"]):
             f"[{timezone.now():%Y-%m-%d %H:%M} UTC] Healed: {job.validation_strategy} job "
             f"{job.job_id} found the rows equal."
         )
-        rows = self.filter(table_name=job.table_name).open().exclude(last_job=job)
+        # In-flight ones too: a covering run that sees the rows equal settles them.
+        rows = self.filter(
+            table_name=job.table_name, resolution_status__in=KEY_HOLDING_STATUSES
+        ).exclude(last_job=job)
         closed = 0
         for batch in [None] if keys is None else _batches(keys, 1000):
             selected = rows if batch is None else rows.filter(primary_key_value__in=batch)
@@ -280,6 +297,12 @@ class Mismatch(models.Model):
                 fields=["table_name", "resolution_status", "-detected_at", "mismatch_id"],
                 name="mismatch_table_status_detected",
             ),
+            # The in-flight re-check's "which are due" (few rows: only those in flight).
+            models.Index(
+                fields=["recheck_after"],
+                condition=Q(resolution_status="IN_FLIGHT"),
+                name="mismatch_in_flight_due",
+            ),
         ]
         permissions = [("repair_mismatch", "Can repair a mismatch from the source (Cassandra)")]
 
@@ -289,6 +312,15 @@ class Mismatch(models.Model):
     @property
     def is_open(self) -> bool:
         return self.resolution_status in OPEN_STATUSES
+
+    @property
+    def holds_key(self) -> bool:
+        """Open or in flight: the key's one row that is not closed."""
+        return self.resolution_status in KEY_HOLDING_STATUSES
+
+    @property
+    def is_in_flight(self) -> bool:
+        return self.resolution_status == ResolutionStatus.IN_FLIGHT
 
     def see(self, finding: Finding, job: ReconciliationJob | None, now: Any, by: str = "") -> str:
         """The difference was found (again) as ``finding``: decide its status, in memory.
@@ -301,6 +333,12 @@ class Mismatch(models.Model):
           note;
         * MANUAL_RESOLVED / AUTO_RESOLVED: reopens as PENDING (same object), marked
           ``reappeared_at``, with a note.
+
+        A finding with ``recheck_after`` is *in flight* (its source row is younger than the
+        CDC lag budget): where the rules above give PENDING it is IN_FLIGHT instead, until
+        ``recheck_after``; an IN_FLIGHT row found as a plain difference becomes PENDING.
+        ``recheck_after`` stays set on a row closed while in flight (it never was drift) and
+        is cleared whenever the row becomes PENDING.
 
         Returns the outcome: "new", "seen", "still_ignored", "reopened" or "reappeared".
         """
@@ -338,6 +376,14 @@ class Mismatch(models.Model):
             self.postgres_checksum = finding.postgres_checksum
             self.cassandra_data = finding.cassandra_data
             self.postgres_data = finding.postgres_data
+            self.source_write_time = _from_micros(finding.source_write_time)
+            self.source_ttl_seconds = finding.source_ttl
+            if finding.recheck_after is not None:
+                self.resolution_status = ResolutionStatus.IN_FLIGHT
+                self.recheck_after = dt.datetime.fromtimestamp(finding.recheck_after, dt.UTC)
+            elif self.resolution_status in (ResolutionStatus.PENDING, ResolutionStatus.IN_FLIGHT):
+                self.resolution_status = ResolutionStatus.PENDING
+                self.recheck_after = None
         self.times_seen = (self.times_seen or 0) + 1
         self.last_seen_at = now
         if job is not None:
@@ -362,7 +408,7 @@ class Mismatch(models.Model):
             locked = Mismatch.objects.select_for_update().get(pk=self.pk)
             if finding is None:
                 outcome = "closed"
-                if locked.is_open:
+                if locked.holds_key:
                     locked.resolution_status = ResolutionStatus.AUTO_RESOLVED
                     locked.resolved_at = now
                     locked.resolved_by = user if getattr(user, "is_authenticated", False) else None
@@ -422,9 +468,10 @@ class Mismatch(models.Model):
             raise ValueError("A note is required to reopen a mismatch.")
         other = (
             Mismatch.objects.filter(
-                table_name=self.table_name, primary_key_value=self.primary_key_value
+                table_name=self.table_name,
+                primary_key_value=self.primary_key_value,
+                resolution_status__in=KEY_HOLDING_STATUSES,
             )
-            .open()
             .exclude(pk=self.pk)
             .first()
         )
@@ -474,6 +521,9 @@ _LEDGER_WRITE_FIELDS = (
     "times_seen",
     "last_job",
     "reappeared_at",
+    "source_write_time",
+    "source_ttl_seconds",
+    "recheck_after",
 )
 
 

@@ -80,6 +80,11 @@ class SegmentDifference(models.Model):
     cassandra_row = models.BinaryField(null=True)
     # The row hashes of the target's rows for this key (marshalled tuple; empty: none).
     target_rows = models.BinaryField()
+    # The source row's write time (µs since the epoch, its latest regular cell's WRITETIME)
+    # and when it expires (epoch seconds, from its TTL), as the segment read them; null
+    # without a source row, a readable write time, or a TTL on every cell.
+    source_write_time = models.BigIntegerField(null=True)
+    source_expires_at = models.FloatField(null=True)
 
     class Meta:
         indexes = [models.Index(fields=["segment"], name="segment_difference_segment")]

@@ -1,6 +1,8 @@
 """Live writes during a CHECKSUM job, copied to PostgreSQL with a CDC-like lag: every
-difference they cause heals within the re-check delay, so the job stores no false
-mismatches (issue 12, fault 4).  Runs on the shared services: it injects no fault."""
+difference they cause heals, so the job stores no false mismatches and fires no alert —
+under the fixed re-check delay (issue 12, fault 4) and under a CDC lag budget above the lag,
+judged by the source rows' write times (issue 18).  Runs on the shared services: it injects
+no fault."""
 
 from __future__ import annotations
 
@@ -12,7 +14,14 @@ from collections import deque
 import psycopg
 import pytest
 
-from reconciliation.choices import JobStatus, ValidationStrategy
+from reconciliation import inflight
+from reconciliation.choices import (
+    AlertLevel,
+    JobStatus,
+    RecheckRule,
+    ResolutionStatus,
+    ValidationStrategy,
+)
 from reconciliation.jobs import create_job, run_in_process
 from reconciliation.models import Mismatch
 
@@ -118,3 +127,50 @@ def test_live_writes_with_cdc_lag_during_checksum_give_no_false_mismatches(
     assert job.transient_count > 0  # the scan saw writes in flight ...
     assert job.mismatch_count == 0  # ... and every one healed within the re-check delay
     assert not Mismatch.objects.filter(job=job).exists()
+
+
+@pytest.mark.django_db
+def test_live_writes_with_a_lag_within_the_budget_give_no_drift_and_no_alert(
+    cassandra, target, target_db, table_pair
+) -> None:
+    # No fixed delay: the verdict comes from each row's write time against the budget.
+    mapping = table_pair(COLUMNS, COLUMNS, cdc_lag_budget_seconds=5, critical_threshold=0.01)
+    insert = cassandra.prepare(f"INSERT INTO {mapping.cassandra_table} (id, email) VALUES (?, ?)")
+    rows = [(f"user-{i}", f"u{i}@example.com") for i in range(BASE_ROWS)]
+    for row in rows:
+        cassandra.execute(insert, row)
+    with target.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO public.{mapping.postgres_table} VALUES (%s, %s)", rows)
+
+    pipeline = LaggingPipeline(cassandra, target_db, mapping.cassandra_table)
+    pipeline.start()
+    time.sleep(1)
+
+    def stop_writes_when_the_verdicts_start(fraction: float, *segments: int) -> None:
+        if fraction >= 0.9 and not pipeline.stopping.is_set():
+            pipeline.stop()
+
+    job = create_job(mapping, ValidationStrategy.CHECKSUM)
+    try:
+        run_in_process(job, on_progress=stop_writes_when_the_verdicts_start)
+    finally:
+        pipeline.stop()
+    job.refresh_from_db()
+
+    assert not pipeline.errors, pipeline.errors
+    assert pipeline.written > 100
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert job.recheck_rule == RecheckRule.WRITE_TIME
+    assert job.in_flight_count + job.transient_count > 0  # the scan saw writes in flight ...
+    assert job.mismatch_count == 0 and job.drift_percentage == 0.0
+    assert job.alert_level == AlertLevel.NONE
+
+    settled = inflight.settle_job(job)  # ... and each arrived within the budget
+
+    job.refresh_from_db()
+    assert settled.drift == 0 and settled.healed == job.in_flight_count
+    assert job.mismatch_count == 0 and job.drift_percentage == 0.0
+    assert job.alert_level == AlertLevel.NONE and not job.alert_fired
+    assert not Mismatch.objects.filter(
+        table_name=mapping.name, resolution_status=ResolutionStatus.PENDING
+    ).exists()

@@ -51,6 +51,11 @@ def test_it_lists_jobs_in_the_guides_envelope_with_the_guides_fields_and_progres
             "schema_warnings": [],
             "inconclusive": False,
             "window": None,
+            # issue 18: nothing in flight; a job from before the re-check rules has none
+            "in_flight_count": 0,
+            "expired_count": 0,
+            "recheck_rule": None,
+            "lag_budget_seconds": None,
         }
     ]
 
@@ -178,6 +183,9 @@ def test_job_details_have_the_list_fields_plus_the_guides_mismatch_fields(reader
             "times_seen": 1,
             "last_job_id": None,
             "reappeared_at": None,
+            "source_write_time": None,
+            "source_ttl_seconds": None,
+            "recheck_after": None,
         }
     ]
 

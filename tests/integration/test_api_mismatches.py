@@ -40,6 +40,9 @@ def test_it_lists_mismatches_in_the_guides_envelope_with_both_sides_rows(reader)
                 "times_seen": 1,
                 "last_job_id": None,
                 "reappeared_at": None,
+                "source_write_time": None,
+                "source_ttl_seconds": None,
+                "recheck_after": None,
             }
         ],
         "total": 1,

@@ -443,8 +443,9 @@ def merged(source: list[tuple[int, bytes, bytes]], target: list[tuple[int, bytes
 
     counts = PassCounts()
     with Spool() as differences:
-        merge_by_token(iter(source), iter(target), differences, counts)
-        found = sorted(differences.records(), key=repr)
+        # Source records carry their raw write-time summary (none here).
+        merge_by_token(iter([(*r, None) for r in source]), iter(target), differences, counts)
+        found = sorted((d[:3] for d in differences.records()), key=repr)
     return found, (counts.cassandra_rows, counts.postgres_rows, counts.keys)
 
 

@@ -14,10 +14,17 @@ from reconciliation.engine.spill import Spool
 
 
 def diff(source: list[Record], target: list[Record]) -> tuple[set[tuple], PassCounts]:
+    found, counts = diff_with_writes([(*r, None) for r in source], target)
+    return {(k, c, p) for k, c, p, _ in found}, counts
+
+
+def diff_with_writes(source: list[tuple], target: list[Record]) -> tuple[set[tuple], PassCounts]:
+    """The differences (with their source writes) of source records that carry raw
+    write-time summaries."""
     counts = PassCounts()
     with Spool() as spool:
         merge_by_token(iter(source), iter(target), spool, counts)
-        found = {(k, c, tuple(sorted(p))) for k, c, p in spool.records()}
+        found = {(k, c, tuple(sorted(p)), w) for k, c, p, w in spool.records()}
     return found, counts
 
 
@@ -70,3 +77,27 @@ def test_a_key_held_twice_by_the_target_differs(group_limit: int) -> None:
     found, _ = diff(source, shuffled(target, 3))
 
     assert found == {(b"k%08d" % 4, b"r", (b"r", b"r"))}
+
+
+def test_each_difference_carries_its_source_rows_write_time_on_either_path(
+    group_limit: int,
+) -> None:
+    # (max WRITETIME µs, max TTL s or negative) as Cassandra summarised them.
+    writes = {k: (1_000_000 + k, None) for k in range(12)}
+    writes[7] = (2_000_000, 30)  # every cell has a TTL: the row expires in 30 s
+    writes[8] = (None, None)  # no live regular cell: no write time
+    source = [(4, b"k%08d" % k, b"r", writes[k]) for k in range(12)]
+    target = [(4, b"k%08d" % k, b"changed") for k in range(12) if k not in (3, 7, 8)]
+    target += [(4, b"k%08d" % 99, b"r")]  # only on the target: no source write
+
+    found, _ = diff_with_writes(source, target)
+
+    by_key = {k: w for k, _, _, w in found}
+    assert by_key[b"k%08d" % 3] == (1_000_003, None)  # missing in the target
+    assert by_key[b"k%08d" % 5] == (1_000_005, None)  # differs
+    assert by_key[b"k%08d" % 8] is None
+    assert by_key[b"k%08d" % 99] is None
+    write_time, expires = by_key[b"k%08d" % 7]
+    assert write_time == 2_000_000
+    assert expires is not None and 25 < expires - __import__("time").time() <= 30
+    assert len(found) == 13

@@ -30,7 +30,7 @@ def test_split_range_of_a_sub_range_stays_inside_it_and_never_makes_empty_ranges
 
 
 def test_the_merge_compares_source_rows_with_staged_row_hashes() -> None:
-    source = [(1, b"a", b"row-a"), (2, b"b", b"row-b"), (3, b"c", b"row-c")]
+    source = [(1, b"a", b"row-a", None), (2, b"b", b"row-b", None), (3, b"c", b"row-c", None)]
     staged = [
         (1, b"a", row_digest(b"row-a")),  # equal
         (2, b"b", row_digest(b"changed")),  # differs
@@ -42,9 +42,9 @@ def test_the_merge_compares_source_rows_with_staged_row_hashes() -> None:
         found = sorted(differences.records())
 
     assert found == [
-        (b"b", b"row-b", (row_digest(b"changed"),)),
-        (b"c", b"row-c", ()),
-        (b"d", None, (row_digest(b"row-d"),)),
+        (b"b", b"row-b", (row_digest(b"changed"),), None),
+        (b"c", b"row-c", (), None),
+        (b"d", None, (row_digest(b"row-d"),), None),
     ]
     assert (counts.cassandra_rows, counts.postgres_rows, counts.keys) == (3, 3, 4)
     assert len(row_digest(b"x")) == DIGEST_SIZE

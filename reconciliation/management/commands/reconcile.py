@@ -4,6 +4,10 @@ The job runs through the same segment code as the Celery workers
 (``reconciliation.jobs.run_in_process``: plan, every segment, finalize), one after the
 other here; on a terminal, stderr shows a progress bar with the segments done.
 
+Differences found *in flight* (their source rows younger than the table's CDC lag budget) are
+waited for and re-checked here before the summary (``inflight.settle_job``: nothing is left
+in flight), unless ``--no-wait`` leaves them to the workers' re-check.
+
 Exit status: 0 when the job completed (whatever the drift), 1 when it failed (or another
 job holds the table), 2 for bad arguments (unknown table, strategy, date, window or sample
 size), with a one-line error on stderr and no job created.
@@ -18,8 +22,10 @@ from collections import Counter
 from typing import Any, NoReturn
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
 
 from reconciliation.choices import JobStatus, JobType, ValidationStrategy
+from reconciliation.inflight import next_due, settle_job
 from reconciliation.jobs import (
     BadJobRequest,
     JobAlreadyRunning,
@@ -116,6 +122,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json", action="store_true", help="Print only the job, as the API returns it."
         )
+        parser.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="Do not wait for differences in flight (the workers' re-check settles them).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -140,6 +151,15 @@ class Command(BaseCommand):
             if bar is not None:
                 bar.close()
         job.refresh_from_db()
+        if job.status == JobStatus.COMPLETED and job.in_flight_count and not options["no_wait"]:
+            when = next_due(job)
+            wait = 0.0 if when is None else max(0.0, (when - timezone.now()).total_seconds())
+            sys.stderr.write(
+                f"reconcile: {job.in_flight_count} difference(s) in flight; re-checking them "
+                f"in {wait:.0f} s, once the CDC lag budget has passed\n"
+            )
+            settle_job(job)
+            job.refresh_from_db()
         if options["json"]:
             self.stdout.write(json.dumps(job_detail(job), indent=2))
         else:
@@ -167,7 +187,8 @@ class Command(BaseCommand):
             f"keys examined {_number(job.keys_examined)}",
             f"  mismatches: {job.mismatch_count}"
             + (f" ({by_kind})" if by_kind else "")
-            + f"; transient {job.transient_count}",
+            + f"; transient {job.transient_count}"
+            + f"; in flight {job.in_flight_count}; expired {job.expired_count}",
             (
                 "  drift: inconclusive (nothing was examined)"
                 if job.is_inconclusive
@@ -180,6 +201,13 @@ class Command(BaseCommand):
             )
             + f"; alert {job.alert_level}",
         ]
+        if job.recheck_rule:
+            budget = (
+                f" (CDC lag budget {job.lag_budget_seconds:g} s)"
+                if job.lag_budget_seconds is not None
+                else ""
+            )
+            lines.append(f"  re-check rule: {job.recheck_rule}{budget}")
         if job.window is not None:
             lines.append(f"  window: {job.window['from']} to {job.window['to']}")
         lines += [f"  schema warning: {w}" for w in job.schema_warnings or []]
