@@ -35,6 +35,7 @@ from reconciliation.admin.common import (
     mismatch_list_url,
     start_jobs,
 )
+from reconciliation.admin.forensics import job_panel
 from reconciliation.admin.segments import resume, segments_context
 from reconciliation.admin.views import (
     badge,
@@ -172,6 +173,7 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
             "can_resume": can_trigger and obj.status == JobStatus.FAILED,
             "from_job_page": FROM_JOB_PAGE,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "forensics": job_panel(obj),
             **segments_context(obj),
         }
 

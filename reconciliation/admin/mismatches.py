@@ -16,7 +16,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import FieldError, ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponseRedirect, QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -36,6 +36,7 @@ from reconciliation.admin.common import (
     job_url,
     link,
 )
+from reconciliation.admin.forensics import forensics_for_list
 from reconciliation.admin.views import (
     badge,
     diff_rows,
@@ -90,6 +91,18 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
     show_full_result_count = False  # COUNT(*) of a big mismatch table on every page is slow
     actions = ["mark_resolved", "mark_ignored", "recheck_now", "reopen", "repair_from_source"]
     read_only_message = "Mismatches are read-only here: use Resolve, Ignore, Reopen or Repair."
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The list, with the forensics of the chosen job, else of the chosen table."""
+        context = dict(extra_context or {})
+        context["forensics"] = forensics_for_list(
+            request.GET.get(JobFilter.parameter_name),
+            request.GET.get(TableNameFilter.parameter_name),
+        )
+        return super().changelist_view(request, context)
+
     fieldsets = [
         (
             None,

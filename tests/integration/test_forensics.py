@@ -78,12 +78,12 @@ def rules(report: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture
-def client(api_client: Any) -> Any:
+def api(api_client: Any) -> Any:
     return api_client(VIEW_JOBS)
 
 
 def test_a_five_minute_gap_in_the_pipeline(
-    cassandra: Any, target: Any, table_pair: Any, client: Any
+    cassandra: Any, target: Any, table_pair: Any, api: Any
 ) -> None:
     rng = random.Random(1)
     mapping = table_pair(ROWS_CASSANDRA, ROWS_POSTGRES)
@@ -98,7 +98,7 @@ def test_a_five_minute_gap_in_the_pipeline(
         missing=gap,
     )
 
-    report = forensics_of(client, checksum(mapping))
+    report = forensics_of(api, checksum(mapping))
 
     assert rules(report) == ["pipeline_gap"], report["findings"]
     finding = report["findings"][0]
@@ -114,7 +114,7 @@ def test_a_five_minute_gap_in_the_pipeline(
 
 
 def test_one_column_a_transform_gets_wrong(
-    cassandra: Any, target: Any, table_pair: Any, client: Any
+    cassandra: Any, target: Any, table_pair: Any, api: Any
 ) -> None:
     rng = random.Random(2)
     mapping = table_pair(ROWS_CASSANDRA, ROWS_POSTGRES)
@@ -123,14 +123,14 @@ def test_one_column_a_transform_gets_wrong(
         cassandra, target, mapping, 200, written=lambda i: history(rng), email_in_target=wrong
     )
 
-    report = forensics_of(client, checksum(mapping))
+    report = forensics_of(api, checksum(mapping))
 
     assert rules(report) == ["column_transform"], report["findings"]
     assert "8 of 8 DATA_MISMATCH differ only in `email`" in report["findings"][0]["message"]
     assert report["by_column_set"] == [{"columns": ["email"], "count": 8}]
 
 
-def test_a_hot_partition(cassandra: Any, target: Any, table_pair: Any, client: Any) -> None:
+def test_a_hot_partition(cassandra: Any, target: Any, table_pair: Any, api: Any) -> None:
     mapping = table_pair(ORDERS_CASSANDRA, ORDERS_POSTGRES)
     insert = cassandra.prepare(
         f"INSERT INTO {mapping.cassandra_table} (customer, order_id, total) VALUES (?, ?, ?)"
@@ -146,7 +146,7 @@ def test_a_hot_partition(cassandra: Any, target: Any, table_pair: Any, client: A
             f"INSERT INTO public.{mapping.postgres_table} VALUES (%s, %s, %s)", copies
         )
 
-    report = forensics_of(client, checksum(mapping))
+    report = forensics_of(api, checksum(mapping))
 
     assert rules(report) == ["hot_partition"], report["findings"]
     assert report["findings"][0]["message"].startswith("all 60 differences are in 3 partitions")
@@ -159,7 +159,7 @@ def test_a_hot_partition(cassandra: Any, target: Any, table_pair: Any, client: A
 
 
 def test_deletes_that_never_reached_postgres(
-    cassandra: Any, target: Any, table_pair: Any, client: Any
+    cassandra: Any, target: Any, table_pair: Any, api: Any
 ) -> None:
     rng = random.Random(3)
     mapping = table_pair(ROWS_CASSANDRA, ROWS_POSTGRES)
@@ -167,7 +167,7 @@ def test_deletes_that_never_reached_postgres(
     for i in (4, 17, 33, 52, 90):
         cassandra.execute(f"DELETE FROM {mapping.cassandra_table} WHERE id = %s", (f"row-{i:04d}",))
 
-    report = forensics_of(client, checksum(mapping))
+    report = forensics_of(api, checksum(mapping))
 
     assert rules(report) == ["deletes_not_propagated"], report["findings"]
     assert report["findings"][0]["message"].startswith(
@@ -176,7 +176,7 @@ def test_deletes_that_never_reached_postgres(
 
 
 def test_rows_with_a_ttl_are_ttl_churn(
-    cassandra: Any, target: Any, table_pair: Any, client: Any
+    cassandra: Any, target: Any, table_pair: Any, api: Any
 ) -> None:
     rng = random.Random(4)
     mapping = table_pair(ROWS_CASSANDRA, ROWS_POSTGRES)
@@ -193,14 +193,14 @@ def test_rows_with_a_ttl_are_ttl_churn(
         ttl=86400,
     )
 
-    report = forensics_of(client, checksum(mapping))
+    report = forensics_of(api, checksum(mapping))
 
     assert rules(report) == ["ttl_churn"], report["findings"]
     assert report["findings"][0]["count"] == 10
 
 
 def test_the_ledger_view_covers_a_tables_open_differences(
-    cassandra: Any, target: Any, table_pair: Any, client: Any
+    cassandra: Any, target: Any, table_pair: Any, api: Any
 ) -> None:
     rng = random.Random(5)
     mapping = table_pair(ROWS_CASSANDRA, ROWS_POSTGRES)
@@ -209,7 +209,7 @@ def test_the_ledger_view_covers_a_tables_open_differences(
     closed = Mismatch.objects.get(table_name=mapping.name, primary_key_value="row-0001")
     closed.resolve(None, ResolutionStatus.MANUAL_RESOLVED, "copied by hand")
 
-    response = client.get(f"/reconciliation/forensics?table={mapping.name}")
+    response = api.get(f"/reconciliation/forensics?table={mapping.name}")
 
     assert response.status_code == 200, response.content
     body = response.json()
@@ -217,25 +217,56 @@ def test_the_ledger_view_covers_a_tables_open_differences(
     assert body["total"] == 1  # the resolved one is no longer open
 
 
-def test_bad_requests_are_json_errors(client: Any, table_pair: Any) -> None:
+def test_bad_requests_are_json_errors(api: Any, table_pair: Any) -> None:
     mapping = table_pair(ROWS_CASSANDRA, ROWS_POSTGRES)
-    unknown = client.get("/reconciliation/jobs/8d5e3c1e-0000-4000-8000-000000000000/forensics")
+    unknown = api.get("/reconciliation/jobs/8d5e3c1e-0000-4000-8000-000000000000/forensics")
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
-    assert client.get("/reconciliation/jobs/not-a-uuid/forensics").status_code == 404
+    assert api.get("/reconciliation/jobs/not-a-uuid/forensics").status_code == 404
 
     running = create_job(mapping, S.CHECKSUM, parameters=build_parameters(S.CHECKSUM))
-    busy = client.get(f"/reconciliation/jobs/{running.job_id}/forensics")
+    busy = api.get(f"/reconciliation/jobs/{running.job_id}/forensics")
     assert busy.status_code == 409 and busy.json()["error"] == "job_running"
     running.mark_failed("test over")
 
-    missing = client.get("/reconciliation/forensics")
+    missing = api.get("/reconciliation/forensics")
     assert missing.status_code == 400 and "table" in missing.json()["fields"]
-    typo = client.get("/reconciliation/forensics?table=no_such_table")
+    typo = api.get("/reconciliation/forensics?table=no_such_table")
     assert typo.status_code == 400 and "no_such_table" in typo.json()["fields"]["table"][0]
-    extra = client.get(f"/reconciliation/forensics?table={mapping.name}&tabel=x")
+    extra = api.get(f"/reconciliation/forensics?table={mapping.name}&tabel=x")
     assert extra.status_code == 400 and "tabel" in extra.json()["fields"]
 
 
 def test_forensics_need_the_permission_to_read_jobs(api_client: Any) -> None:
     nobody = api_client()
     assert nobody.get("/reconciliation/forensics?table=users").status_code == 403
+
+
+def test_the_admin_shows_the_findings_and_the_histogram(
+    cassandra: Any, target: Any, table_pair: Any, client: Any, admin_user: Any
+) -> None:
+    rng = random.Random(6)
+    mapping = table_pair(ROWS_CASSANDRA, ROWS_POSTGRES)
+    gap = set(range(0, 200, 10))
+    written = {i: GAP_START + dt.timedelta(seconds=rng.uniform(0, 290)) for i in gap}
+    plant_rows(
+        cassandra,
+        target,
+        mapping,
+        200,
+        written=lambda i: written.get(i) or history(rng),
+        missing=gap,
+    )
+    job = checksum(mapping)
+    client.force_login(admin_user)
+
+    page = client.get(f"/admin/reconciliation/reconciliationjob/{job.job_id}/change/")
+    listing = client.get(f"/admin/reconciliation/mismatch/?table={mapping.name}")
+
+    for response in (page, listing):
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert 'data-rule="pipeline_gap"' in html
+        assert "20 of 20 MISSING_IN_POSTGRES were written 2026-11-20 10:00" in html
+        assert '<svg class="cdc-histogram"' in html and "<rect x=" in html
+    unfiltered = client.get("/admin/reconciliation/mismatch/").content.decode()
+    assert "cdc-histogram" not in unfiltered
