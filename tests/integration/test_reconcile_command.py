@@ -282,3 +282,24 @@ def test_a_table_with_a_running_job_exits_1_and_leaves_that_job_alone(users) -> 
     running.refresh_from_db()
     assert running.status == JobStatus.RUNNING
     assert ReconciliationJob.objects.filter(table_name=users.name).count() == 1
+
+
+def test_the_summary_ends_with_the_findings(cassandra, target, table_pair) -> None:
+    mapping = table_pair("id text PRIMARY KEY, email text", "id text PRIMARY KEY, email text")
+    for i in range(20):
+        cassandra.execute(
+            f"INSERT INTO {mapping.name} (id, email) VALUES (%s, %s)", (f"u{i}", f"{i}@x")
+        )
+        target.execute(
+            f"INSERT INTO public.{mapping.name} (id, email) VALUES (%s, %s)",
+            (f"u{i}", f"{i}@x" if i % 5 else f"{i}@WRONG"),
+        )
+
+    result = reconcile(mapping.name)
+
+    assert result.returncode == 0, result.stderr
+    findings = result.stdout.split("  findings:\n", 1)[1]
+    assert findings.strip() == (
+        "- 4 of 4 DATA_MISMATCH differ only in `email`: a transform that gets this column "
+        "wrong. [column_transform]"
+    )

@@ -25,6 +25,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from reconciliation.choices import JobStatus, JobType, ValidationStrategy
+from reconciliation.forensics import job_forensics
 from reconciliation.inflight import next_due, settle_job
 from reconciliation.jobs import (
     BadJobRequest,
@@ -213,6 +214,10 @@ class Command(BaseCommand):
         lines += [f"  schema warning: {w}" for w in job.schema_warnings or []]
         if job.parameters:
             lines.append(f"  parameters: {json.dumps(job.parameters, sort_keys=True)}")
+        findings = job_forensics(job)["findings"]
+        if findings:
+            lines.append("  findings:")
+            lines += [f"    - {f['message']} [{f['rule']}]" for f in findings]
         self.stdout.write("\n".join(lines))
 
 
