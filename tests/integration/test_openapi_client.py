@@ -3,6 +3,7 @@ triggers a job and reads it back from a live server."""
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import json
 import os
@@ -17,7 +18,8 @@ import pytest
 from django.core.management import call_command
 
 from cdcrecon.api.tokens import issue_token
-from tests.factories import JobFactory, UserFactory
+from reconciliation.models import JobFinding
+from tests.factories import JobFactory, MismatchFactory, UserFactory
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -138,6 +140,33 @@ def test_a_generated_client_triggers_a_job_and_reads_it_back(
     assert again.status_code == 409
     assert again.parsed.error == "job_not_resumable"
     assert again.parsed.status.value == "COMPLETED"
+
+    # Forensics: a job's and a table's, typed by the schema.
+    job_forensics = importlib.import_module(f"{api.__name__}.get_job_forensics")
+    table_forensics = importlib.import_module(f"{api.__name__}.get_table_forensics")
+    found = JobFactory(table_name="users", status="COMPLETED")
+    written = dt.datetime(2026, 11, 20, 10, 2, tzinfo=dt.UTC)
+    for i in range(6):
+        mismatch = MismatchFactory(
+            job=found,
+            table_name="users",
+            primary_key_value=f"user-{i}",
+            mismatch_type="MISSING_IN_POSTGRES",
+            source_write_time=written + dt.timedelta(seconds=i),
+        )
+        JobFinding.objects.create(job=found, mismatch=mismatch, mismatch_type="MISSING_IN_POSTGRES")
+    report = job_forensics.sync(client=client, job_id=found.job_id)
+    assert isinstance(report, models.Forensics)
+    assert (report.total, report.analyzed, report.bucket.value) == (6, 6, "minute")
+    assert [f.rule for f in report.findings] == ["pipeline_gap"]
+    assert report.findings[0].evidence["missing"] == 6
+    assert report.by_type_and_time[0].bucket_start == written.replace(second=0)
+    assert report.by_partition[0].count == 1
+    ledger = table_forensics.sync(client=client, table="users")
+    assert isinstance(ledger, models.Forensics)
+    assert (ledger.scope.value, ledger.total) == ("open", 6)
+    busy_job = job_forensics.sync_detailed(client=client, job_id=busy.job_id)
+    assert busy_job.status_code == 409 and busy_job.parsed.error == "job_running"
 
 
 @pytest.mark.django_db
