@@ -37,6 +37,8 @@ class DemoTable:
     postgres_columns: str
     make_rows: Callable[[random.Random], list[Row]]
     drift: Callable[[random.Random, list[Row]], tuple[list[Row], list[Row]]]
+    # The rows missing in PostgreSQL were all written in one 5-minute window: a pipeline gap.
+    gap: bool = False
 
 
 def _ts(rng: random.Random, days: int = 25) -> dt.datetime:
@@ -170,8 +172,31 @@ TABLES = (
         f"attributes jsonb, started_at timestamptz, updated_at timestamptz, {CDC_COLUMNS}",
         _sessions,
         _sessions_drift,
+        gap=True,
     ),
 )
+
+GAP = dt.timedelta(minutes=5)
+
+
+def write_times(
+    rng: random.Random, rows: list[Row], copied: list[Row], gap: bool, now: dt.datetime
+) -> list[int]:
+    """Each source row's write time (microseconds, for ``USING TIMESTAMP``): over the three
+    days before ``now``, so none is within a CDC lag budget; with ``gap``, the rows that were
+    not copied were written in one 5-minute window a day ago and no copied row was."""
+    start = (now - dt.timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    present = {id(row) for row in copied}
+    times = []
+    for row in rows:
+        if gap and id(row) not in present:
+            when = start + dt.timedelta(seconds=rng.uniform(0, GAP.total_seconds() - 1))
+        else:
+            when = now - dt.timedelta(seconds=rng.uniform(3600, 3 * 86400))
+            if gap and start - GAP <= when <= start + 2 * GAP:
+                when -= 4 * GAP  # the pipeline was up outside the gap
+        times.append(int(when.timestamp() * 1_000_000))
+    return times
 
 
 def _postgres_value(value: Any) -> Any:
@@ -186,18 +211,20 @@ def _naive_utc(value: Any) -> Any:
     return value.replace(tzinfo=None) if isinstance(value, dt.datetime) else value
 
 
-def _write_cassandra(session: Session, keyspace: str, table: DemoTable, rows: list[Row]) -> None:
+def _write_cassandra(
+    session: Session, keyspace: str, table: DemoTable, rows: list[Row], written: list[int]
+) -> None:
     session.execute(f"DROP TABLE IF EXISTS {cql_table(keyspace, table.name)}")
     session.execute(f"CREATE TABLE {cql_table(keyspace, table.name)} ({table.cassandra_columns})")
     columns = list(rows[0])
     insert = session.prepare(
         f"INSERT INTO {cql_table(keyspace, table.name)} ({', '.join(map(cql_name, columns))}) "
-        f"VALUES ({', '.join('?' for _ in columns)})"
+        f"VALUES ({', '.join('?' for _ in columns)}) USING TIMESTAMP ?"
     )
     execute_concurrent_with_args(
         session,
         insert,
-        [tuple(row[c] for c in columns) for row in rows],
+        [(*(row[c] for c in columns), at) for row, at in zip(rows, written, strict=True)],
         concurrency=64,
         raise_on_first_error=True,
     )
@@ -233,7 +260,8 @@ def load(session: Session, keyspace: str, conn: psycopg.Connection, schema: str)
         rng = random.Random(f"cdcrecon-demo-{table.name}")
         rows = table.make_rows(rng)
         cassandra_rows, target_rows = table.drift(rng, rows)
-        _write_cassandra(session, keyspace, table, cassandra_rows)
+        written = write_times(rng, cassandra_rows, target_rows, table.gap, dt.datetime.now(dt.UTC))
+        _write_cassandra(session, keyspace, table, cassandra_rows, written)
         with conn.transaction():
             _write_postgres(conn, schema, table, target_rows)
         yield f"{table.name}: {len(cassandra_rows)} rows in Cassandra, {len(target_rows)} in PostgreSQL"
