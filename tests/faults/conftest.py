@@ -134,6 +134,9 @@ class PrivateStack:
             CASSANDRA_CONSISTENCY="ONE",
             CELERY_BROKER_URL=BROKER_URL,
             RECONCILIATION_RECHECK_DELAY_SECONDS=str(RECHECK_DELAY_SECONDS),
+            # Rows are planted moments before a job reads them: judged by the fixed delay, as
+            # before the lag budget (the live-writes test sets its table's own budget).
+            RECONCILIATION_CDC_LAG_BUDGET_SECONDS="0",
             RECONCILIATION_TABLES="users",
             RECONCILIATION_MAX_CONCURRENT_JOBS="4",
             PYTHONPATH=str(REPO),
