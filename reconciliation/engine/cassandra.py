@@ -23,6 +23,13 @@ has no readable write time.  The summary uses Cassandra 5.0's ``collection_max``
 ``collection_sum``: on an older node the statement cannot be prepared and the table is read
 without write times (``write_times`` is then False).
 
+**Read-rate cap.**  With a ``limiter`` (``ReadLimiter``; ``reconciliation.ratelimit``'s
+Redis buckets) every read takes its rows from the cap first: a scan's pages are at most
+one bucketful and asked for before they are read (a range's first page as many rows as the
+last range's first page held, settled once the page is in); lookups and samples a row per
+statement, a bucketful of statements at a time; a count its rows once counted.  Without
+one (the default) nothing of this runs.
+
 ``lookup`` reads rows back by key (the re-check, SAMPLE, the "re-check now" button): it
 binds every Cassandra value that equals the key under the engine's key equality and may be
 written differently (a decimal's scale, 0.0 and -0.0) and returns candidate rows; the
@@ -218,6 +225,8 @@ class CassandraTable:
         self.parallel = parallel
         # Rows read from Cassandra so far (scans and lookups; the job's read rate).
         self.rows_read = 0
+        # Under a cap: how many rows a range's first page is asked for (the last one's).
+        self._first_page_rows = self.page_size
         self._rows_lock = threading.Lock()
         self.profile = session.execution_profile_clone_update(
             EXEC_PROFILE_DEFAULT, row_factory=tuple_factory, consistency_level=consistency
@@ -310,22 +319,29 @@ class CassandraTable:
 
         def fill(statement: BoundStatement, pages: queue.Queue[Any]) -> None:
             try:
-                # Under a cap each page's fetch size is asked for before it is read, and
-                # what it did not hold is given back (module docstring of ratelimit).
+                # Under a cap each page's rows are asked for before it is read (a full page,
+                # or for a range's first page as many as the last range's first page held)
+                # and the difference is settled once it is in (``_settle``).
                 fetch = statement.fetch_size or self.page_size
+                asked = min(fetch, self._first_page_rows) if limiter is not None else 0
                 if limiter is not None:
-                    limiter.acquire(fetch)
+                    limiter.acquire(asked)
                 result = self.session.execute(statement, execution_profile=self.profile)
+                first = True
                 while True:
                     rows = result.current_rows
-                    if limiter is not None and len(rows) < fetch:
-                        limiter.refund(fetch - len(rows))
+                    if limiter is not None:
+                        _settle(limiter, asked, len(rows))
+                        if first:
+                            self._first_page_rows = max(1, len(rows))
+                    first = False
                     if not _put(pages, rows, stop):
                         return
                     if not result.has_more_pages:
                         break
                     if limiter is not None:
-                        limiter.acquire(fetch)
+                        asked = fetch
+                        limiter.acquire(asked)
                     result.fetch_next_page()
                 _put(pages, _END, stop)
             except BaseException as exc:  # handed to the consumer, which raises it
@@ -486,6 +502,14 @@ class CassandraTable:
         for row in rows:
             total += int(row["partitions_count"] if isinstance(row, dict) else row[0])
         return total
+
+
+def _settle(limiter: ReadLimiter, asked: int, received: int) -> None:
+    """A page held ``received`` rows, ``asked`` were taken for it: take or give back the rest."""
+    if received > asked:
+        limiter.acquire(received - asked)
+    elif received < asked:
+        limiter.refund(asked - received)
 
 
 def _put(pages: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
