@@ -199,3 +199,32 @@ def test_the_global_cap_holds_a_job_in_this_process_and_the_cli_prints_the_rate(
     assert job.source_rows_per_second <= 1.1 * 1500
     assert elapsed >= (1503 - 300) / 1500 * 0.95
     assert f"read Cassandra at {job.source_rows_per_second:,.0f} rows/s" in capsys.readouterr().out
+
+
+def test_a_capped_jobs_reads_back_off_through_its_session_and_page_at_most_a_bucketful(
+    planted,
+) -> None:
+    from reconciliation.jobs import engine_options
+    from reconciliation.ledger import engine_for
+
+    mapping, _ = planted(10, source_max_rows_per_second=CAP)
+    job = create_job(mapping, ValidationStrategy.CHECKSUM)
+    with override_settings(CELERY_BROKER_URL=TEST_BROKER_URL):
+        options = engine_options(job, mapping)
+    engine = engine_for(mapping, options)
+
+    caps = options.source_limiter
+    assert caps is not None
+    assert [(b.scope, b.rows_per_second) for b in caps.buckets] == [(f"table:{mapping.name}", CAP)]
+    # The session the engine reads through tells the caps of every transient error,
+    assert engine.cassandra.session.on_transient == caps.on_transient
+    # and a page holds at most one bucketful (0.2 s of the cap).
+    assert engine.cassandra.page_size == CAP // 5
+
+
+def test_an_uncapped_engine_has_no_limiter(planted) -> None:
+    from reconciliation.jobs import engine_options
+
+    mapping, _ = planted(10)
+    job = create_job(mapping, ValidationStrategy.CHECKSUM)
+    assert engine_options(job, mapping).source_limiter is None
