@@ -69,7 +69,7 @@ def engine_for(
     # statement, i.e. per token segment or page, and a read-rate cap backs off on them.
     options = options or Options(consistency=consistency_level())
     caps = options.source_limiter
-    on_transient = getattr(caps, "on_transient", None)
+    on_transient = caps.on_transient if caps is not None else None
     session = session or cast(
         Session, ResilientSession(healthy_cassandra_session(), on_transient=on_transient)
     )

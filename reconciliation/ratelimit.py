@@ -23,7 +23,8 @@ giving back what the page did not hold (``refund``).  A request larger than the 
 taken a bucketful at a time.
 
 **Back-off.**  When Cassandra reports a timeout or an overloaded or unavailable replica
-(``connections.ResilientSession`` calls ``back_off`` before it retries), the scope's rate is
+(``connections.ResilientSession`` tells ``ReadCaps.on_transient`` before it retries; a node
+that is down, ``NoHostAvailable``, is left to the retry), the scope's rate is
 halved (down to ``MIN_FACTOR`` of the cap), at most once per ``BACK_OFF_INTERVAL_SECONDS``
 (one overload seen by eight reader threads is one halving).  The factor lives in the
 bucket, so every worker slows down together; each clean bucketful of rows then raises it
@@ -214,10 +215,10 @@ class ReadCaps:
         for bucket in self.buckets:
             bucket.back_off()
 
-    def on_transient(self, exc: BaseException) -> None:
+    def on_transient(self, error: BaseException) -> None:
         """``ResilientSession``'s hook: back off on a timeout or an overload (a node that
         is simply down is the retry's business, not the rate's)."""
-        if isinstance(exc, OVERLOAD_ERRORS):
+        if isinstance(error, OVERLOAD_ERRORS):
             self.back_off()
 
     def describe(self) -> str:

@@ -77,8 +77,8 @@ class ReadLimiter(Protocol):
     """A cap on the rows per second read from Cassandra (``reconciliation.ratelimit``).
 
     ``acquire(rows)`` blocks until ``rows`` may be read; ``refund(rows)`` gives back rows
-    asked for but not read; ``back_off()`` says Cassandra is struggling.  A page holds at
-    most ``max_page_rows`` rows."""
+    asked for but not read; ``on_transient(error)`` hears of each transient read error (the
+    cap backs off on a timeout or an overload).  A page holds at most ``max_page_rows``."""
 
     @property
     def max_page_rows(self) -> int: ...
@@ -87,7 +87,7 @@ class ReadLimiter(Protocol):
 
     def refund(self, rows: int) -> None: ...
 
-    def back_off(self) -> None: ...
+    def on_transient(self, error: BaseException) -> None: ...
 
 
 def select_column(column: Column) -> str:
