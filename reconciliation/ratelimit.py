@@ -42,6 +42,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,7 +119,7 @@ class RedisTokenBucket:
     scope: str
     rows_per_second: int
     prefix: str = KEY_PREFIX
-    sleep: Any = time.sleep
+    sleep: Callable[[float], None] = time.sleep
     capacity: int = field(init=False)
     _script: Script = field(init=False, repr=False)
 
