@@ -100,6 +100,7 @@ def summary(job: Any) -> dict[str, Any]:
         "cassandra_rows": job.cassandra_row_count,
         "postgres_rows": job.postgres_row_count,
         "mismatches": job.mismatch_count,
+        "source_rows_per_second": job.source_rows_per_second,
         "by_type": dict(found),
         "segments": {f"{kind}@{worker}": n for (kind, worker), n in sorted(segments.items())}
         or None,

@@ -2,7 +2,7 @@
 
     BENCH_ROWS=1000000 .venv/bin/python bench/run.py [--reload] [--repeats 3]
         [--only floor_cassandra,floor_postgres,ROW_COUNT,SAMPLE,CHECKSUM_no_write_times,CHECKSUM,
-                CHECKSUM_1w,CHECKSUM_2w,reladiff]
+                CHECKSUM_1w,CHECKSUM_2w,CHECKSUM_2w_capped,reladiff]
 
 Builds (once per size) the bench table (``bench/dataset.py``: BENCH_ROWS rows x 10 mixed
 columns in Cassandra keyspace ``cdcrecon_bench`` and PostgreSQL database ``warehouse_bench``,
@@ -23,6 +23,11 @@ processes alive at one poll; an upper bound, shared pages counting once per proc
 * ``CHECKSUM_1w``, ``CHECKSUM_2w``: one CHECKSUM job through the real Celery path on 1 and 2
   worker processes with a TMPDIR each (``bench/workers.py``); RSS is per worker (the
   largest), its process tree included.
+* ``CHECKSUM_2w_capped``: the same job on 2 workers under the source read-rate cap
+  (``RECONCILIATION_SOURCE_MAX_ROWS_PER_SECOND``), by default half the rate at which the
+  uncapped ``CHECKSUM_2w`` read Cassandra (``BENCH_RATE_CAP`` sets it; 20,000 rows/s when
+  ``CHECKSUM_2w`` was not measured).  The report prints the cap, the job's measured read rate
+  (``source_rows_per_second``) and their ratio, and whether every run held within 10 %.
 * ``reladiff``: the peer, reladiff's hashdiff with 2 threads between a PostgreSQL copy of the
   source rows and the same target table (``bench/reladiff_peer.py``; the ``bench`` extra).
 
@@ -78,13 +83,24 @@ MEASURES = [
     "CHECKSUM",
     "CHECKSUM_1w",
     "CHECKSUM_2w",
+    "CHECKSUM_2w_capped",
     "reladiff",
 ]
 # Every measure that must find every planted difference.
-FULL_COMPARISONS = ("CHECKSUM_no_write_times", "CHECKSUM", "CHECKSUM_1w", "CHECKSUM_2w", "reladiff")
+FULL_COMPARISONS = (
+    "CHECKSUM_no_write_times",
+    "CHECKSUM",
+    "CHECKSUM_1w",
+    "CHECKSUM_2w",
+    "CHECKSUM_2w_capped",
+    "reladiff",
+)
 #: Issue 18's goal: reading write times costs at most this fraction of CHECKSUM's wall time.
 WRITE_TIME_COST_GOAL = 0.10
 TARGETS = {"scaling": 1.5, "floor": 1.2, "rss_mb": 300}
+#: A capped job must read Cassandra at no more than this many times its cap.
+RATE_CAP_TOLERANCE = 1.10
+DEFAULT_RATE_CAP = 20_000
 
 
 @dataclass
@@ -171,6 +187,38 @@ def commands(rows: int) -> dict[str, list[str]]:
         "CHECKSUM_2w": script("workers.py", "--rows", rows, "--workers", 2),
         "reladiff": script("reladiff_peer.py", "--rows", rows, "--threads", 2),
     }
+
+
+def rate_cap(results: dict[str, Result]) -> int:
+    """The capped measure's cap: BENCH_RATE_CAP, else half the uncapped 2-worker read rate."""
+    if os.environ.get("BENCH_RATE_CAP"):
+        return int(os.environ["BENCH_RATE_CAP"])
+    uncapped = results.get("CHECKSUM_2w")
+    rate = uncapped.fastest.get("source_rows_per_second") if uncapped else None
+    return max(1, int(rate / 2)) if rate else DEFAULT_RATE_CAP
+
+
+def rate_cap_held(result: Result) -> bool:
+    """Did every run of the capped measure read at no more than 1.1x its cap?"""
+    cap = result.details[0]["rate_cap"]
+    rates = [d.get("source_rows_per_second") or 0.0 for d in result.details]
+    return max(rates) <= RATE_CAP_TOLERANCE * cap
+
+
+def rate_cap_verdict(result: Result) -> Iterator[str]:
+    """The cap, each run's measured read rate and its ratio to the cap, and the verdict."""
+    cap = result.details[0]["rate_cap"]
+    rates = [d.get("source_rows_per_second") or 0.0 for d in result.details]
+    verdict = (
+        "every run holds within 10% of its cap"
+        if rate_cap_held(result)
+        else "EXCEEDS its cap by more than 10%"
+    )
+    yield (
+        f"read-rate cap: {cap:,} rows/s; CHECKSUM_2w_capped read Cassandra at "
+        f"{', '.join(f'{r:,.0f}' for r in rates)} rows/s = "
+        f"{', '.join(f'{r / cap:.2f}' for r in rates)} x the cap: {verdict}"
+    )
 
 
 def check_differences(result: Result, expected: dict[str, int]) -> str | None:
@@ -281,6 +329,13 @@ def ratios(results: dict[str, Result], floor: float | None) -> Iterator[str]:
                 f"{result.name} peak RSS per worker = {rss:.0f} MB "
                 f"(target <= {TARGETS['rss_mb']}: {verdict(rss <= TARGETS['rss_mb'])})"
             )
+    capped = results.get("CHECKSUM_2w_capped")
+    if two and capped:
+        uncapped_rate = two.fastest.get("source_rows_per_second")
+        if uncapped_rate:
+            yield f"CHECKSUM_2w read Cassandra at {uncapped_rate:,.0f} rows/s (uncapped)"
+    if capped:
+        yield from rate_cap_verdict(capped)
     if peer:
         for result in (one, two, results.get("CHECKSUM")):
             if result:
@@ -315,7 +370,7 @@ def main() -> None:
         print(f"Copying the Cassandra rows into {SOURCE_DATABASE} ...", file=sys.stderr)
         dataset.load_source_copy(args.rows)
     in_app = ("ROW_COUNT", "SAMPLE", "CHECKSUM", "CHECKSUM_no_write_times", "CHECKSUM_1w")
-    if any(n in names for n in (*in_app, "CHECKSUM_2w")):
+    if any(n in names for n in (*in_app, "CHECKSUM_2w", "CHECKSUM_2w_capped")):
         subprocess.run(script("appdb.py", "--rows", args.rows), cwd=ROOT, check=True)
 
     loads_start = load_average()
@@ -328,6 +383,13 @@ def main() -> None:
         print(f"  measuring {name} ...", file=sys.stderr)
         if name == "floor_cassandra":
             results[name], sweep = floor_cassandra(args.rows, args.repeats)
+        elif name == "CHECKSUM_2w_capped":
+            cap = rate_cap(results)
+            print(f"    (cap {cap:,} rows/s)", file=sys.stderr)
+            command = script("workers.py", "--rows", args.rows, "--workers", 2, "--cap", cap)
+            results[name] = repeat(Result(name), command, args.repeats)
+            for detail in results[name].details:
+                detail["rate_cap"] = cap
         else:
             results[name] = repeat(Result(name), commands(args.rows)[name], args.repeats)
     print(f"  ({time.monotonic() - started:.0f} s of measuring)", file=sys.stderr)
@@ -335,6 +397,8 @@ def main() -> None:
         args.json.write_text(json.dumps({n: vars(r) for n, r in results.items()}, indent=1))
     print("\n".join(report(args.rows, args.repeats, results, sweep, (loads_start, load_average()))))
     failed = []
+    if "CHECKSUM_2w_capped" in results and not rate_cap_held(results["CHECKSUM_2w_capped"]):
+        failed.append("CHECKSUM_2w_capped (read above 1.1x its cap)")
     if not args.no_wide:  # one partition of BENCH_WIDE_ROWS rows (bench/wide_partition.py)
         wide = subprocess.run([sys.executable, str(HERE / "wide_partition.py")], check=False)
         if wide.returncode:

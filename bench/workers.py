@@ -1,6 +1,6 @@
 """One CHECKSUM job through the real Celery path, on N worker processes.
 
-    .venv/bin/python bench/workers.py --rows N --workers 2 [--strategy CHECKSUM]
+    .venv/bin/python bench/workers.py --rows N --workers 2 [--strategy CHECKSUM] [--cap R]
 
 Starts N real ``celery -A cdcrecon worker`` processes (prefork pool, concurrency 1 each,
 the command line of ``tests/support.py``'s ``celery_worker_command``), each with a TMPDIR of
@@ -18,6 +18,11 @@ process tree (main process, pool child, anything the child starts).  Prints one 
 ``{"seconds", "peak_rss_mb", "detail"}`` where ``peak_rss_mb`` is the largest worker's sum of
 per-process peaks (VmHWM) and ``detail`` has every worker's breakdown and PSS peak, and the
 job row's counts, findings and segments (kind@worker: count), if the job had segments.
+
+``--cap R`` runs the workers under the source read-rate cap
+(``RECONCILIATION_SOURCE_MAX_ROWS_PER_SECOND=R``: the global bucket, in the bench's Redis
+database, emptied of any earlier run's state first); the job's own read rate
+(``source_rows_per_second``) is in ``detail`` either way.
 """
 
 from __future__ import annotations
@@ -65,11 +70,13 @@ def worker_command(hostname: str) -> list[str]:
 
 
 class Worker:
-    def __init__(self, number: int, table: str, scratch: Path) -> None:
+    def __init__(self, number: int, table: str, scratch: Path, cap: int = 0) -> None:
         self.tmpdir = scratch / f"worker-{number}"
         self.tmpdir.mkdir()
         self.log_path = scratch / f"worker-{number}.log"
         env = django_environment(table, TMPDIR=str(self.tmpdir))
+        if cap:
+            env["RECONCILIATION_SOURCE_MAX_ROWS_PER_SECOND"] = str(cap)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 worker_command(f"bench{number}-{os.getpid()}@%h"),
@@ -112,20 +119,23 @@ def wait_for(condition: Any, seconds: float, what: str, interval: float = 0.1) -
         time.sleep(interval)
 
 
-def run(rows: int, count: int, strategy: str) -> dict[str, Any]:
+def run(rows: int, count: int, strategy: str, cap: int = 0) -> dict[str, Any]:
     name = table_name(rows)
     setup_django(name)
     from cdcrecon.celery import app
     from reconciliation.choices import JobStatus
     from reconciliation.models import ReconciliationJob
+    from reconciliation.ratelimit import GLOBAL_SCOPE, KEY_PREFIX, redis_client
 
     app.conf.task_default_queue = QUEUE  # enqueue_job sends the job task here
     appdb.reset(name)
+    if cap:  # a fresh bucket: no debt or back-off left by an earlier run
+        redis_client().delete(f"{KEY_PREFIX}{GLOBAL_SCOPE}")
     # BENCH_KEEP_LOGS=1 keeps the workers' logs (printed on stderr) instead of deleting them.
     scratch = Path(tempfile.mkdtemp(prefix="cdcrecon-bench-"))
     keep = os.environ.get("BENCH_KEEP_LOGS") == "1"
     try:
-        workers = [Worker(n, name, scratch) for n in range(1, count + 1)]
+        workers = [Worker(n, name, scratch, cap) for n in range(1, count + 1)]
         try:
             wait_for(lambda: all(w.ready() for w in workers), READY_SECONDS, "the workers")
             started = time.perf_counter()
@@ -136,7 +146,7 @@ def run(rows: int, count: int, strategy: str) -> dict[str, Any]:
             )
             wait_for(
                 lambda: job_status.first() != JobStatus.RUNNING,
-                max(600, rows / 2000),
+                max(600, rows / 2000, 3 * rows / cap if cap else 0),
                 f"job {job.pk}",
             )
             seconds = time.perf_counter() - started
@@ -165,8 +175,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--strategy", default="CHECKSUM")
+    parser.add_argument("--cap", type=int, default=0, help="Source read-rate cap, rows/s.")
     args = parser.parse_args()
-    print(json.dumps(run(args.rows, args.workers, args.strategy)))
+    print(json.dumps(run(args.rows, args.workers, args.strategy, args.cap)))
 
 
 if __name__ == "__main__":

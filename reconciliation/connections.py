@@ -13,7 +13,9 @@ This module is the one owner of a process's store connections:
 * **Transient read errors** (timeouts, overloaded or unavailable replicas) are retried per
   statement, i.e. per token segment or page, never per job: ``ResilientSession`` wraps the
   session the engine reads through, using tenacity (``READ_ATTEMPTS`` attempts, exponential
-  back-off from 0.5 s up to 4 s, at most ``READ_RETRY_SECONDS`` in all).
+  back-off from 0.5 s up to 4 s, at most ``READ_RETRY_SECONDS`` in all); its
+  ``on_transient`` hears of each one first (a read-rate cap halves its rate:
+  ``reconciliation.ratelimit``).
 * **Target PostgreSQL**: a new short-lived psycopg connection per use (nothing cached, so
   nothing goes stale); a refused connection is ``StoreUnavailable``.
 * **App database** (Django's connection): ``ensure_app_database`` drops a connection that
@@ -207,13 +209,25 @@ def _log_retry(state: RetryCallState) -> None:
     logger.warning("Cassandra read failed (attempt %s): %s; retrying", state.attempt_number, error)
 
 
-def retrying(action: Callable[[], T]) -> T:
-    """``action()``, retried on transient Cassandra errors with bounded exponential back-off."""
+#: Told of every transient error before its retry (a read-rate cap backs off).
+OnTransient = Callable[[BaseException], None]
+
+
+def retrying(action: Callable[[], T], on_transient: OnTransient | None = None) -> T:
+    """``action()``, retried on transient Cassandra errors with bounded exponential back-off
+    (``on_transient`` is told of each error before the wait)."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        _log_retry(state)
+        error = state.outcome.exception() if state.outcome else None
+        if on_transient is not None and error is not None:
+            on_transient(error)
+
     for attempt in Retrying(
         stop=stop_after_attempt(READ_ATTEMPTS) | stop_after_delay(READ_RETRY_SECONDS),
         wait=wait_exponential(multiplier=0.5, min=0.5, max=4),
         retry=retry_if_exception(is_transient),
-        before_sleep=_log_retry,
+        before_sleep=before_sleep,
         reraise=True,
     ):
         with attempt:
@@ -253,8 +267,11 @@ class _RetryingResult:
             if not is_transient(exc) or paging_state is None:
                 raise
             logger.warning("Cassandra page fetch failed (%s); resuming from its paging state", exc)
+            self._owner.transient(exc)
             kwargs = {**self._kwargs, "paging_state": paging_state}
-            self._result = retrying(lambda: self._owner.session.execute(self._query, **kwargs))
+            self._result = self._owner.retrying(
+                lambda: self._owner.session.execute(self._query, **kwargs)
+            )
 
 
 class _RetryingFuture:
@@ -278,23 +295,35 @@ class _RetryingFuture:
             if not is_transient(exc):
                 raise
             logger.warning("Cassandra read failed (%s); retrying", exc)
-            return retrying(lambda: self._owner.session.execute(self._query, **self._kwargs))
+            self._owner.transient(exc)
+            return self._owner.retrying(
+                lambda: self._owner.session.execute(self._query, **self._kwargs)
+            )
 
 
 class ResilientSession:
     """The session the engine reads through: ``execute`` and ``execute_async`` retry
-    transient errors per statement (``retrying``); everything else is the driver's session."""
+    transient errors per statement (``retrying``); everything else is the driver's session.
+    ``on_transient`` hears of each transient error (a read-rate cap backs off on it)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, on_transient: OnTransient | None = None) -> None:
         self.session = session
+        self.on_transient = on_transient
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.session, name)
 
+    def transient(self, exc: BaseException) -> None:
+        if self.on_transient is not None:
+            self.on_transient(exc)
+
+    def retrying(self, action: Callable[[], T]) -> T:
+        return retrying(action, self.on_transient)
+
     def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
         if args:  # positional parameters: keep the driver's signature
             kwargs = {"parameters": args[0], **kwargs}
-        result = retrying(lambda: self.session.execute(query, **kwargs))
+        result = self.retrying(lambda: self.session.execute(query, **kwargs))
         return _RetryingResult(self, query, kwargs, result)
 
     def execute_async(self, query: Any, *args: Any, **kwargs: Any) -> Any:

@@ -66,10 +66,14 @@ def engine_for(
 ) -> Engine:
 
     # Probed (and rebuilt once if broken) first; transient errors are then retried per
-    # statement, i.e. per token segment or page.
-    session = session or cast(Session, ResilientSession(healthy_cassandra_session()))
-    ensure_key_columns(mapping, session)
+    # statement, i.e. per token segment or page, and a read-rate cap backs off on them.
     options = options or Options(consistency=consistency_level())
+    caps = options.source_limiter
+    on_transient = caps.on_transient if caps is not None else None
+    session = session or cast(
+        Session, ResilientSession(healthy_cassandra_session(), on_transient=on_transient)
+    )
+    ensure_key_columns(mapping, session)
     if progress is None:
         return Engine(mapping.spec, session, target_connection, options, report)
     return Engine(mapping.spec, session, target_connection, options, report, progress)

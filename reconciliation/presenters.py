@@ -36,7 +36,8 @@ JOB_FIELDS = (
 #: and its token-range segments: compared / planned, 0 / 0 for SAMPLE); values neither side
 #: could read; what the run examined, schema warnings, whether it was inconclusive (examined
 #: nothing: no drift, no badge), and the TIMESTAMP_RANGE window; how it told drift from
-#: differences in flight (the rule, the CDC lag budget, how many were in flight or expired).
+#: differences in flight (the rule, the CDC lag budget, how many were in flight or expired);
+#: the rate at which it read Cassandra (rows/s, under the read-rate cap if any).
 JOB_EXTRA_FIELDS = (
     "error_message",
     "phase",
@@ -53,6 +54,7 @@ JOB_EXTRA_FIELDS = (
     "expired_count",
     "recheck_rule",
     "lag_budget_seconds",
+    "source_rows_per_second",
 )
 MISMATCH_SUMMARY_FIELDS = (
     "mismatch_id",
@@ -173,6 +175,7 @@ def job_summary(job: ReconciliationJob) -> dict[str, Any]:
     body["expired_count"] = job.expired_count
     body["recheck_rule"] = job.recheck_rule or None  # null: a job from before the rules
     body["lag_budget_seconds"] = job.lag_budget_seconds
+    body["source_rows_per_second"] = job.source_rows_per_second
     return body
 
 

@@ -46,6 +46,8 @@ JOB_EXTRA_FIELDS = frozenset(
         "expired_count",
         "recheck_rule",
         "lag_budget_seconds",
+        # the source read-rate cap: the rate at which the job read Cassandra
+        "source_rows_per_second",
     }
 )
 

@@ -129,6 +129,7 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
                     "cassandra_row_count",
                     "postgres_row_count",
                     "keys_examined",
+                    "read_rate",
                     "mismatch_count",
                     "transient_count",
                     "in_flight_count",
@@ -205,6 +206,22 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
         if not obj.mismatch_count:
             return "0"
         return link(mismatch_list_url(job=obj.job_id), f"{obj.mismatch_count:,}")
+
+    @admin.display(description="Cassandra read rate", ordering="source_rows_per_second")
+    def read_rate(self, obj: ReconciliationJob) -> str:
+        if obj.source_rows_per_second is None:
+            return "—"
+        text = f"{obj.source_rows_per_second:,.0f} rows/s"
+        mapping = TableMapping.objects.filter(name=obj.table_name).first()
+        caps = [
+            f"{scope} cap {rate:,} rows/s"
+            for scope, rate in (
+                ("global", settings.reconciliation.source_max_rows_per_second),
+                ("table", mapping.source_max_rows_per_second if mapping else None),
+            )
+            if rate
+        ]
+        return f"{text} (caps now: {', '.join(caps)})" if caps else text
 
     @admin.display(description="re-check rule")
     def recheck(self, obj: ReconciliationJob) -> str:

@@ -118,6 +118,13 @@ class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
         allow_null=True,
         help_text="The CDC lag budget the job judged with (WRITE_TIME only), in seconds.",
     )
+    source_rows_per_second = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        help_text="The rate at which the job read Cassandra (rows/s): its source rows over "
+        "the wall time of its reading, across every worker; held under "
+        "RECONCILIATION_SOURCE_MAX_ROWS_PER_SECOND and the table's own cap. Null until done.",
+    )
 
     class Meta:
         model = ReconciliationJob

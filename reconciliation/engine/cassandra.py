@@ -23,6 +23,13 @@ has no readable write time.  The summary uses Cassandra 5.0's ``collection_max``
 ``collection_sum``: on an older node the statement cannot be prepared and the table is read
 without write times (``write_times`` is then False).
 
+**Read-rate cap.**  With a ``limiter`` (``ReadLimiter``; ``reconciliation.ratelimit``'s
+Redis buckets) every read takes its rows from the cap first: a scan's pages are at most
+one bucketful and asked for before they are read (a range's first page as many rows as the
+last range's first page held, settled once the page is in); lookups and samples a row per
+statement, a bucketful of statements at a time; a count its rows once counted.  Without
+one (the default) nothing of this runs.
+
 ``lookup`` reads rows back by key (the re-check, SAMPLE, the "re-check now" button): it
 binds every Cassandra value that equals the key under the engine's key equality and may be
 written differently (a decimal's scale, 0.0 and -0.0) and returns candidate rows; the
@@ -42,7 +49,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from cassandra import InvalidRequest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, ResponseFuture, Session
@@ -64,6 +71,23 @@ DECIMAL_EXTRA_SCALE = 12
 MAX_CANDIDATES = 64
 # Subtracted from a row's largest TTL per live cell without one (write_time_selectors).
 UNTIMED_PENALTY = 1_000_000_000
+
+
+class ReadLimiter(Protocol):
+    """A cap on the rows per second read from Cassandra (``reconciliation.ratelimit``).
+
+    ``acquire(rows)`` blocks until ``rows`` may be read; ``refund(rows)`` gives back rows
+    asked for but not read; ``on_transient(error)`` hears of each transient read error (the
+    cap backs off on a timeout or an overload).  A page holds at most ``max_page_rows``."""
+
+    @property
+    def max_page_rows(self) -> int: ...
+
+    def acquire(self, rows: int) -> None: ...
+
+    def refund(self, rows: int) -> None: ...
+
+    def on_transient(self, error: BaseException) -> None: ...
 
 
 def select_column(column: Column) -> str:
@@ -187,12 +211,23 @@ class CassandraTable:
         page_size: int = 5000,
         parallel: int = 4,
         write_times: bool = False,
+        limiter: ReadLimiter | None = None,
     ) -> None:
         self.session = session
         self.layout = layout
         self.consistency = consistency
+        # Under a read-rate cap a page is at most one bucketful (the cap's burst), so the
+        # rows asked for before a page are never much more than the cap allows at once.
+        self.limiter = limiter
+        if limiter is not None:
+            page_size = max(1, min(page_size, limiter.max_page_rows))
         self.page_size = page_size
         self.parallel = parallel
+        # Rows read from Cassandra so far (scans and lookups; the job's read rate).
+        self.rows_read = 0
+        # Under a cap: how many rows a range's first page is asked for (the last one's).
+        self._first_page_rows = self.page_size
+        self._rows_lock = threading.Lock()
         self.profile = session.execution_profile_clone_update(
             EXEC_PROFILE_DEFAULT, row_factory=tuple_factory, consistency_level=consistency
         )
@@ -280,14 +315,33 @@ class CassandraTable:
         pending: deque[queue.Queue[Any]] = deque()
         upcoming = iter(statements)
 
+        limiter = self.limiter
+
         def fill(statement: BoundStatement, pages: queue.Queue[Any]) -> None:
             try:
+                # Under a cap each page's rows are asked for before it is read (a full page,
+                # or for a range's first page as many as the last range's first page held)
+                # and the difference is settled once it is in (``_settle``).
+                fetch = statement.fetch_size or self.page_size
+                asked = min(fetch, self._first_page_rows) if limiter is not None else 0
+                if limiter is not None:
+                    limiter.acquire(asked)
                 result = self.session.execute(statement, execution_profile=self.profile)
+                first = True
                 while True:
-                    if not _put(pages, result.current_rows, stop):
+                    rows = result.current_rows
+                    if limiter is not None:
+                        _settle(limiter, asked, len(rows))
+                        if first:
+                            self._first_page_rows = max(1, len(rows))
+                    first = False
+                    if not _put(pages, rows, stop):
                         return
                     if not result.has_more_pages:
                         break
+                    if limiter is not None:
+                        asked = fetch
+                        limiter.acquire(asked)
                     result.fetch_next_page()
                 _put(pages, _END, stop)
             except BaseException as exc:  # handed to the consumer, which raises it
@@ -317,6 +371,7 @@ class CassandraTable:
                     elif isinstance(page, BaseException):
                         raise page
                     elif page:
+                        self.rows_read += len(page)
                         yield page
             finally:
                 stop.set()
@@ -324,10 +379,17 @@ class CassandraTable:
     def count(self, segments: Sequence[tuple[int, int]]) -> int:
         """The row count, one ``count(*)`` per token segment (never a whole-table count)."""
         statement = self._range_query("count(*)", None)
-        return sum(
-            int(rows[0][0])
-            for rows in self._execute_all([self._bind(statement, s) for s in segments])
-        )
+        statements = [self._bind(statement, s) for s in segments]
+        if self.limiter is None:
+            return sum(int(rows[0][0]) for rows in self._execute_all(statements))
+        # A count reads its range's rows on the node, how many is known only after: each
+        # range's count is taken from the cap once it is known, one range at a time.
+        total = 0
+        for bound in statements:
+            counted = int(self._execute_all([bound])[0][0][0])
+            self.limiter.acquire(counted)
+            total += counted
+        return total
 
     def _execute_all(
         self, statements: Sequence[BoundStatement], concurrency: int = 32
@@ -336,11 +398,23 @@ class CassandraTable:
         results: list[list[tuple[Any, ...]]] = [[] for _ in statements]
         in_flight: deque[tuple[int, ResponseFuture]] = deque()
 
+        limiter = self.limiter
+        # Under a cap, a statement (a lookup, a sample, a count) is taken as one row, asked
+        # for a bucketful of statements at a time; extra rows it found are taken after.
+        batch = 1 if limiter is None else limiter.max_page_rows
+
         def collect() -> None:
             index, future = in_flight.popleft()
             results[index] = list(future.result())
+            found = len(results[index])
+            if limiter is not None and found > 1:
+                limiter.acquire(found - 1)
+            with self._rows_lock:
+                self.rows_read += found
 
         for index, statement in enumerate(statements):
+            if limiter is not None and index % batch == 0:
+                limiter.acquire(min(batch, len(statements) - index))
             in_flight.append((index, self._execute_async(statement)))
             if len(in_flight) >= concurrency:
                 collect()
@@ -428,6 +502,14 @@ class CassandraTable:
         for row in rows:
             total += int(row["partitions_count"] if isinstance(row, dict) else row[0])
         return total
+
+
+def _settle(limiter: ReadLimiter, asked: int, received: int) -> None:
+    """A page held ``received`` rows, ``asked`` were taken for it: take or give back the rest."""
+    if received > asked:
+        limiter.acquire(received - asked)
+    elif received < asked:
+        limiter.refund(asked - received)
 
 
 def _put(pages: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:

@@ -38,7 +38,7 @@ from reconciliation.engine.canonical import (
     count_unreadable,
     is_unreadable,
 )
-from reconciliation.engine.cassandra import CassandraTable, token_segments
+from reconciliation.engine.cassandra import CassandraTable, ReadLimiter, token_segments
 from reconciliation.engine.keys import BadKey, split_key
 from reconciliation.engine.lag import (
     EXPIRED,
@@ -98,6 +98,8 @@ class Options:
     write_times: bool = True
     # When the job's reads began (epoch seconds; None: when the engine was made).
     reads_began_at: float | None = None
+    # The read-rate cap on the source (``reconciliation.ratelimit``; None: no cap).
+    source_limiter: ReadLimiter | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,7 @@ class Engine:
             page_size=options.page_size,
             parallel=options.parallel,
             write_times=options.write_times,
+            limiter=options.source_limiter,
         )
         self.postgres = PostgresTable(connect, self.layout)
         self.codec = Codec(self.layout, source_writes=self.cassandra.write_times)

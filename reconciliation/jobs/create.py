@@ -19,6 +19,7 @@ from reconciliation.choices import JobStatus, JobType, ValidationStrategy
 from reconciliation.connections import consistency_level
 from reconciliation.engine import Options
 from reconciliation.models import ReconciliationJob, TableMapping
+from reconciliation.ratelimit import caps_for
 
 
 class JobAlreadyRunning(Exception):
@@ -125,7 +126,7 @@ def _parse_time(value: Any) -> datetime | None:
 
 def engine_options(job: ReconciliationJob, mapping: TableMapping | None = None) -> Options:
     """The engine's options for ``job``: its window or sample size, its table's CDC lag
-    budget, and the settings."""
+    budget, its read-rate caps (``ratelimit.caps_for``), and the settings."""
     conf = settings.reconciliation
     parameters = job.parameters or {}
     if mapping is None:
@@ -140,4 +141,5 @@ def engine_options(job: ReconciliationJob, mapping: TableMapping | None = None) 
         window_from=_parse_time(parameters.get("from")),
         window_to=_parse_time(parameters.get("to")),
         interval_minutes=conf.interval_minutes,
+        source_limiter=caps_for(mapping) if mapping is not None else None,
     )

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
 from reconciliation.choices import AlertLevel, JobPhase, JobStatus, SegmentKind, ValidationStrategy
@@ -104,6 +104,25 @@ def segmented_outcome(job: ReconciliationJob, engine: Engine) -> Outcome:
     return outcome
 
 
+def source_read_rate(job: ReconciliationJob, engine: Engine, segmented: bool) -> float | None:
+    """The rate the job read Cassandra (rows/s): a segmented job's source rows over the wall
+    time of its COMPARE segments (first start to last finish, whichever workers ran them); a
+    whole run's (SAMPLE) rows read over the time since its reads began.  None when it read
+    nothing, or in no measurable time."""
+    if segmented:
+        spans = job.segments.filter(kind=SegmentKind.COMPARE).aggregate(
+            rows=Sum("cassandra_rows"), first=Min("started_at"), last=Max("finished_at")
+        )
+        rows = spans["rows"] or 0
+        if not rows or spans["first"] is None or spans["last"] is None:
+            return None
+        seconds = (spans["last"] - spans["first"]).total_seconds()
+    else:
+        rows = engine.cassandra.rows_read
+        seconds = time.time() - engine.reads_began_at
+    return rows / seconds if rows and seconds > 0 else None
+
+
 def finalize(
     job: ReconciliationJob,
     mapping: TableMapping,
@@ -112,6 +131,7 @@ def finalize(
     outcome: Outcome | None = None,
 ) -> None:
     """Record a job's result: the segments' (``outcome`` None) or a whole run's (SAMPLE)."""
+    rate = source_read_rate(job, engine, segmented=outcome is None)
     if outcome is None:
         job.enter_phase(JobPhase.RECHECKING)
         engine.progress(RECHECK_PROGRESS)
@@ -123,7 +143,7 @@ def finalize(
     heal_covered(job, engine, outcome)
     # ROW_COUNT compares no keys: nothing to re-check.
     rule = NO_RECHECK if job.validation_strategy == ValidationStrategy.ROW_COUNT else None
-    _complete(job, mapping, outcome, rule or engine.recheck_rule, engine.options)
+    _complete(job, mapping, outcome, rule or engine.recheck_rule, engine.options, rate)
     if job.status == JobStatus.COMPLETED:
         staging.drop(job)
 
@@ -134,6 +154,7 @@ def _complete(
     outcome: Outcome,
     recheck_rule: str,
     options: Options,
+    source_rows_per_second: float | None = None,
 ) -> None:
     lag_budget = options.lag_budget_seconds if recheck_rule == WRITE_TIME else None
     # A run that examined nothing (an empty window, an empty table) is inconclusive: no
@@ -161,6 +182,7 @@ def _complete(
         "expired_count": outcome.expired_count,
         "recheck_rule": recheck_rule,
         "lag_budget_seconds": lag_budget,
+        "source_rows_per_second": source_rows_per_second,
         "unreadable_value_count": outcome.unreadable_value_count,
         "drift_percentage": drift,
         "drift_ci_low": outcome.drift_ci_low if drift is not None else None,

@@ -243,8 +243,12 @@ class Driver:
         assert line, "the driver process died"
         return json.loads(line)  # type: ignore[no-any-return]
 
-    def enqueue(self, table: str, strategy: str, queue: str) -> str:
-        answer = self.call(cmd="enqueue", table=table, strategy=strategy, queue=queue)
+    def enqueue(
+        self, table: str, strategy: str, queue: str, mapping: dict[str, Any] | None = None
+    ) -> str:
+        answer = self.call(
+            cmd="enqueue", table=table, strategy=strategy, queue=queue, mapping=mapping or {}
+        )
         assert "job_id" in answer, answer
         return str(answer["job_id"])
 

@@ -5,6 +5,7 @@ Run as ``python -m tests.faults.driver`` with the private stack's environment (s
 JSON line on stdout, so one process serves a whole test run (no Django start-up per call):
 
     {"cmd": "enqueue", "table": "t1", "strategy": "CHECKSUM", "queue": "q"} -> {"job_id": ...}
+        (optional "mapping": {field: value} for the table mapping, e.g. its read-rate cap)
     {"cmd": "job", "job_id": "..."} -> {"status", "phase", "error_message", ...}
     {"cmd": "segments", "job_id": "..."} -> {"segments": [{"id", "kind", "status", ...}]}
     {"cmd": "findings", "job_id": "..."} -> {"findings": [[key, type], ...], "mismatch_rows"...}
@@ -47,6 +48,9 @@ def handle(command: dict[str, Any]) -> dict[str, Any]:
                 "postgres_table": command["table"],
             },
         )
+        if command.get("mapping"):
+            TableMapping.objects.filter(pk=mapping.pk).update(**command["mapping"])
+            mapping.refresh_from_db()
         job = create_job(mapping, command["strategy"])
         # The job's segments follow it to its queue (``ReconciliationJob.queue``).
         ReconciliationJob.objects.filter(pk=job.pk).update(queue=command["queue"])
@@ -64,6 +68,7 @@ def handle(command: dict[str, Any]) -> dict[str, Any]:
             "cassandra_row_count": job.cassandra_row_count,
             "postgres_row_count": job.postgres_row_count,
             "keys_examined": job.keys_examined,
+            "source_rows_per_second": job.source_rows_per_second,
             **_segment_counts(job),
         }
     if command["cmd"] == "segments":

@@ -348,3 +348,37 @@ def test_a_failed_job_resumes_and_redoes_only_its_unfinished_segments(
     # A COMPLETED job is not resumable.
     again = driver.api("POST", f"/reconciliation/jobs/{job_id}/resume")
     assert again["status_code"] == 409, again
+
+
+#: The read-rate cap of the capped CHECKSUM below (rows/s, the table's own cap).
+READ_RATE_CAP = 2000
+
+
+def test_a_capped_checksum_on_two_workers_reads_within_its_cap_and_finds_every_difference(
+    private_stack, driver, segment_workers, planted_table
+) -> None:
+    # Given a table of about 6,000 rows whose mapping caps its reads at 2,000 rows/s,
+    planted = planted_table(12 * SEGMENT_ROWS)
+    cap = {"source_max_rows_per_second": READ_RATE_CAP}
+
+    # when a CHECKSUM runs over the two workers of one queue,
+    job_id = driver.enqueue(planted.name, "CHECKSUM", segment_workers[0].queue, mapping=cap)
+    driver.wait_for(job_id, finished, 120, "finished")
+
+    # then it finds exactly the planted differences, its segments ran in both workers,
+    job = assert_exact(driver, job_id, planted)
+    segments = driver.segments(job_id)
+    ran_in = {owners(segment_workers).get(pid_of(s), s["worker"]) for s in segments}
+    assert ran_in == {"sa", "sb"}, [(s["kind"], s["number"], s["worker"]) for s in segments]
+    # and together they read Cassandra at no more than 1.1x the cap (the job's own measure:
+    # its source rows over the wall time of its COMPARE segments),
+    rate = job["source_rows_per_second"]
+    assert rate is not None and rate <= 1.1 * READ_RATE_CAP, rate
+    compare = compare_segments(segments)
+    first = min(dt.datetime.fromisoformat(s["started_at"]) for s in compare)
+    last = max(dt.datetime.fromisoformat(s["finished_at"]) for s in compare)
+    span = (last - first).total_seconds()
+    assert rate == pytest.approx(planted.cassandra_rows / span, rel=1e-6)
+    # which is the cap at work: uncapped, these rows take a fraction of a second.
+    assert span >= (planted.cassandra_rows - 0.2 * READ_RATE_CAP) / READ_RATE_CAP * 0.95, span
+    measure("segments_capped_read_rate_rows_per_second", rate)

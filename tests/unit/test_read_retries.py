@@ -63,3 +63,19 @@ def test_a_permanent_error_is_not_retried() -> None:
     with pytest.raises(Unauthorized):
         connections.retrying(read)
     assert read.calls == 1
+
+
+def test_each_transient_error_is_told_to_the_hook_before_its_retry() -> None:
+    # (a read-rate cap backs off on them: reconciliation.ratelimit)
+    first, second = OperationTimedOut("one"), OverloadedErrorMessage(0x1001, "two", None)
+    heard: list[BaseException] = []
+
+    assert connections.retrying(Flaky(first, second), on_transient=heard.append) == "rows"
+    assert heard == [first, second]
+
+
+def test_a_permanent_error_is_not_told_to_the_hook() -> None:
+    heard: list[BaseException] = []
+    with pytest.raises(Unauthorized):
+        connections.retrying(Flaky(Unauthorized("no")), on_transient=heard.append)
+    assert heard == []

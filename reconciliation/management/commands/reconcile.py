@@ -209,6 +209,8 @@ class Command(BaseCommand):
                 else ""
             )
             lines.append(f"  re-check rule: {job.recheck_rule}{budget}")
+        if job.source_rows_per_second is not None:
+            lines.append(f"  read Cassandra at {job.source_rows_per_second:,.0f} rows/s")
         if job.window is not None:
             lines.append(f"  window: {job.window['from']} to {job.window['to']}")
         lines += [f"  schema warning: {w}" for w in job.schema_warnings or []]
