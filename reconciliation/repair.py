@@ -113,28 +113,45 @@ class _Progress:
 # The entry point
 
 
-def repair_mismatch(mismatch: Mismatch, user: Any) -> RepairResult:
-    """Make the target row equal to the Cassandra row now, and close the mismatch.
+def repair_mismatch(
+    mismatch: Mismatch,
+    user: Any,
+    *,
+    status: str = ResolutionStatus.AUTO_RESOLVED,
+    refuse_source_changes: bool = False,
+    context: Mapping[str, Any] | None = None,
+) -> RepairResult:
+    """Make the target row equal to the Cassandra row now, and close the mismatch as
+    ``status`` (AUTO_RESOLVED by hand, AUTO_REPAIRED by a table's repair policy).
 
-    The mismatch row is locked for the duration, so two operators repairing (or one
-    repairing while another resolves) the same mismatch cannot both act: the second sees
-    who closed it first.
+    The audit entry is written first, in its own transaction, and completed at the end: a
+    process killed between the target's commit and the app database's still leaves the
+    attempt audited (its statuses PENDING) and the mismatch open.  The mismatch row is
+    locked for the duration, so two operators repairing (or one repairing while another
+    resolves) the same mismatch cannot both act: the second sees who closed it first.
+    ``refuse_source_changes``: fail with ``source_changed`` instead of writing when the
+    source row is not what the job captured (a policy leaves such rows for its next run).
+    ``context`` is added to the audit entry's details (the policy, the job).
     """
+    current = Mismatch.objects.get(pk=mismatch.pk)
+    if current.resolution_status != ResolutionStatus.PENDING:
+        raise RepairFailed("already_resolved", str(AlreadyResolved(current)))
+    mapping = _mapping_for(current)
+    progress = _Progress()
+    entry = _audit(mapping, current, user, progress, context, entry=None)
     failure: RepairFailed | None = None
     with transaction.atomic():
         locked = Mismatch.objects.select_for_update().get(pk=mismatch.pk)
-        if locked.resolution_status != ResolutionStatus.PENDING:
-            raise RepairFailed("already_resolved", str(AlreadyResolved(locked)))
-        mapping = _mapping_for(locked)
-        progress = _Progress()
         try:
-            _repair_in_stores(mapping, locked, progress)
+            if locked.resolution_status != ResolutionStatus.PENDING:
+                progress.action = "not_attempted"
+                raise RepairFailed("already_resolved", str(AlreadyResolved(locked)))
+            _repair_in_stores(mapping, locked, progress, refuse_source_changes)
         except RepairFailed as exc:
-            _audit(mapping, locked, user, progress)
             failure = exc
         else:
-            locked.resolve(user, ResolutionStatus.AUTO_RESOLVED, progress.note)
-            entry = _audit(mapping, locked, user, progress)
+            locked.resolve(user, status, progress.note)
+        _audit(mapping, locked, user, progress, context, entry=entry)
     if failure is not None:
         raise failure
     for name in ("resolution_status", "resolution_notes", "resolved_at", "resolved_by"):
@@ -162,32 +179,60 @@ def _mapping_for(mismatch: Mismatch) -> TableMapping:
 
 
 def _audit(
-    mapping: TableMapping, mismatch: Mismatch, user: Any, progress: _Progress
+    mapping: TableMapping,
+    mismatch: Mismatch,
+    user: Any,
+    progress: _Progress,
+    context: Mapping[str, Any] | None,
+    entry: AuditLogEntry | None,
 ) -> AuditLogEntry:
+    """Write the attempt's audit entry (``entry`` None: the attempt is starting) or
+    complete it."""
     details: dict[str, Any] = {
         "before": progress.before,
         "after": progress.after,
+        "columns": column_changes(progress.before, progress.after),
         "mismatch_id": str(mismatch.mismatch_id),
         "mismatch_type": mismatch.mismatch_type,
         "target": f"{mapping.postgres_schema}.{mapping.postgres_table}",
-        "action": progress.action or "failed",
+        "action": progress.action or ("started" if entry is None else "failed"),
         "source_changed_columns": progress.changed_columns,
+        **(context or {}),
     }
-    return AuditLogEntry.objects.create(
-        action=AuditAction.REPAIR,
-        requester=_username(user),
-        reason=f"repair of mismatch {mismatch.mismatch_id}",
-        keyspace=mapping.cassandra_keyspace,
-        table=mapping.cassandra_table,
-        primary_key=mismatch.primary_key_value,
-        requested_at=progress.started_at,
-        completed_at=timezone.now(),
-        cassandra_status=progress.cassandra_status,
-        cassandra_error=progress.cassandra_error,
-        postgres_status=progress.postgres_status,
-        postgres_error=progress.postgres_error,
-        details=details,
-    )
+    fields: dict[str, Any] = {
+        "completed_at": None if entry is None else timezone.now(),
+        "cassandra_status": progress.cassandra_status,
+        "cassandra_error": progress.cassandra_error,
+        "postgres_status": progress.postgres_status if entry is not None else StoreStatus.PENDING,
+        "postgres_error": progress.postgres_error,
+        "details": details,
+    }
+    if entry is None:
+        return AuditLogEntry.objects.create(
+            action=AuditAction.REPAIR,
+            requester=_username(user),
+            reason=f"repair of mismatch {mismatch.mismatch_id}",
+            keyspace=mapping.cassandra_keyspace,
+            table=mapping.cassandra_table,
+            primary_key=mismatch.primary_key_value,
+            requested_at=progress.started_at,
+            **fields,
+        )
+    AuditLogEntry.objects.filter(pk=entry.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(entry, name, value)
+    return entry
+
+
+def column_changes(before: Row | None, after: Row | None) -> dict[str, dict[str, Any]]:
+    """The target row's columns a repair changed, each ``{"before": …, "after": …}`` (a
+    column absent on one side is None there)."""
+    old, new = before or {}, after or {}
+    return {
+        column: {"before": old.get(column), "after": new.get(column)}
+        for column in [*old, *(c for c in new if c not in old)]
+        if old.get(column) != new.get(column)
+    }
 
 
 def _username(user: Any) -> str:
@@ -199,7 +244,9 @@ def _username(user: Any) -> str:
 # Reading the source and writing the target
 
 
-def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Progress) -> None:
+def _repair_in_stores(
+    mapping: TableMapping, mismatch: Mismatch, progress: _Progress, refuse_source_changes: bool
+) -> None:
     session = _session(progress)
     try:
         ensure_key_columns(mapping, session)
@@ -245,6 +292,13 @@ def _repair_in_stores(mapping: TableMapping, mismatch: Mismatch, progress: _Prog
             target_key = list(stored) if stored is not None else target_key
             progress.before = _lock_target_row(conn, mapping, target_key)
             progress.changed_columns = source_changes(mismatch, source_now, columns)
+            if refuse_source_changes and progress.changed_columns:
+                progress.postgres_status = StoreStatus.SKIPPED
+                raise RepairFailed(
+                    "source_changed",
+                    "The source row changed since detection (columns: "
+                    f"{', '.join(progress.changed_columns)}); nothing was written.",
+                )
             if source_row is not None:
                 values = {c: to_target(source_row.get(c), target_columns[c]) for c in columns}
                 if stored is not None:  # update that row, not a second one spelt our way

@@ -4,6 +4,8 @@ only enqueue; ``jobs.queue`` sends these by name).
 * ``reconciliation.run_job``: a job's coordinator.  While every job slot is taken it retries
   a few seconds later (``jobs.slots``).
 * ``reconciliation.run_segment``: one segment of a job, on whichever worker takes it.
+* ``reconciliation.auto_repair``: a table's repair policy, sent after each conclusive job
+  of a table whose policy is not off (``autorepair``).
 * ``reconciliation.run_scheduled_reconciliation``, ``reconciliation.reap_stalled_jobs`` and
   ``reconciliation.recheck_in_flight`` (also sent with a countdown when a job ends with
   differences in flight): beat's periodic tasks.
@@ -20,7 +22,7 @@ from typing import Any
 from celery import shared_task
 
 from cdcrecon.conf import settings
-from reconciliation import inflight
+from reconciliation import autorepair, inflight
 from reconciliation.jobs import execute_job, execute_segment, queue, schedule
 from reconciliation.jobs.runner import NO_SLOT
 from reconciliation.jobs.slots import slot_wait_seconds
@@ -54,6 +56,18 @@ def run_reconciliation_job(self: Any, job_id: str) -> str:
 def run_segment(segment_id: int) -> str:
     """Run one segment of a job."""
     return execute_segment(segment_id)
+
+
+@shared_task(
+    name=queue.AUTO_REPAIR,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.reconciliation.job_time_limit_seconds,
+    time_limit=settings.reconciliation.job_time_limit_seconds + 60,
+)
+def auto_repair(job_id: str) -> dict[str, object] | None:
+    """Run the table's repair policy after job ``job_id``; its summary."""
+    return autorepair.run_policy(job_id)
 
 
 @shared_task(name=queue.RUN_SCHEDULED, acks_late=True)

@@ -23,6 +23,7 @@ RUN_SEGMENT = "reconciliation.run_segment"
 RUN_SCHEDULED = "reconciliation.run_scheduled_reconciliation"
 REAP_STALLED = "reconciliation.reap_stalled_jobs"
 RECHECK_IN_FLIGHT = "reconciliation.recheck_in_flight"
+AUTO_REPAIR = "reconciliation.auto_repair"
 
 RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5}
 
@@ -87,5 +88,26 @@ def send_in_flight_recheck(countdown: float, queue: str = "") -> None:
             )
         except Exception:
             logger.warning("Could not queue the in-flight re-check", exc_info=True)
+
+    transaction.on_commit(send)
+
+
+def send_auto_repair(job: ReconciliationJob) -> None:
+    """Queue the table's repair policy after ``job`` (once the current transaction commits),
+    on the queue the job came from.  A message lost here costs one run of the policy: the
+    next conclusive job queues it again."""
+    job_id, queue = str(job.pk), job.queue
+
+    def send() -> None:
+        try:
+            current_app.send_task(
+                AUTO_REPAIR,
+                args=[job_id],
+                queue=queue or None,
+                retry=True,
+                retry_policy=RETRY_POLICY,
+            )
+        except Exception:
+            logger.warning("Could not queue the repair policy after job %s", job_id, exc_info=True)
 
     transaction.on_commit(send)

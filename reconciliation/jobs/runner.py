@@ -45,7 +45,7 @@ from reconciliation.jobs import segments
 from reconciliation.jobs.create import JobAlreadyRunning, engine_options
 from reconciliation.jobs.failures import describe_failure, record_failure
 from reconciliation.jobs.finalizer import MismatchWriter, Touch, finalize
-from reconciliation.jobs.queue import enqueue_job, send_in_flight_recheck
+from reconciliation.jobs.queue import enqueue_job, send_auto_repair, send_in_flight_recheck
 from reconciliation.jobs.slots import Heartbeat, job_run_lock, job_slot
 from reconciliation.ledger import engine_for
 from reconciliation.models import JobSegment, ReconciliationJob
@@ -219,12 +219,22 @@ def execute_job(job_id: str | uuid.UUID, queue: str = "") -> str:
                     logger.exception("Job %s raised", job_id)
                     record_failure(job, f"The job failed unexpectedly: {type(exc).__name__}: {exc}")
             ensure_app_database()
-            job.refresh_from_db(fields=["status", "in_flight_count"])
+            job.refresh_from_db(fields=["status", "in_flight_count", "keys_examined"])
             if job.status == JobStatus.RUNNING:
                 record_failure(job, "The job runner returned without finishing the job.")
-            elif job.status == JobStatus.COMPLETED and job.in_flight_count:
-                _schedule_in_flight_recheck(job)
+            elif job.status == JobStatus.COMPLETED:
+                if job.in_flight_count:
+                    _schedule_in_flight_recheck(job)
+                _queue_repair_policy(job)
             return str(job.status)
+
+
+def _queue_repair_policy(job: ReconciliationJob) -> None:
+    """Queue the table's repair policy after a conclusive job (when it is not off)."""
+    from reconciliation.autorepair import should_run  # it imports jobs.slots: no cycle
+
+    if should_run(job):
+        send_auto_repair(job)
 
 
 def _schedule_in_flight_recheck(job: ReconciliationJob) -> None:

@@ -10,7 +10,8 @@ one table" is a separate guarantee, given by the partial unique index behind
 
 **Run locks.**  The same kind of lock, ``(SEGMENT_LOCK_KEY, segment id)``, is held by
 whichever worker runs a segment (on a connection each worker process keeps for them), and
-``(JOB_RUN_LOCK_KEY, job)`` by a job's coordinator.
+``(JOB_RUN_LOCK_KEY, job)`` by a job's coordinator, ``(REPAIR_POLICY_LOCK_KEY, mapping)`` by
+whoever runs a table's repair policy (one run per table at a time).
 A second delivery of the same task finds the lock taken and does nothing; a segment marked
 RUNNING whose lock is free was being run by a process that died, and may be taken over.
 
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 JOB_SLOT_LOCK_KEY = 0x63647263
 JOB_RUN_LOCK_KEY = 0x6364726A
 SEGMENT_LOCK_KEY = 0x63647273
+REPAIR_POLICY_LOCK_KEY = 0x63647261  # "cdra"
 
 
 def _second_key(value: int | uuid.UUID) -> int:
@@ -88,6 +90,13 @@ def job_slot(slots: int | None = None) -> Iterator[int | None]:
 def job_run_lock(job_id: uuid.UUID) -> Iterator[bool]:
     """Hold the right to coordinate ``job_id``; False when another process has it."""
     with _advisory_lock(JOB_RUN_LOCK_KEY, [_second_key(job_id)]) as held:
+        yield held is not None
+
+
+@contextmanager
+def repair_policy_lock(mapping_id: int) -> Iterator[bool]:
+    """Hold the right to run a table's repair policy; False when another process has it."""
+    with _advisory_lock(REPAIR_POLICY_LOCK_KEY, [_second_key(mapping_id)]) as held:
         yield held is not None
 
 

@@ -1,6 +1,7 @@
 """What cdcrecon stores: the tables it reconciles (``mappings``), the jobs it ran (``jobs``)
 and the rows that drifted (``mismatches``, the ledger)."""
 
+from reconciliation.models.autorepair import AutoRepairAction, AutoRepairResult, SkipReason
 from reconciliation.models.counts import MismatchCount
 from reconciliation.models.jobs import (
     FULL_CHECK_STRATEGIES,
@@ -35,6 +36,8 @@ __all__ = [
     "OPEN_STATUSES",
     "RESOLVED_STATUSES",
     "AlreadyResolved",
+    "AutoRepairAction",
+    "AutoRepairResult",
     "Finding",
     "JobFinding",
     "JobSegment",
@@ -44,6 +47,7 @@ __all__ = [
     "ReconciliationJob",
     "ReconciliationJobQuerySet",
     "SegmentDifference",
+    "SkipReason",
     "TableMapping",
     "Thresholds",
     "conclusive_q",

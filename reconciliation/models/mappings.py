@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from cdcrecon.conf import TABLE_NAME_PATTERN, settings
 from reconciliation.choices import (
     AlertLevel,
+    MismatchType,
     RepairPolicy,
     ValidationStrategy,
 )
@@ -56,6 +58,19 @@ def thresholds_for_table(name: str, mapping: TableMapping | None = None) -> Thre
     if mapping is None:
         return Thresholds(conf.drift_warning_threshold, conf.drift_critical_threshold)
     return mapping.thresholds
+
+
+#: The repair policy's fields (checked together by ``TableMapping.clean``; the admin form
+#: and ``PATCH /reconciliation/tables/{name}`` both edit them).
+REPAIR_POLICY_FIELDS = (
+    "repair_policy",
+    "repair_missing_in_target",
+    "repair_data_mismatch",
+    "repair_extra_in_target",
+    "repair_min_age_seconds",
+    "repair_max_per_run",
+    "repair_max_per_hour",
+)
 
 
 class TableMapping(models.Model):
@@ -141,16 +156,23 @@ class TableMapping(models.Model):
         "means the table's CDC lag budget, or 10 minutes if the table sets none.",
     )
     repair_max_per_run = models.PositiveIntegerField(
-        default=100, db_default=100, help_text="Repairs one run may make."
+        default=100,
+        db_default=100,
+        validators=[MinValueValidator(1)],
+        help_text="Repairs one run may make (a run that reaches it alerts).",
     )
     repair_max_per_hour = models.PositiveIntegerField(
-        default=1000, db_default=1000, help_text="Repairs the policy may make in any hour."
+        default=1000,
+        db_default=1000,
+        validators=[MinValueValidator(1)],
+        help_text="Repairs the policy may make in any hour, over all runs.",
     )
     source_max_rows_per_second = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Rows per second a job may read from this Cassandra table, across all "
-        "workers (0: no cap). Blank means RECONCILIATION_SOURCE_MAX_ROWS_PER_SECOND.",
+        help_text="Rows per second jobs may read from this Cassandra table, across all "
+        "workers (blank or 0: no cap of its own). RECONCILIATION_SOURCE_MAX_ROWS_PER_SECOND "
+        "caps all tables together as well.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -165,6 +187,33 @@ class TableMapping(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """The rules between fields (the admin form and the API both call this)."""
+        super().clean()
+        errors: dict[str, str] = {}
+        if self.repair_policy != RepairPolicy.OFF and not self.repair_types:
+            errors["repair_policy"] = (
+                f"A repair policy of {self.repair_policy!r} needs at least one mismatch type "
+                "it may repair: allow missing rows, differing rows or extra rows."
+            )
+        per_run, per_hour = self.repair_max_per_run, self.repair_max_per_hour
+        if per_run is not None and per_hour is not None and per_run > per_hour:
+            errors["repair_max_per_run"] = (
+                f"Repairs per run ({per_run}) must not exceed repairs per hour ({per_hour})."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def repair_types(self) -> list[str]:
+        """The mismatch types the repair policy may fix."""
+        allowed = (
+            (MismatchType.MISSING_IN_POSTGRES, self.repair_missing_in_target),
+            (MismatchType.DATA_MISMATCH, self.repair_data_mismatch),
+            (MismatchType.MISSING_IN_CASSANDRA, self.repair_extra_in_target),
+        )
+        return [kind.value for kind, on in allowed if on]
 
     @property
     def key_columns(self) -> list[str]:
@@ -206,13 +255,6 @@ class TableMapping(models.Model):
         if self.cdc_lag_budget_seconds is not None:
             return float(self.cdc_lag_budget_seconds)
         return float(DEFAULT_REPAIR_MIN_AGE_SECONDS)
-
-    @property
-    def max_rows_per_second(self) -> int:
-        """The source read-rate cap (0: none): the table's own, else the setting."""
-        if self.source_max_rows_per_second is not None:
-            return self.source_max_rows_per_second
-        return settings.reconciliation.source_max_rows_per_second
 
     def alert_level_for(self, drift_percentage: float | None) -> str:
         return self.thresholds.alert_level(drift_percentage)

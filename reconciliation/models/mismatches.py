@@ -440,7 +440,7 @@ class Mismatch(models.Model):
         mismatch at once exactly one wins; the other gets ``AlreadyResolved`` naming the
         winner.  The API's resolve endpoint and the admin's actions both call this.
         """
-        if status not in CLOSED_STATUSES:
+        if status not in (*CLOSED_STATUSES, ResolutionStatus.AUTO_REPAIRED):
             raise ValueError(
                 f"resolution_status must be one of {', '.join(CLOSED_STATUSES)}, not {status!r}."
             )
@@ -484,7 +484,8 @@ class Mismatch(models.Model):
         stamp = timezone.now().strftime("%Y-%m-%d %H:%M UTC")
         history = f"{self.resolution_notes}\n\n" if self.resolution_notes else ""
         self.resolution_notes = f"{history}[reopened by {who}, {stamp}] {notes}"
-        updated = Mismatch.objects.filter(pk=self.pk, resolution_status__in=CLOSED_STATUSES).update(
+        reopenable = (*CLOSED_STATUSES, ResolutionStatus.AUTO_REPAIRED)
+        updated = Mismatch.objects.filter(pk=self.pk, resolution_status__in=reopenable).update(
             resolution_status=ResolutionStatus.PENDING,
             resolution_notes=self.resolution_notes,
             resolved_at=None,

@@ -303,3 +303,18 @@ def test_the_summary_ends_with_the_findings(cassandra, target, table_pair) -> No
         "- 4 of 4 DATA_MISMATCH differ only in `email`: a transform that gets this column "
         "wrong. [column_transform]"
     )
+
+
+def test_it_runs_the_tables_repair_policy_in_place_and_prints_what_it_did(users, target) -> None:
+    from reconciliation.models import TableMapping
+
+    TableMapping.objects.filter(pk=users.pk).update(repair_policy="on", repair_min_age_seconds=0)
+
+    result = reconcile(users.name)
+
+    assert result.returncode == 0, result.stderr
+    assert "repair policy: on: 1 eligible, repaired 1; skipped 0; failed 0" in result.stdout
+    rows = target.execute(f"SELECT id FROM public.{users.name} ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == ["u0", "u1", "u2", "u3"]
+    job = ReconciliationJob.objects.get(table_name=users.name)
+    assert job.repair_summary["repaired"] == 1

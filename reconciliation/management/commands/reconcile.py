@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
+from reconciliation.autorepair import describe_summary, run_policy
 from reconciliation.choices import JobStatus, JobType, ValidationStrategy
 from reconciliation.forensics import job_forensics
 from reconciliation.inflight import next_due, settle_job
@@ -161,6 +162,8 @@ class Command(BaseCommand):
             )
             settle_job(job)
             job.refresh_from_db()
+        if run_policy(job.pk) is not None:  # the table's repair policy, here and now
+            job.refresh_from_db()
         if options["json"]:
             self.stdout.write(json.dumps(job_detail(job), indent=2))
         else:
@@ -216,6 +219,8 @@ class Command(BaseCommand):
         lines += [f"  schema warning: {w}" for w in job.schema_warnings or []]
         if job.parameters:
             lines.append(f"  parameters: {json.dumps(job.parameters, sort_keys=True)}")
+        if job.repair_summary:
+            lines.append(f"  repair policy: {describe_summary(job.repair_summary)}")
         findings = job_forensics(job)["findings"]
         if findings:
             lines.append("  findings:")

@@ -1,0 +1,374 @@
+"""A table's repair policy: after a conclusive job, repair its confirmed differences from
+Cassandra, within the policy's limits (``TableMapping.repair_*``).
+
+``run_policy(job_id)`` (the ``reconciliation.auto_repair`` task's body) takes the table's
+open (PENDING) differences, oldest first, and for each one:
+
+* **eligible?**  Its type is one the policy may fix, and it is at least the policy's
+  minimum age old (``TableMapping.repair_min_age``: its own, else the table's CDC lag
+  budget, else 10 minutes), counted from the source row's write time when the job read one,
+  else from when the difference was first seen.  The others are counted, not touched.
+* **confirmed?**  Its key is read again from both stores (``ledger.compare_now``: the jobs'
+  own lookups and key equality).  Equal now: closed (AUTO_RESOLVED, nothing written).
+  Changed since detection (the type or either side's checksum is not what the job
+  captured, or the source row was written again within the minimum age): left open for
+  the next run, its captured rows refreshed, never overwritten.
+* **repaired** through ``repair.repair_mismatch`` (the one repair path, its own
+  transaction per difference), as AUTO_REPAIRED by the user ``policy:<table>``, with an
+  audit entry column by column; the repair refuses to write if the source row changed
+  between the re-read and the write.  A ``dry_run`` policy records what it would repair
+  and writes nothing to either store.
+
+Each difference acted on leaves an ``AutoRepairAction``; the run's sums go on the job's
+``repair_summary``.  At most ``repair_max_per_run`` repairs per run and
+``repair_max_per_hour`` per table in any hour (counted from the actions, whichever worker
+made them); a run that stops at a cap says which in its summary (``capped``), which the
+metrics count and an alert watches.  ``RECONCILIATION_AUTO_REPAIR_ENABLED=false`` (the kill
+switch) stops every policy: the next run only records that it was switched off.  Setting
+a table's policy to off stops a run of it at its next batch (``stopped``).
+
+A run killed in the middle loses nothing: every repair made so far is committed and
+audited, the rest stays PENDING, and the redelivered task carries on (this job's repairs
+already made count towards its cap).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count
+from django.utils import timezone
+
+from cdcrecon.conf import settings
+from gdpr.models import AuditLogEntry
+from reconciliation.choices import JobStatus, RepairPolicy, ResolutionStatus
+from reconciliation.engine import Engine, KeyReading
+from reconciliation.jobs.slots import repair_policy_lock
+from reconciliation.ledger import compare_now, engine_for
+from reconciliation.models import (
+    AutoRepairAction,
+    AutoRepairResult,
+    Mismatch,
+    ReconciliationJob,
+    SkipReason,
+    TableMapping,
+)
+from reconciliation.repair import RepairFailed, repair_mismatch
+
+logger = logging.getLogger(__name__)
+
+#: Differences re-read from both stores at a time.
+BATCH = 50
+
+# Why an open difference was not eligible (the summary's ``not_eligible``).
+TYPE_NOT_ALLOWED = "type_not_allowed"
+TOO_YOUNG = "too_young"
+
+# What a run reports as its end (the summary's ``status``).
+DONE, KILL_SWITCH, BUSY, FAILED = "done", "kill_switch", "busy", "failed"
+STOPPED = "stopped"  # the table's policy was switched off mid-run
+CAP_PER_RUN, CAP_PER_HOUR = "per_run", "per_hour"
+
+
+def policy_user(table_name: str) -> Any:
+    """The user a table's policy acts as (``policy:<table>``: inactive, no password, so
+    nobody can log in as it)."""
+    user, created = get_user_model().objects.get_or_create(
+        username=f"policy:{table_name}", defaults={"is_active": False}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def should_run(job: ReconciliationJob) -> bool:
+    """Whether a finished job is followed by its table's repair policy."""
+    if job.status != JobStatus.COMPLETED or not job.keys_examined:
+        return False
+    policy = (
+        TableMapping.objects.filter(name=job.table_name)
+        .values_list("repair_policy", flat=True)
+        .first()
+    )
+    return policy not in (None, RepairPolicy.OFF)
+
+
+def run_policy(job_id: Any) -> dict[str, Any] | None:
+    """Run the table's repair policy after ``job_id``; the summary stored on the job, or
+    None when no policy applies (the job is not conclusive, the policy is off)."""
+    job = ReconciliationJob.objects.filter(pk=job_id).first()
+    if job is None or not should_run(job):
+        return None
+    mapping = TableMapping.objects.get(name=job.table_name)
+    started = timezone.now()
+    summary = _empty_summary(mapping, started)
+    if not settings.reconciliation.auto_repair_enabled:
+        summary["status"] = KILL_SWITCH
+        return _save(job, summary)
+    with repair_policy_lock(mapping.pk) as mine:
+        if not mine:
+            logger.info("The repair policy of %s is running elsewhere", mapping.name)
+            summary["status"] = BUSY
+            return _save(job, summary)
+        run = _Run(job, mapping)
+        try:
+            run.go()
+        except Exception as exc:  # a store went away: what was done stays done
+            logger.exception("The repair policy of %s stopped", mapping.name)
+            summary.update(run.summary())
+            summary.update(status=FAILED, error=f"{type(exc).__name__}: {exc}")
+        else:
+            summary.update(run.summary())
+    return _save(job, summary)
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Verdict:
+    result: str
+    reason: str = ""
+    detail: str = ""
+    audit_entry: AuditLogEntry | None = None
+
+
+class _Run:
+    def __init__(self, job: ReconciliationJob, mapping: TableMapping) -> None:
+        self.job, self.mapping = job, mapping
+        self.dry_run = mapping.repair_policy == RepairPolicy.DRY_RUN
+        self.counts = (
+            AutoRepairResult.REPAIRED if not self.dry_run else AutoRepairResult.WOULD_REPAIR
+        )
+        self.user = policy_user(mapping.name)
+        self.not_eligible: Counter[str] = Counter()
+        self.deferred = 0
+        self.capped: str | None = None
+        self.budget, self.cap = self._budget()
+        self.engine: Engine | None = None
+        self.stopped = False
+
+    def _switched_off(self) -> bool:
+        """The table's policy was set to off (or another mode) since the run began: an
+        operator's stop takes effect at the next batch."""
+        now = TableMapping.objects.filter(pk=self.mapping.pk).values_list(
+            "repair_policy", flat=True
+        )
+        return now.first() != self.mapping.repair_policy
+
+    def _budget(self) -> tuple[int, str]:
+        """How many repairs this run may still make, and the cap that sets it."""
+        made = AutoRepairAction.objects.filter(job=self.job, result=self.counts).count()
+        hour_ago = timezone.now() - dt.timedelta(hours=1)
+        last_hour = AutoRepairAction.objects.filter(
+            table_name=self.mapping.name, result=self.counts, created_at__gte=hour_ago
+        ).count()
+        per_run = self.mapping.repair_max_per_run - made
+        per_hour = self.mapping.repair_max_per_hour - last_hour
+        if per_hour < per_run:
+            return max(0, per_hour), CAP_PER_HOUR
+        return max(0, per_run), CAP_PER_RUN
+
+    def go(self) -> None:
+        for batch in _batches(self._eligible(), BATCH):
+            if self.stopped or self._switched_off():
+                self.stopped = True
+                self.deferred += len(batch)
+                continue
+            if self.budget <= 0:  # the whole batch waits: no need to read it
+                self.deferred += len(batch)
+                self.capped = self.cap
+                continue
+            readings = compare_now(self._engine(), [m.primary_key_value for m in batch])
+            for mismatch in batch:
+                if self.budget <= 0:
+                    self.deferred += 1
+                    self.capped = self.cap
+                    continue
+                verdict = self._act(mismatch, readings.get(mismatch.primary_key_value))
+                self._record(mismatch, verdict)
+                if verdict.result == self.counts:
+                    self.budget -= 1
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            self.engine = engine_for(self.mapping)
+        return self.engine
+
+    def _eligible(self) -> Iterator[Mismatch]:
+        """The open differences the policy may act on, oldest first (the others counted)."""
+        allowed = set(self.mapping.repair_types)
+        min_age = dt.timedelta(seconds=self.mapping.repair_min_age)
+        now = timezone.now()
+        pending = Mismatch.objects.filter(
+            table_name=self.mapping.name, resolution_status=ResolutionStatus.PENDING
+        ).order_by("first_seen_at", "pk")
+        for mismatch in pending.iterator(chunk_size=500):
+            if mismatch.mismatch_type not in allowed:
+                self.not_eligible[TYPE_NOT_ALLOWED] += 1
+            elif now - _since(mismatch) < min_age:
+                self.not_eligible[TOO_YOUNG] += 1
+            else:
+                yield mismatch
+
+    def _act(self, mismatch: Mismatch, reading: KeyReading | None) -> _Verdict:
+        if reading is None:  # no longer a valid key of the table (its schema changed)
+            detail = "The key is not valid for the table now."
+            return _Verdict(AutoRepairResult.FAILED, "bad_key", detail)
+        now = reading.difference
+        if now is None:
+            mismatch.apply_recheck(None, self.user)
+            return _Verdict(AutoRepairResult.SKIPPED, SkipReason.EQUAL_NOW)
+        changed = (now.mismatch_type, now.cassandra_checksum, now.postgres_checksum) != (
+            mismatch.mismatch_type,
+            mismatch.cassandra_checksum,
+            mismatch.postgres_checksum,
+        )
+        written = now.source_write_time
+        recent = written is not None and (
+            timezone.now().timestamp() - written / 1e6 < self.mapping.repair_min_age
+        )
+        if changed or recent:
+            if not self.dry_run:
+                mismatch.apply_recheck(now, self.user)
+            why = "its rows changed" if changed else "its source row was written again"
+            return _Verdict(AutoRepairResult.SKIPPED, SkipReason.CHANGED, f"Since detection {why}.")
+        if self.dry_run:
+            return _Verdict(AutoRepairResult.WOULD_REPAIR)
+        context = {"policy": self.mapping.repair_policy, "job_id": str(self.job.pk)}
+        try:
+            result = repair_mismatch(
+                mismatch,
+                self.user,
+                status=ResolutionStatus.AUTO_REPAIRED,
+                refuse_source_changes=True,
+                context=context,
+            )
+        except RepairFailed as exc:
+            if exc.code == "already_resolved":
+                return _Verdict(AutoRepairResult.SKIPPED, SkipReason.GONE, exc.detail)
+            if exc.code == "source_changed":
+                return _Verdict(AutoRepairResult.SKIPPED, SkipReason.CHANGED, exc.detail)
+            return _Verdict(AutoRepairResult.FAILED, exc.code, exc.detail)
+        return _Verdict(AutoRepairResult.REPAIRED, "", result.note, result.audit_entry)
+
+    def _record(self, mismatch: Mismatch, verdict: _Verdict) -> None:
+        AutoRepairAction.objects.create(
+            job=self.job,
+            mismatch=mismatch,
+            table_name=self.mapping.name,
+            primary_key_value=mismatch.primary_key_value,
+            mismatch_type=mismatch.mismatch_type,
+            policy=self.mapping.repair_policy,
+            result=verdict.result,
+            reason=verdict.reason,
+            detail=verdict.detail,
+            audit_entry=verdict.audit_entry,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The run's sums, from this job's actions (a redelivered run's included)."""
+        rows = (
+            AutoRepairAction.objects.filter(job=self.job)
+            .values("result", "reason")
+            .annotate(n=Count("pk"))
+        )
+        by_result: Counter[str] = Counter()
+        skipped: Counter[str] = Counter()
+        for row in rows:
+            by_result[row["result"]] += row["n"]
+            if row["result"] == AutoRepairResult.SKIPPED:
+                skipped[row["reason"]] += row["n"]
+        acted = sum(by_result.values())
+        return {
+            "status": STOPPED if self.stopped else DONE,
+            "eligible": acted + self.deferred,
+            "repaired": by_result[AutoRepairResult.REPAIRED],
+            "would_repair": by_result[AutoRepairResult.WOULD_REPAIR],
+            "skipped": dict(sorted(skipped.items())),
+            "failed": by_result[AutoRepairResult.FAILED],
+            "deferred": self.deferred,
+            "not_eligible": dict(sorted(self.not_eligible.items())),
+            "capped": self.capped,
+        }
+
+
+def _since(mismatch: Mismatch) -> dt.datetime:
+    """When a difference began, as well as cdcrecon can tell: its source row's write time
+    when the job read one, else when it was first seen."""
+    return mismatch.source_write_time or mismatch.first_seen_at
+
+
+def _batches(items: Iterator[Mismatch], size: int) -> Iterator[list[Mismatch]]:
+    batch: list[Mismatch] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _empty_summary(mapping: TableMapping, started: dt.datetime) -> dict[str, Any]:
+    return {
+        "policy": mapping.repair_policy,
+        "dry_run": mapping.repair_policy == RepairPolicy.DRY_RUN,
+        "status": DONE,
+        "types": mapping.repair_types,
+        "min_age_seconds": mapping.repair_min_age,
+        "max_per_run": mapping.repair_max_per_run,
+        "max_per_hour": mapping.repair_max_per_hour,
+        "eligible": 0,
+        "repaired": 0,
+        "would_repair": 0,
+        "skipped": {},
+        "failed": 0,
+        "deferred": 0,
+        "not_eligible": {},
+        "capped": None,
+        "started_at": started.isoformat(),
+        "finished_at": None,
+    }
+
+
+def _save(job: ReconciliationJob, summary: dict[str, Any]) -> dict[str, Any]:
+    summary["finished_at"] = timezone.now().isoformat()
+    ReconciliationJob.objects.filter(pk=job.pk).update(repair_summary=summary)
+    job.repair_summary = summary
+    logger.info("Repair policy after job %s (%s): %s", job.pk, job.table_name, summary)
+    return summary
+
+
+def describe_summary(summary: dict[str, Any]) -> str:
+    """One line for people: what a policy run did."""
+    policy = f"{summary.get('policy')}"
+    if summary.get("status") == KILL_SWITCH:
+        return f"{policy}, switched off by RECONCILIATION_AUTO_REPAIR_ENABLED=false"
+    if summary.get("status") == BUSY:
+        return f"{policy}, not run: another run of this table's policy was in progress"
+    done = "would repair" if summary.get("dry_run") else "repaired"
+    count = summary.get("would_repair" if summary.get("dry_run") else "repaired", 0)
+    skipped = summary.get("skipped") or {}
+    parts = [
+        f"{policy}: {summary.get('eligible', 0)} eligible, {done} {count}",
+        "skipped " + (", ".join(f"{n} {why}" for why, n in skipped.items()) or "0"),
+        f"failed {summary.get('failed', 0)}",
+    ]
+    if summary.get("capped"):
+        parts.append(
+            f"stopped at the {summary['capped'].replace('_', ' ')} cap, "
+            f"{summary.get('deferred', 0)} left for later"
+        )
+    if summary.get("status") == STOPPED:
+        parts.append(f"stopped: the policy was switched off, {summary.get('deferred', 0)} left")
+    if summary.get("status") == FAILED:
+        parts.append(f"stopped: {summary.get('error')}")
+    return "; ".join(parts)
