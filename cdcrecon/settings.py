@@ -308,6 +308,8 @@ SPECTACULAR_SETTINGS = {
         "TriggerStatusEnum": ["RUNNING"],
         "SuccessStatusEnum": ["success"],
         "StoreStatusEnum": "gdpr.models.StoreStatus",
+        "MismatchTypeEnum": "reconciliation.choices.MismatchType",
+        "RepairPolicyEnum": "reconciliation.choices.RepairPolicy",
     },
 }
 

@@ -55,6 +55,7 @@ JOB_EXTRA_FIELDS = (
     "recheck_rule",
     "lag_budget_seconds",
     "source_rows_per_second",
+    "repair_summary",
 )
 MISMATCH_SUMMARY_FIELDS = (
     "mismatch_id",
@@ -176,6 +177,7 @@ def job_summary(job: ReconciliationJob) -> dict[str, Any]:
     body["recheck_rule"] = job.recheck_rule or None  # null: a job from before the rules
     body["lag_budget_seconds"] = job.lag_budget_seconds
     body["source_rows_per_second"] = job.source_rows_per_second
+    body["repair_summary"] = job.repair_summary  # null: no repair policy ran after it
     return body
 
 

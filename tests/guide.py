@@ -48,6 +48,8 @@ JOB_EXTRA_FIELDS = frozenset(
         "lag_budget_seconds",
         # the source read-rate cap: the rate at which the job read Cassandra
         "source_rows_per_second",
+        # issue 19: what the table's repair policy did after the job
+        "repair_summary",
     }
 )
 

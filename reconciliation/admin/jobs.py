@@ -43,6 +43,7 @@ from reconciliation.admin.views import (
     inconclusive_badge,
     job_status_badge,
 )
+from reconciliation.autorepair import describe_summary
 from reconciliation.choices import JobStatus
 from reconciliation.models import (
     FULL_CHECK_STRATEGIES,
@@ -63,6 +64,10 @@ def _threshold_subquery(field: str, default: float) -> Coalesce:
         Value(default),
         output_field=FloatField(),
     )
+
+
+#: The policy's actions listed on a job's page (all of them: the job's ``repairs``).
+REPAIR_ACTIONS_SHOWN = 50
 
 
 @admin.register(ReconciliationJob)
@@ -143,6 +148,7 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
                 ]
             },
         ),
+        ("Repair policy", {"fields": ["repair_policy_run", "repair_actions"]}),
         ("Problems", {"fields": ["error_message", "schema_warnings_list"]}),
         ("Mismatches found", {"fields": ["mismatches_preview"]}),
     ]
@@ -222,6 +228,33 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
             if rate
         ]
         return f"{text} (caps now: {', '.join(caps)})" if caps else text
+
+    @admin.display(description="what it did")
+    def repair_policy_run(self, obj: ReconciliationJob) -> str:
+        if not obj.repair_summary:
+            return "No repair policy ran after this job."
+        return describe_summary(obj.repair_summary)
+
+    @admin.display(description="differences acted on")
+    def repair_actions(self, obj: ReconciliationJob) -> SafeString | str:
+        actions = list(obj.repairs.order_by("created_at", "pk")[:REPAIR_ACTIONS_SHOWN])
+        if not actions:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (a.primary_key_value, a.mismatch_type, a.get_result_display(), a.reason or a.detail)
+                for a in actions
+            ),
+        )
+        more = obj.repairs.count() - len(actions)
+        tail = format_html("<p>and {} more</p>", more) if more > 0 else ""
+        return format_html(
+            "<table><tr><th>key</th><th>type</th><th>result</th><th>why</th></tr>{}</table>{}",
+            rows,
+            tail,
+        )
 
     @admin.display(description="re-check rule")
     def recheck(self, obj: ReconciliationJob) -> str:

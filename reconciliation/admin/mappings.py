@@ -39,6 +39,7 @@ from reconciliation.models import (
     ReconciliationJob,
     TableMapping,
 )
+from reconciliation.models.mappings import REPAIR_POLICY_FIELDS
 from reconciliation.registry import TableNotFound, discover_key_columns
 
 
@@ -56,6 +57,10 @@ class ColumnListField(forms.Field):
         if isinstance(value, list):
             return [str(v) for v in value]
         return [part.strip() for part in str(value or "").split(",") if part.strip()]
+
+
+#: Fields with a model default that a form post may leave out (kept as they are).
+DEFAULTED_FIELDS = ("repair_policy", "repair_max_per_run", "repair_max_per_hour")
 
 
 class TableMappingForm(forms.ModelForm):
@@ -80,6 +85,8 @@ class TableMappingForm(forms.ModelForm):
             "cdc_lag_budget_seconds",
             "scheduled_strategy",
             "enabled",
+            *REPAIR_POLICY_FIELDS,
+            "source_max_rows_per_second",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -88,9 +95,14 @@ class TableMappingForm(forms.ModelForm):
             self.fields["cassandra_keyspace"].initial = settings.cassandra.keyspace
             self.fields["postgres_schema"].initial = settings.target.schema
         self.discovered: tuple[list[str], list[str]] | None = None
+        for name in DEFAULTED_FIELDS:  # left out of a post: the model's default
+            self.fields[name].required = False
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or {}
+        for name in DEFAULTED_FIELDS:
+            if data.get(name) in (None, ""):
+                data[name] = getattr(self.instance, name)
         keyspace, table = data.get("cassandra_keyspace"), data.get("cassandra_table")
         warning, critical = data.get("warning_threshold"), data.get("critical_threshold")
         config = settings.reconciliation
@@ -172,6 +184,12 @@ class TableMappingAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            "Repair policy (after each conclusive job; RECONCILIATION_AUTO_REPAIR_ENABLED "
+            "switches every policy off)",
+            {"fields": list(REPAIR_POLICY_FIELDS)},
+        ),
+        ("Source read-rate cap", {"fields": ["source_max_rows_per_second"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 

@@ -7,11 +7,13 @@ from rest_framework.routers import SimpleRouter
 
 from reconciliation.api.forensics import JobForensicsView, TableForensicsView
 from reconciliation.api.repair import repair_mismatch_view
+from reconciliation.api.tables import TableViewSet
 from reconciliation.api.views import MismatchViewSet, ReconciliationJobViewSet, TriggerView
 
 router = SimpleRouter(trailing_slash=False)
 router.register("reconciliation/jobs", ReconciliationJobViewSet, basename="job")
 router.register("reconciliation/mismatches", MismatchViewSet, basename="mismatch")
+router.register("reconciliation/tables", TableViewSet, basename="table")
 
 urlpatterns = [
     path("reconciliation/trigger", TriggerView.as_view(), name="reconciliation-trigger"),

@@ -188,3 +188,79 @@ def test_the_overview_needs_the_view_job_permission(client, django_user_model) -
     client.force_login(operator(django_user_model, "mapper", "view_tablemapping"))
 
     assert client.get(OVERVIEW).status_code == 403
+
+
+# --- the repair policy ---------------------------------------------------------------------
+
+
+def post_mapping(client: Any, user: Any, mapping: TableMapping, **overrides: Any) -> Any:
+    """Post the mapping's change form with ``overrides``."""
+    client.force_login(user)
+    return client.post(
+        reverse("admin:reconciliation_tablemapping_change", args=[mapping.pk]),
+        mapping_form(
+            name=mapping.name,
+            cassandra_table=mapping.cassandra_table,
+            postgres_table=mapping.postgres_table,
+            **overrides,
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "words"),
+    [
+        ({"repair_policy": "sometimes"}, "repair_policy", "not one of the available choices"),
+        ({"repair_policy": "on"}, "repair_policy", "at least one mismatch type"),
+        (
+            {
+                "repair_policy": "on",
+                "repair_data_mismatch": "on",
+                "repair_max_per_run": "50",
+                "repair_max_per_hour": "10",
+            },
+            "repair_max_per_run",
+            "must not exceed repairs per hour (10)",
+        ),
+        ({"repair_max_per_run": "0"}, "repair_max_per_run", "greater than or equal to 1"),
+        ({"repair_min_age_seconds": "-5"}, "repair_min_age_seconds", "greater than or equal to 0"),
+        ({"source_max_rows_per_second": "fast"}, "source_max_rows_per_second", "whole number"),
+    ],
+)
+def test_the_admin_form_names_the_field_of_a_bad_repair_policy(
+    client, admin_user, table_pair, overrides, field, words
+) -> None:
+    mapping = table_pair("id text PRIMARY KEY, email text", "id text PRIMARY KEY, email text")
+
+    response = post_mapping(client, admin_user, mapping, **overrides)
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert words in " ".join(errors[field]), errors
+    mapping.refresh_from_db()
+    assert mapping.repair_policy == "off"
+
+
+def test_the_admin_form_saves_a_repair_policy_and_a_read_rate_cap(
+    client, admin_user, table_pair
+) -> None:
+    mapping = table_pair("id text PRIMARY KEY, email text", "id text PRIMARY KEY, email text")
+
+    response = post_mapping(
+        client,
+        admin_user,
+        mapping,
+        repair_policy="dry_run",
+        repair_missing_in_target="on",
+        repair_min_age_seconds="120",
+        repair_max_per_run="5",
+        repair_max_per_hour="50",
+        source_max_rows_per_second="2000",
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    mapping.refresh_from_db()
+    assert (mapping.repair_policy, mapping.repair_min_age_seconds) == ("dry_run", 120)
+    assert (mapping.repair_max_per_run, mapping.repair_max_per_hour) == (5, 50)
+    assert mapping.repair_types == [MismatchType.MISSING_IN_POSTGRES]
+    assert mapping.source_max_rows_per_second == 2000
