@@ -38,6 +38,10 @@ the answer is the same, and it survives restarts:
   ``cdc_reconciliation_drift_critical_threshold`` ``{table}``: each TableMapping's effective
   thresholds (per-table value, else RECONCILIATION_DRIFT_*_THRESHOLD), so that the alert rules
   in docker/monitoring/prometheus-alerts.yml honour per-table thresholds;
+* counters ``cdc_reconciliation_auto_repairs_total{table,type,result}``: the differences
+  the tables' repair policies acted on (``AutoRepairAction`` rows), and
+  ``cdc_reconciliation_auto_repair_capped_total{table,cap}``: policy runs that stopped at a
+  cap with differences left (the ``ReconciliationAutoRepairCapped`` alert);
 * gauge ``cdc_reconciliation_metrics_up``: 1 when the queries succeeded, 0 when the database
   could not answer (the rest of /metrics is still served, with the error logged).
 
@@ -67,6 +71,7 @@ from typing import Any, cast
 
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models.fields.json import KeyTextTransform
 from prometheus_client.core import (
     REGISTRY,
     CounterMetricFamily,
@@ -97,6 +102,9 @@ DURATION_BUCKETS: tuple[float, ...] = (
     14400,
     28800,
 )
+#: The results and caps of the repair-policy counters (``reconciliation.autorepair``).
+AUTO_REPAIR_RESULTS = ("repaired", "would_repair", "skipped", "failed")
+REPAIR_CAPS = ("per_run", "per_hour")
 #: The statuses ``cdc_reconciliation_jobs_completed_total`` counts (a RUNNING job has not ended).
 FINISHED_STATUSES: tuple[str, ...] = (JobStatus.COMPLETED.value, JobStatus.FAILED.value)
 #: The longest any one scrape query may take before the scrape gives up on our metrics.
@@ -127,18 +135,22 @@ class Snapshot:
     durations: dict[str, _Histogram] = field(default_factory=dict)
     mismatches: dict[tuple[str, str], int] = field(default_factory=dict)
     thresholds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    auto_repairs: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    repair_capped: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def tables(self) -> list[str]:
         names = set(self.latest) | set(self.durations) | set(self.thresholds)
         names |= {table for table, _ in self.drift}
         names |= {table for table, _ in self.jobs} | {table for table, _ in self.mismatches}
+        names |= {table for table, _, _ in self.auto_repairs}
         return sorted(names)
 
 
 def read_snapshot() -> Snapshot:
     """Run the scrape's aggregate queries (one transaction, under a statement timeout)."""
     from reconciliation.models import (
+        AutoRepairAction,
         Mismatch,
         ReconciliationJob,
         TableMapping,
@@ -240,6 +252,21 @@ def read_snapshot() -> Snapshot:
             table = counts["table_name"]
             snap.in_flight[table] = snap.in_flight.get(table, 0) + counts["in_flight"]
 
+        repairs = (
+            AutoRepairAction.objects.order_by()
+            .values_list("table_name", "mismatch_type", "result")
+            .annotate(n=Count("pk"))
+        )
+        snap.auto_repairs = {(table, kind, result): n for table, kind, result, n in repairs}
+        capped = (
+            ReconciliationJob.objects.filter(repair_summary__capped__isnull=False)
+            .exclude(repair_summary__capped=None)
+            .order_by()
+            .values_list("table_name", KeyTextTransform("capped", "repair_summary"))
+            .annotate(n=Count("pk"))
+        )
+        snap.repair_capped = {(table, cap): n for table, cap, n in capped}
+
         for mapping in TableMapping.objects.only("name", "warning_threshold", "critical_threshold"):
             thresholds = thresholds_for_table(mapping.name, mapping)
             snap.thresholds[mapping.name] = (thresholds.warning, thresholds.critical)
@@ -312,6 +339,18 @@ def _families() -> dict[str, Metric]:
             "Run time of completed reconciliation jobs (completed_at - started_at).",
             labels=t,
         ),
+        "auto_repairs": CounterMetricFamily(
+            f"{PREFIX}_auto_repairs",
+            "Differences a table's repair policy acted on, by table, mismatch type and result "
+            "(repaired, would_repair, skipped, failed).",
+            labels=["table", "type", "result"],
+        ),
+        "repair_capped": CounterMetricFamily(
+            f"{PREFIX}_auto_repair_capped",
+            "Repair policy runs that stopped at a cap (per_run, per_hour) with differences "
+            "left: something bigger than auto-repair is wrong.",
+            labels=["table", "cap"],
+        ),
         "up": GaugeMetricFamily(
             f"{PREFIX}_metrics_up",
             "1 if the reconciliation metrics could be read from the database at this scrape.",
@@ -344,6 +383,13 @@ def families_from(snap: Snapshot) -> Iterator[Metric]:
         points = [(_bound(b), n) for b, n in zip(DURATION_BUCKETS, hist.buckets, strict=True)]
         points.append(("+Inf", hist.count))
         fam["duration"].add_metric([table], points, sum_value=hist.sum)  # type: ignore[attr-defined]
+        for kind in MismatchType.values:
+            for result in AUTO_REPAIR_RESULTS:
+                n = snap.auto_repairs.get((table, kind, result), 0)
+                fam["auto_repairs"].add_metric([table, kind, result], n)  # type: ignore[attr-defined]
+        for cap in REPAIR_CAPS:
+            n = snap.repair_capped.get((table, cap), 0)
+            fam["repair_capped"].add_metric([table, cap], n)  # type: ignore[attr-defined]
     fam["up"].add_metric([], 1.0)  # type: ignore[attr-defined]
     yield from fam.values()
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 GRAFANA = MONITORING / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "reconciliation.json"
 
-# The guide's six panels, in order, with the panel type each one is; then issue 18's.
+# The guide's six panels, in order, with the panel type each one is; then issue 18's and 19's.
 PANELS = [
     ("Drift percentage by table", "timeseries"),
     ("Row count comparison (Cassandra vs PostgreSQL)", "timeseries"),
@@ -33,6 +33,7 @@ PANELS = [
     ("Reconciliation duration (P50, P95, P99)", "timeseries"),
     ("Recent reconciliation jobs", "table"),
     ("In-flight differences (within the CDC lag budget)", "timeseries"),
+    ("Auto-repairs by result (per hour)", "timeseries"),
 ]
 # Grafana's variables, replaced as Grafana would before sending a query.
 VARIABLES = {"$table": ".*", "$__rate_interval": "1m", "$__range": "24h", "$__interval": "15s"}

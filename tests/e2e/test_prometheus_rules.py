@@ -43,7 +43,7 @@ def rules() -> list[dict]:
 
 def test_promtool_checks_the_alert_rules() -> None:
     out = run("promtool", "prometheus", "check", "rules", "prometheus-alerts.yml")
-    assert "SUCCESS: 3 rules found" in out
+    assert "SUCCESS: 4 rules found" in out
 
 
 def test_the_alert_rule_unit_tests_pass() -> None:
@@ -69,12 +69,14 @@ def test_the_alerts_are_the_guides_with_severity_for_and_annotations() -> None:
         "ReconciliationDriftWarning",
         "ReconciliationDriftCritical",
         "ReconciliationJobFailed",
+        "ReconciliationAutoRepairCapped",
     }
     severities = {name: rule["labels"]["severity"] for name, rule in by_name.items()}
     assert severities == {
         "ReconciliationDriftWarning": "warning",
         "ReconciliationDriftCritical": "critical",
         "ReconciliationJobFailed": "warning",
+        "ReconciliationAutoRepairCapped": "warning",
     }
     for name, rule in by_name.items():
         assert rule["for"] == "5m", name
@@ -89,6 +91,9 @@ def test_the_alerts_are_the_guides_with_severity_for_and_annotations() -> None:
         assert "_threshold" in by_name[name]["expr"]  # per-table thresholds, not constants
     assert 'status="FAILED"' in by_name["ReconciliationJobFailed"]["expr"]
     assert "[1h]" in by_name["ReconciliationJobFailed"]["expr"]
+    capped = by_name["ReconciliationAutoRepairCapped"]
+    assert "cdc_reconciliation_auto_repair_capped_total" in capped["expr"]
+    assert "{{ $labels.table }}" in capped["annotations"]["summary"]
 
 
 def test_the_rules_only_read_metrics_the_app_exports() -> None:
