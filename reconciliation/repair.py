@@ -11,12 +11,15 @@ row is read from Cassandra *now*, not taken from what the job captured:
   the confirming second read the repair needs before it deletes anything).
 
 When the source row changed since the job detected the mismatch, what is there now is
-written and the note says so.  A successful repair closes the mismatch as AUTO_RESOLVED
-(``Mismatch.resolve``) with a note saying what was written; every attempt that reached the
-stores leaves an ``AuditLogEntry`` (action REPAIR) with the target row before and after.
-A failed repair raises ``RepairFailed`` and leaves the mismatch PENDING.
+written and the note says so (a repair policy asks instead to refuse: ``source_changed``).
+A successful repair closes the mismatch as AUTO_RESOLVED (by hand) or AUTO_REPAIRED (by a
+policy) through ``Mismatch.resolve``, with a note saying what was written; every attempt
+leaves an ``AuditLogEntry`` (action REPAIR), written before the stores are touched and
+completed after, with the target row before and after and each changed column.  A failed
+repair raises ``RepairFailed`` and leaves the mismatch PENDING.
 
-Used by the admin action and by ``POST /reconciliation/mismatches/{id}/repair``.
+Used by the admin action, by ``POST /reconciliation/mismatches/{id}/repair`` and by the
+tables' repair policies (``reconciliation.autorepair``).
 """
 
 from __future__ import annotations

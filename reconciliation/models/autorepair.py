@@ -36,8 +36,14 @@ class AutoRepairAction(models.Model):
     job = models.ForeignKey(
         "reconciliation.ReconciliationJob", on_delete=models.CASCADE, related_name="repairs"
     )
+    # No database constraint: the action outlives its mismatch (it names the key itself),
+    # and the mismatch table stays truncatable on its own.
     mismatch = models.ForeignKey(
-        "reconciliation.Mismatch", null=True, on_delete=models.SET_NULL, related_name="+"
+        "reconciliation.Mismatch",
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     table_name = models.CharField(max_length=48)
     primary_key_value = models.TextField()
