@@ -193,7 +193,8 @@ class _Run:
                     self.capped = self.cap
                     continue
                 verdict = self._act(mismatch, readings.get(mismatch.primary_key_value))
-                self._record(mismatch, verdict)
+                if verdict.result != AutoRepairResult.REPAIRED:  # a repair recorded its own
+                    self._record(mismatch, verdict)
                 if verdict.result == self.counts:
                     self.budget -= 1
 
@@ -243,6 +244,10 @@ class _Run:
         if self.dry_run:
             return _Verdict(AutoRepairResult.WOULD_REPAIR)
         context = {"policy": self.mapping.repair_policy, "job_id": str(self.job.pk)}
+
+        def record(closed: Mismatch, entry: AuditLogEntry, note: str) -> None:
+            self._record(closed, _Verdict(AutoRepairResult.REPAIRED, "", note, entry))
+
         try:
             result = repair_mismatch(
                 mismatch,
@@ -250,6 +255,7 @@ class _Run:
                 status=ResolutionStatus.AUTO_REPAIRED,
                 refuse_source_changes=True,
                 context=context,
+                on_repaired=record,  # the action commits with the repair
             )
         except RepairFailed as exc:
             if exc.code == "already_resolved":

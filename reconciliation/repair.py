@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +123,7 @@ def repair_mismatch(
     status: str = ResolutionStatus.AUTO_RESOLVED,
     refuse_source_changes: bool = False,
     context: Mapping[str, Any] | None = None,
+    on_repaired: Callable[[Mismatch, AuditLogEntry, str], None] | None = None,
 ) -> RepairResult:
     """Make the target row equal to the Cassandra row now, and close the mismatch as
     ``status`` (AUTO_RESOLVED by hand, AUTO_REPAIRED by a table's repair policy).
@@ -134,7 +135,9 @@ def repair_mismatch(
     resolves) the same mismatch cannot both act: the second sees who closed it first.
     ``refuse_source_changes``: fail with ``source_changed`` instead of writing when the
     source row is not what the job captured (a policy leaves such rows for its next run).
-    ``context`` is added to the audit entry's details (the policy, the job).
+    ``context`` is added to the audit entry's details (the policy, the job);
+    ``on_repaired(mismatch, audit entry, note)`` runs in the transaction that closes the
+    mismatch (a policy records its action there, so a kill cannot part the two).
     """
     current = Mismatch.objects.get(pk=mismatch.pk)
     if current.resolution_status != ResolutionStatus.PENDING:
@@ -155,6 +158,8 @@ def repair_mismatch(
         else:
             locked.resolve(user, status, progress.note)
         _audit(mapping, locked, user, progress, context, entry=entry)
+        if failure is None and on_repaired is not None:
+            on_repaired(locked, entry, progress.note)
     if failure is not None:
         raise failure
     for name in ("resolution_status", "resolution_notes", "resolved_at", "resolved_by"):

@@ -23,6 +23,7 @@ from celery import shared_task
 
 from cdcrecon.conf import settings
 from reconciliation import autorepair, inflight
+from reconciliation.connections import ensure_app_database
 from reconciliation.jobs import execute_job, execute_segment, queue, schedule
 from reconciliation.jobs.runner import NO_SLOT
 from reconciliation.jobs.slots import slot_wait_seconds
@@ -67,6 +68,7 @@ def run_segment(segment_id: int) -> str:
 )
 def auto_repair(job_id: str) -> dict[str, object] | None:
     """Run the table's repair policy after job ``job_id``; its summary."""
+    ensure_app_database()  # a PostgreSQL restart since the last task left a dead connection
     return autorepair.run_policy(job_id)
 
 

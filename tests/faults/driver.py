@@ -10,6 +10,8 @@ JSON line on stdout, so one process serves a whole test run (no Django start-up 
     {"cmd": "segments", "job_id": "..."} -> {"segments": [{"id", "kind", "status", ...}]}
     {"cmd": "findings", "job_id": "..."} -> {"findings": [[key, type], ...], "mismatch_rows"...}
     {"cmd": "api", "method": "POST", "path": "/reconciliation/..."} -> {"status_code", "body"}
+    {"cmd": "repair_state", "job_id": "...", "table": "t1"} -> {"summary", "actions",
+        "mismatches", "audit"}: where the table's repair policy has got to (``_repair_state``)
 
 Each command first makes sure the app-database connection is usable (the tests restart
 PostgreSQL under it), and any error is answered as {"error": "..."} rather than raised.
@@ -77,6 +79,8 @@ def handle(command: dict[str, Any]) -> dict[str, Any]:
         return _findings(command["job_id"])
     if command["cmd"] == "api":
         return _api(command["method"], command["path"], command.get("body"))
+    if command["cmd"] == "repair_state":
+        return _repair_state(command["job_id"], command["table"])
     raise ValueError(f"unknown command {command['cmd']!r}")
 
 
@@ -136,6 +140,75 @@ def _findings(job_id: str) -> dict[str, Any]:
         "mismatch_rows": Mismatch.objects.filter(job_id=job_id).count(),
         "finding_rows": len(findings),
     }
+
+
+def _repair_state(job_id: str, table: str) -> dict[str, Any]:
+    """The repair policy's traces after job ``job_id`` on ``table``: the job's
+    ``repair_summary``, its ``AutoRepairAction`` rows, the table's mismatches and the REPAIR
+    audit entries of the table's keys, read in one snapshot (one REPEATABLE READ
+    transaction, so a run still going cannot be seen half-way between two of them)."""
+    from django.db import connection, transaction
+
+    from gdpr.models import AuditAction, AuditLogEntry
+    from reconciliation.models import AutoRepairAction, Mismatch, ReconciliationJob, TableMapping
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        mapping = TableMapping.objects.get(name=table)
+        summary = ReconciliationJob.objects.values_list("repair_summary", flat=True).get(pk=job_id)
+        actions = [
+            {
+                "mismatch_id": str(mismatch_id) if mismatch_id else None,
+                "key": key,
+                "result": result,
+                "reason": reason,
+                "audit_entry": audit_entry,
+            }
+            for mismatch_id, key, result, reason, audit_entry in AutoRepairAction.objects.filter(
+                job_id=job_id
+            )
+            .order_by("pk")
+            .values_list("mismatch_id", "primary_key_value", "result", "reason", "audit_entry_id")
+        ]
+        mismatches = [
+            {
+                "id": str(mismatch_id),
+                "key": key,
+                "type": kind,
+                "status": status,
+                "resolved_by": resolved_by,
+            }
+            for mismatch_id, key, kind, status, resolved_by in Mismatch.objects.filter(
+                table_name=table
+            ).values_list(
+                "mismatch_id",
+                "primary_key_value",
+                "mismatch_type",
+                "resolution_status",
+                "resolved_by__username",
+            )
+        ]
+        audit = [
+            {
+                "id": entry.pk,
+                "key": entry.primary_key,
+                "requester": entry.requester,
+                "mismatch_id": entry.details.get("mismatch_id"),
+                "action": entry.details.get("action"),
+                "columns": entry.details.get("columns"),
+                "policy": entry.details.get("policy"),
+                "job_id": entry.details.get("job_id"),
+                "postgres_status": entry.postgres_status,
+                "completed": entry.completed_at is not None,
+            }
+            for entry in AuditLogEntry.objects.filter(
+                action=AuditAction.REPAIR,
+                keyspace=mapping.cassandra_keyspace,
+                table=mapping.cassandra_table,
+            ).order_by("pk")
+        ]
+    return {"summary": summary, "actions": actions, "mismatches": mismatches, "audit": audit}
 
 
 def _api(method: str, path: str, body: Any = None) -> dict[str, Any]:
