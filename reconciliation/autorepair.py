@@ -47,16 +47,22 @@ from django.utils import timezone
 
 from cdcrecon.conf import settings
 from gdpr.models import AuditLogEntry
-from reconciliation.choices import JobStatus, RepairPolicy, ResolutionStatus
+from reconciliation.choices import (
+    AutoRepairResult,
+    JobStatus,
+    RepairCap,
+    RepairPolicy,
+    RepairRunStatus,
+    ResolutionStatus,
+    SkipReason,
+)
 from reconciliation.engine import Engine, KeyReading
 from reconciliation.jobs.slots import repair_policy_lock
 from reconciliation.ledger import compare_now, engine_for
 from reconciliation.models import (
     AutoRepairAction,
-    AutoRepairResult,
     Mismatch,
     ReconciliationJob,
-    SkipReason,
     TableMapping,
 )
 from reconciliation.repair import RepairFailed, repair_mismatch
@@ -70,10 +76,7 @@ BATCH = 50
 TYPE_NOT_ALLOWED = "type_not_allowed"
 TOO_YOUNG = "too_young"
 
-# What a run reports as its end (the summary's ``status``).
-DONE, KILL_SWITCH, BUSY, FAILED = "done", "kill_switch", "busy", "failed"
-STOPPED = "stopped"  # the table's policy was switched off mid-run
-CAP_PER_RUN, CAP_PER_HOUR = "per_run", "per_hour"
+DONE, KILL_SWITCH, BUSY, STOPPED, FAILED = RepairRunStatus  # the summary's ``status``
 
 
 def policy_user(table_name: str) -> Any:
@@ -173,8 +176,8 @@ class _Run:
         per_run = self.mapping.repair_max_per_run - made
         per_hour = self.mapping.repair_max_per_hour - last_hour
         if per_hour < per_run:
-            return max(0, per_hour), CAP_PER_HOUR
-        return max(0, per_run), CAP_PER_RUN
+            return max(0, per_hour), RepairCap.PER_HOUR
+        return max(0, per_run), RepairCap.PER_RUN
 
     def go(self) -> None:
         for batch in _batches(self._eligible(), BATCH):

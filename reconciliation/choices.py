@@ -86,3 +86,37 @@ class SegmentStatus(models.TextChoices):
     QUEUED = "QUEUED", "Queued (sent to the broker)"
     RUNNING = "RUNNING", "Running"
     DONE = "DONE", "Done"
+
+
+class AutoRepairResult(models.TextChoices):
+    """What the policy did with one eligible difference."""
+
+    REPAIRED = "repaired", "Repaired from Cassandra"
+    WOULD_REPAIR = "would_repair", "Would be repaired (dry run)"
+    SKIPPED = "skipped", "Skipped (see the reason)"
+    FAILED = "failed", "Repair failed (still open)"
+
+
+class SkipReason(models.TextChoices):
+    """Why an eligible difference was left open."""
+
+    EQUAL_NOW = "equal_now", "Both stores agree now (closed, nothing written)"
+    CHANGED = "changed_since_detection", "A row changed since detection (left for the next run)"
+    GONE = "no_longer_open", "Resolved by someone else meanwhile"
+
+
+class RepairRunStatus(models.TextChoices):
+    """How a run of a table's repair policy ended (its summary's ``status``)."""
+
+    DONE = "done", "Done"
+    KILL_SWITCH = "kill_switch", "Switched off (RECONCILIATION_AUTO_REPAIR_ENABLED=false)"
+    BUSY = "busy", "Not run: another run of the table's policy was in progress"
+    STOPPED = "stopped", "Stopped: the table's policy was switched off mid-run"
+    FAILED = "failed", "Stopped: a store went away mid-run"
+
+
+class RepairCap(models.TextChoices):
+    """The cap a repair policy run stopped at."""
+
+    PER_RUN = "per_run", "Repairs per run"
+    PER_HOUR = "per_hour", "Repairs per hour"

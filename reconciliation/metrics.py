@@ -81,7 +81,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
+from reconciliation.choices import (
+    AutoRepairResult,
+    JobStatus,
+    MismatchType,
+    RepairCap,
+    ResolutionStatus,
+    ValidationStrategy,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +109,6 @@ DURATION_BUCKETS: tuple[float, ...] = (
     14400,
     28800,
 )
-#: The results and caps of the repair-policy counters (``reconciliation.autorepair``).
-AUTO_REPAIR_RESULTS = ("repaired", "would_repair", "skipped", "failed")
-REPAIR_CAPS = ("per_run", "per_hour")
 #: The statuses ``cdc_reconciliation_jobs_completed_total`` counts (a RUNNING job has not ended).
 FINISHED_STATUSES: tuple[str, ...] = (JobStatus.COMPLETED.value, JobStatus.FAILED.value)
 #: The longest any one scrape query may take before the scrape gives up on our metrics.
@@ -384,10 +388,10 @@ def families_from(snap: Snapshot) -> Iterator[Metric]:
         points.append(("+Inf", hist.count))
         fam["duration"].add_metric([table], points, sum_value=hist.sum)  # type: ignore[attr-defined]
         for kind in MismatchType.values:
-            for result in AUTO_REPAIR_RESULTS:
+            for result in AutoRepairResult.values:
                 n = snap.auto_repairs.get((table, kind, result), 0)
                 fam["auto_repairs"].add_metric([table, kind, result], n)  # type: ignore[attr-defined]
-        for cap in REPAIR_CAPS:
+        for cap in RepairCap.values:
             n = snap.repair_capped.get((table, cap), 0)
             fam["repair_capped"].add_metric([table, cap], n)  # type: ignore[attr-defined]
     fam["up"].add_metric([], 1.0)  # type: ignore[attr-defined]

@@ -21,7 +21,9 @@ from reconciliation.choices import (
     JobType,
     MismatchType,
     RecheckRule,
+    RepairCap,
     RepairPolicy,
+    RepairRunStatus,
     ResolutionStatus,
     ValidationStrategy,
 )
@@ -50,7 +52,7 @@ class RepairSummarySerializer(serializers.Serializer[dict[str, Any]]):
     policy = serializers.ChoiceField(choices=RepairPolicy.choices)
     dry_run = serializers.BooleanField(help_text="True: nothing was written to either store.")
     status = serializers.ChoiceField(
-        choices=["done", "kill_switch", "busy", "stopped", "failed"],
+        choices=RepairRunStatus.choices,
         help_text="done; kill_switch (RECONCILIATION_AUTO_REPAIR_ENABLED=false: nothing "
         "done); busy (another run of this table's policy was in progress); stopped (the "
         "table's policy was switched off mid-run); failed (a store went away mid-run: what "
@@ -80,7 +82,7 @@ class RepairSummarySerializer(serializers.Serializer[dict[str, Any]]):
         help_text="Open differences not eligible, by reason (type_not_allowed, too_young).",
     )
     capped = serializers.ChoiceField(
-        choices=["per_run", "per_hour"],
+        choices=RepairCap.choices,
         allow_null=True,
         help_text="The cap the run stopped at, or null.",
     )

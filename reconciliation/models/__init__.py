@@ -1,7 +1,7 @@
 """What cdcrecon stores: the tables it reconciles (``mappings``), the jobs it ran (``jobs``)
 and the rows that drifted (``mismatches``, the ledger)."""
 
-from reconciliation.models.autorepair import AutoRepairAction, AutoRepairResult, SkipReason
+from reconciliation.models.autorepair import AutoRepairAction
 from reconciliation.models.counts import MismatchCount
 from reconciliation.models.jobs import (
     FULL_CHECK_STRATEGIES,
@@ -37,7 +37,6 @@ __all__ = [
     "RESOLVED_STATUSES",
     "AlreadyResolved",
     "AutoRepairAction",
-    "AutoRepairResult",
     "Finding",
     "JobFinding",
     "JobSegment",
@@ -47,7 +46,6 @@ __all__ = [
     "ReconciliationJob",
     "ReconciliationJobQuerySet",
     "SegmentDifference",
-    "SkipReason",
     "TableMapping",
     "Thresholds",
     "conclusive_q",

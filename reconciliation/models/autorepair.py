@@ -10,24 +10,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from reconciliation.choices import MismatchType
-
-
-class AutoRepairResult(models.TextChoices):
-    """What the policy did with one eligible difference."""
-
-    REPAIRED = "repaired", "Repaired from Cassandra"
-    WOULD_REPAIR = "would_repair", "Would be repaired (dry run)"
-    SKIPPED = "skipped", "Skipped (see the reason)"
-    FAILED = "failed", "Repair failed (still open)"
-
-
-class SkipReason(models.TextChoices):
-    """Why an eligible difference was left open."""
-
-    EQUAL_NOW = "equal_now", "Both stores agree now (closed, nothing written)"
-    CHANGED = "changed_since_detection", "A row changed since detection (left for the next run)"
-    GONE = "no_longer_open", "Resolved by someone else meanwhile"
+from reconciliation.choices import AutoRepairResult, MismatchType
 
 
 class AutoRepairAction(models.Model):

@@ -7,8 +7,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from reconciliation.autorepair import describe_summary
-from reconciliation.metrics import AUTO_REPAIR_RESULTS, REPAIR_CAPS
-from reconciliation.models import AutoRepairResult, TableMapping
+from reconciliation.choices import AutoRepairResult, RepairCap
+from reconciliation.models import TableMapping
 from reconciliation.repair import column_changes
 
 
@@ -55,9 +55,9 @@ def test_column_changes_name_each_changed_column_with_both_values() -> None:
     assert column_changes(before, dict(before)) == {}
 
 
-def test_the_metric_results_are_the_models() -> None:
-    assert set(AUTO_REPAIR_RESULTS) == set(AutoRepairResult.values)
-    assert REPAIR_CAPS == ("per_run", "per_hour")
+def test_the_metric_results_and_caps_are_the_ones_documented() -> None:
+    assert set(AutoRepairResult.values) == {"repaired", "would_repair", "skipped", "failed"}
+    assert tuple(RepairCap.values) == ("per_run", "per_hour")
 
 
 def test_the_summary_line_says_what_a_run_did() -> None:
