@@ -28,6 +28,20 @@ AUTO_REPAIR = "reconciliation.auto_repair"
 RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5}
 
 
+def _send(
+    name: str, queue: str, args: list[object] | None = None, countdown: float | None = None
+) -> None:
+    """Send task ``name`` to ``queue`` (the default queue when empty), retrying the broker."""
+    current_app.send_task(
+        name,
+        args=args,
+        countdown=countdown,
+        queue=queue or None,
+        retry=True,
+        retry_policy=RETRY_POLICY,
+    )
+
+
 def enqueue_job(job: ReconciliationJob) -> None:
     """Queue ``job``'s coordinator once the current transaction commits: on the default
     queue, or on the queue it came from before (a resumed job keeps its routing)."""
@@ -35,13 +49,7 @@ def enqueue_job(job: ReconciliationJob) -> None:
 
     def send() -> None:
         try:
-            current_app.send_task(
-                RUN_JOB,
-                args=[job_id],
-                queue=queue or None,
-                retry=True,
-                retry_policy=RETRY_POLICY,
-            )
+            _send(RUN_JOB, queue, args=[job_id])
         except Exception as exc:
             logger.exception("Could not queue job %s", job_id)
             stuck = ReconciliationJob.objects.filter(pk=job_id).first()
@@ -58,13 +66,7 @@ def send_segments(segment_ids: list[int], queue: str) -> None:
     def send() -> None:
         for segment_id in segment_ids:
             try:
-                current_app.send_task(
-                    RUN_SEGMENT,
-                    args=[segment_id],
-                    queue=queue or None,
-                    retry=True,
-                    retry_policy=RETRY_POLICY,
-                )
+                _send(RUN_SEGMENT, queue, args=[segment_id])
             except Exception:
                 logger.warning("Could not queue segment %s", segment_id, exc_info=True)
                 return
@@ -79,13 +81,7 @@ def send_in_flight_recheck(countdown: float, queue: str = "") -> None:
 
     def send() -> None:
         try:
-            current_app.send_task(
-                RECHECK_IN_FLIGHT,
-                countdown=countdown,
-                queue=queue or None,
-                retry=True,
-                retry_policy=RETRY_POLICY,
-            )
+            _send(RECHECK_IN_FLIGHT, queue, countdown=countdown)
         except Exception:
             logger.warning("Could not queue the in-flight re-check", exc_info=True)
 
@@ -100,13 +96,7 @@ def send_auto_repair(job: ReconciliationJob) -> None:
 
     def send() -> None:
         try:
-            current_app.send_task(
-                AUTO_REPAIR,
-                args=[job_id],
-                queue=queue or None,
-                retry=True,
-                retry_policy=RETRY_POLICY,
-            )
+            _send(AUTO_REPAIR, queue, args=[job_id])
         except Exception:
             logger.warning("Could not queue the repair policy after job %s", job_id, exc_info=True)
 
