@@ -50,6 +50,7 @@ from gdpr.models import AuditLogEntry
 from reconciliation.choices import (
     AutoRepairResult,
     JobStatus,
+    NotEligible,
     RepairCap,
     RepairPolicy,
     RepairRunStatus,
@@ -71,12 +72,6 @@ logger = logging.getLogger(__name__)
 
 #: Differences re-read from both stores at a time.
 BATCH = 50
-
-# Why an open difference was not eligible (the summary's ``not_eligible``).
-TYPE_NOT_ALLOWED = "type_not_allowed"
-TOO_YOUNG = "too_young"
-
-DONE, KILL_SWITCH, BUSY, STOPPED, FAILED = RepairRunStatus  # the summary's ``status``
 
 
 def policy_user(table_name: str) -> Any:
@@ -113,12 +108,12 @@ def run_policy(job_id: Any) -> dict[str, Any] | None:
     started = timezone.now()
     summary = _empty_summary(mapping, started)
     if not settings.reconciliation.auto_repair_enabled:
-        summary["status"] = KILL_SWITCH
+        summary["status"] = RepairRunStatus.KILL_SWITCH
         return _save(job, summary)
     with repair_policy_lock(mapping.pk) as mine:
         if not mine:
             logger.info("The repair policy of %s is running elsewhere", mapping.name)
-            summary["status"] = BUSY
+            summary["status"] = RepairRunStatus.BUSY
             return _save(job, summary)
         run = _Run(job, mapping)
         try:
@@ -126,7 +121,7 @@ def run_policy(job_id: Any) -> dict[str, Any] | None:
         except Exception as exc:  # a store went away: what was done stays done
             logger.exception("The repair policy of %s stopped", mapping.name)
             summary.update(run.summary())
-            summary.update(status=FAILED, error=f"{type(exc).__name__}: {exc}")
+            summary.update(status=RepairRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         else:
             summary.update(run.summary())
     return _save(job, summary)
@@ -216,9 +211,9 @@ class _Run:
         ).order_by("first_seen_at", "pk")
         for mismatch in pending.iterator(chunk_size=500):
             if mismatch.mismatch_type not in allowed:
-                self.not_eligible[TYPE_NOT_ALLOWED] += 1
+                self.not_eligible[NotEligible.TYPE_NOT_ALLOWED] += 1
             elif now - _since(mismatch) < min_age:
-                self.not_eligible[TOO_YOUNG] += 1
+                self.not_eligible[NotEligible.TOO_YOUNG] += 1
             else:
                 yield mismatch
 
@@ -297,7 +292,7 @@ class _Run:
                 skipped[row["reason"]] += row["n"]
         acted = sum(by_result.values())
         return {
-            "status": STOPPED if self.stopped else DONE,
+            "status": RepairRunStatus.STOPPED if self.stopped else RepairRunStatus.DONE,
             "eligible": acted + self.deferred,
             "repaired": by_result[AutoRepairResult.REPAIRED],
             "would_repair": by_result[AutoRepairResult.WOULD_REPAIR],
@@ -330,7 +325,7 @@ def _empty_summary(mapping: TableMapping, started: dt.datetime) -> dict[str, Any
     return {
         "policy": mapping.repair_policy,
         "dry_run": mapping.repair_policy == RepairPolicy.DRY_RUN,
-        "status": DONE,
+        "status": RepairRunStatus.DONE,
         "types": mapping.repair_types,
         "min_age_seconds": mapping.repair_min_age,
         "max_per_run": mapping.repair_max_per_run,
@@ -359,9 +354,9 @@ def _save(job: ReconciliationJob, summary: dict[str, Any]) -> dict[str, Any]:
 def describe_summary(summary: dict[str, Any]) -> str:
     """One line for people: what a policy run did."""
     policy = f"{summary.get('policy')}"
-    if summary.get("status") == KILL_SWITCH:
+    if summary.get("status") == RepairRunStatus.KILL_SWITCH:
         return f"{policy}, switched off by RECONCILIATION_AUTO_REPAIR_ENABLED=false"
-    if summary.get("status") == BUSY:
+    if summary.get("status") == RepairRunStatus.BUSY:
         return f"{policy}, not run: another run of this table's policy was in progress"
     done = "would repair" if summary.get("dry_run") else "repaired"
     count = summary.get("would_repair" if summary.get("dry_run") else "repaired", 0)
@@ -376,8 +371,8 @@ def describe_summary(summary: dict[str, Any]) -> str:
             f"stopped at the {summary['capped'].replace('_', ' ')} cap, "
             f"{summary.get('deferred', 0)} left for later"
         )
-    if summary.get("status") == STOPPED:
+    if summary.get("status") == RepairRunStatus.STOPPED:
         parts.append(f"stopped: the policy was switched off, {summary.get('deferred', 0)} left")
-    if summary.get("status") == FAILED:
+    if summary.get("status") == RepairRunStatus.FAILED:
         parts.append(f"stopped: {summary.get('error')}")
     return "; ".join(parts)

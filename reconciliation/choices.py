@@ -97,6 +97,13 @@ class AutoRepairResult(models.TextChoices):
     FAILED = "failed", "Repair failed (still open)"
 
 
+class NotEligible(models.TextChoices):
+    """Why an open difference was not for the policy to act on (yet)."""
+
+    TYPE_NOT_ALLOWED = "type_not_allowed", "Its type is not one the policy may fix"
+    TOO_YOUNG = "too_young", "Younger than the policy's minimum age"
+
+
 class SkipReason(models.TextChoices):
     """Why an eligible difference was left open."""
 
