@@ -205,7 +205,7 @@ def test_repair_updates_the_row_the_target_keys_in_another_spelling(
 def test_erasure_removes_every_equal_spelling_of_the_key_in_both_stores(
     cassandra, target, table_pair
 ) -> None:
-    from tests.integration.test_erasure import client_for, url, user_with
+    from tests.integration.erasure.support import client_for, url, user_with
 
     api = client_for(user_with("dpo", "erase_record"))
     mapping = table_pair(

@@ -1,169 +1,34 @@
-"""GDPR erasure: DELETE /records/{keyspace}/{table}/{primary_key} against the real stores."""
+"""GDPR erasure: DELETE /records/{keyspace}/{table}/{primary_key} against the real stores:
+what it erases, scrubs and audits, and how it survives a store that is down."""
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import json
-from collections.abc import Callable
-from typing import Any
-from urllib.parse import quote
 
 import psycopg
 import pytest
 from cassandra.cluster import Session
-from django.apps import apps
 from django.conf import settings
-from django.contrib.auth.models import Permission, User
-from django.core import serializers
 from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 import reconciliation.connections as connections
-from cdcrecon.api.tokens import issue_token
 from gdpr.models import AuditAction, AuditLogEntry
-from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
-from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
+from reconciliation.choices import MismatchType, ResolutionStatus
+from reconciliation.models import TableMapping
+from tests.integration.erasure.support import (
+    app_tables_dump,
+    cassandra_ids,
+    composite,
+    event_keys,
+    mismatch,
+    postgres_ids,
+    url,
+)
 from tests.support import free_port
 
 pytestmark = pytest.mark.django_db
-
-USERS_CASSANDRA = "id text PRIMARY KEY, email text, name text"
-USERS_POSTGRES = "id text PRIMARY KEY, email text, name text, _cdc_updated_at timestamptz"
-EVENTS_CASSANDRA = "tenant text, day date, seq int, payload text, PRIMARY KEY ((tenant, day), seq)"
-EVENTS_POSTGRES = "tenant text, day date, seq int, payload text, PRIMARY KEY (tenant, day, seq)"
-
-
-# --- helpers and fixtures ---------------------------------------------------------------------
-
-
-def client_for(user: User | None) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_token(user)[1]}")
-    return client
-
-
-def user_with(username: str, *codenames: str) -> User:
-    user = User.objects.create_user(username, password="not-used-here")
-    for codename in codenames:
-        user.user_permissions.add(Permission.objects.get(codename=codename))
-    return User.objects.get(pk=user.pk)  # fresh: no cached permissions
-
-
-@pytest.fixture
-def dpo() -> User:
-    """The data protection officer: may erase records."""
-    return user_with("dpo", "erase_record")
-
-
-@pytest.fixture
-def api(dpo: User) -> APIClient:
-    return client_for(dpo)
-
-
-def url(mapping: TableMapping, key: str, keyspace: str | None = None) -> str:
-    keyspace = keyspace or mapping.cassandra_keyspace
-    return f"/records/{keyspace}/{mapping.cassandra_table}/{quote(key, safe='')}"
-
-
-def composite(*parts: str) -> str:
-    return json.dumps(list(parts))
-
-
-def cassandra_ids(cassandra: Session, mapping: TableMapping) -> set[str]:
-    return {row["id"] for row in cassandra.execute(f"SELECT id FROM {mapping.cassandra_table}")}
-
-
-def postgres_ids(target: psycopg.Connection, mapping: TableMapping) -> set[str]:
-    return {row[0] for row in target.execute(f"SELECT id FROM public.{mapping.postgres_table}")}
-
-
-@pytest.fixture
-def users(
-    cassandra: Session, target: psycopg.Connection, table_pair: Callable[..., TableMapping]
-) -> TableMapping:
-    """A users table with alice, bob and carol in both stores."""
-    mapping = table_pair(USERS_CASSANDRA, USERS_POSTGRES)
-    for user_id, email, name in [
-        ("user-alice", "alice@example.com", "Alice Liddell"),
-        ("user-bob", "bob@example.com", "Bob Builder"),
-        ("user-carol", "carol@example.com", "Carol Danvers"),
-    ]:
-        cassandra.execute(
-            f"INSERT INTO {mapping.cassandra_table} (id, email, name) VALUES (%s, %s, %s)",
-            (user_id, email, name),
-        )
-        target.execute(
-            f"INSERT INTO public.{mapping.postgres_table} (id, email, name) VALUES (%s, %s, %s)",
-            (user_id, email, name),
-        )
-    return mapping
-
-
-@pytest.fixture
-def events(
-    cassandra: Session, target: psycopg.Connection, table_pair: Callable[..., TableMapping]
-) -> TableMapping:
-    """A table keyed by ((tenant, day), seq): three events of acme on one day, one of globex."""
-    mapping = table_pair(EVENTS_CASSANDRA, EVENTS_POSTGRES)
-    rows = [
-        ("acme", dt.date(2025, 11, 25), 1, "login from 10.0.0.1"),
-        ("acme", dt.date(2025, 11, 25), 2, "email changed to x@acme.test"),
-        ("acme", dt.date(2025, 11, 25), 3, "logout"),
-        ("globex", dt.date(2025, 11, 25), 2, "login"),
-    ]
-    for row in rows:
-        cassandra.execute(
-            f"INSERT INTO {mapping.cassandra_table} (tenant, day, seq, payload) "
-            "VALUES (%s, %s, %s, %s)",
-            row,
-        )
-        target.execute(
-            f"INSERT INTO public.{mapping.postgres_table} (tenant, day, seq, payload) "
-            "VALUES (%s, %s, %s, %s)",
-            row,
-        )
-    return mapping
-
-
-def event_keys(cassandra: Session, target: psycopg.Connection, mapping: TableMapping) -> tuple:
-    in_cassandra = {
-        (r["tenant"], str(r["day"]), r["seq"])
-        for r in cassandra.execute(f"SELECT tenant, day, seq FROM {mapping.cassandra_table}")
-    }
-    in_postgres = {
-        (r[0], str(r[1]), r[2])
-        for r in target.execute(f"SELECT tenant, day, seq FROM public.{mapping.postgres_table}")
-    }
-    return in_cassandra, in_postgres
-
-
-def mismatch(mapping: TableMapping, key: str, **fields: Any) -> Mismatch:
-    job = ReconciliationJob.objects.create(
-        table_name=mapping.name,
-        validation_strategy=ValidationStrategy.CHECKSUM,
-        status=JobStatus.COMPLETED,
-    )
-    values: dict[str, Any] = {
-        "mismatch_type": MismatchType.DATA_MISMATCH,
-        "cassandra_checksum": "a" * 64,
-        "postgres_checksum": "b" * 64,
-        "cassandra_data": {"id": key, "email": f"{key}@example.com"},
-        "postgres_data": {"id": key, "email": f"{key}.old@example.com"},
-        **fields,
-    }
-    return Mismatch.objects.create(
-        job=job, table_name=mapping.name, primary_key_value=key, **values
-    )
-
-
-def app_tables_dump() -> str:
-    """Every row of every table of our own apps, as JSON text."""
-    models = [*apps.get_app_config("reconciliation").get_models()]
-    models += [*apps.get_app_config("gdpr").get_models()]
-    return "".join(serializers.serialize("json", model.objects.all()) for model in models)
 
 
 # --- a one-column key -------------------------------------------------------------------------
@@ -412,183 +277,6 @@ def test_a_malformed_composite_key_is_a_400_and_touches_nothing(
     assert AuditLogEntry.objects.count() == 0
     assert event_keys(cassandra, target, events) == before
     assert len(before[0]) == 4
-
-
-# --- authentication, permission, routing ------------------------------------------------------
-
-
-def test_an_anonymous_request_is_a_401(users: TableMapping, target: psycopg.Connection) -> None:
-    response = client_for(None).delete(url(users, "user-alice") + "?reason=x")
-
-    assert response.status_code == 401
-    assert response.json()["error"] == "not_authenticated"
-    assert "user-alice" in postgres_ids(target, users)
-
-
-def test_a_bad_token_is_a_401(users: TableMapping, target: psycopg.Connection) -> None:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
-
-    response = client.delete(url(users, "user-alice") + "?reason=x")
-
-    assert response.status_code == 401
-    assert "user-alice" in postgres_ids(target, users)
-
-
-def test_a_user_without_the_erase_permission_is_a_403(
-    users: TableMapping, cassandra: Session, target: psycopg.Connection
-) -> None:
-    reader = user_with("reader", "view_reconciliationjob", "view_auditlogentry")
-
-    response = client_for(reader).delete(url(users, "user-alice") + "?reason=x")
-
-    assert response.status_code == 403
-    assert response.json()["error"] == "permission_denied"
-    assert AuditLogEntry.objects.count() == 0
-    assert "user-alice" in cassandra_ids(cassandra, users)
-    assert "user-alice" in postgres_ids(target, users)
-
-
-def test_an_unregistered_table_is_a_404_and_touches_nothing(
-    api: APIClient, users: TableMapping, cassandra: Session, target: psycopg.Connection
-) -> None:
-    unregistered = TableMapping(
-        cassandra_keyspace=users.cassandra_keyspace, cassandra_table="t_not_registered"
-    )
-    wrong_keyspace = url(users, "user-alice", keyspace="warehouse_elsewhere")
-
-    for path in (url(unregistered, "user-alice"), wrong_keyspace):
-        response = api.delete(path, {"reason": "ticket-47"}, format="json")
-        assert response.status_code == 404, (path, response.content)
-        assert response.json()["error"] == "not_found"
-    assert AuditLogEntry.objects.count() == 0
-    assert "user-alice" in cassandra_ids(cassandra, users)
-
-
-def test_records_audit_is_not_read_as_an_erasure(api: APIClient, users: TableMapping) -> None:
-    response = api.delete("/records/audit", {"reason": "x"}, format="json")
-
-    assert response.status_code in (403, 405)
-    assert AuditLogEntry.objects.count() == 0
-
-
-INJECTIONS = [
-    "users;DROP TABLE users",
-    "users'; DROP TABLE users; --",
-    'users"; DROP TABLE users; --',
-    "..",
-    "%2E%2E",
-    "ússers",
-    "users%2F..%2F..",
-    "users%00",
-    "users%3BDROP%20TABLE%20users",
-]
-
-
-@pytest.mark.parametrize("segment", INJECTIONS)
-@pytest.mark.parametrize("position", ["keyspace", "table"])
-def test_injection_in_the_keyspace_or_table_is_a_404_with_nothing_executed(
-    api: APIClient,
-    users: TableMapping,
-    cassandra: Session,
-    target: psycopg.Connection,
-    segment: str,
-    position: str,
-) -> None:
-    keyspace = segment if position == "keyspace" else users.cassandra_keyspace
-    table = segment if position == "table" else users.cassandra_table
-    # The segment is sent as written (already percent-encoded where it has a %).
-    path = f"/records/{keyspace}/{table}/user-alice"
-
-    response = api.delete(path, {"reason": "ticket-48"}, format="json")
-
-    assert response.status_code == 404, (path, response.content)
-    assert AuditLogEntry.objects.count() == 0
-    assert cassandra_ids(cassandra, users) == {"user-alice", "user-bob", "user-carol"}
-    assert postgres_ids(target, users) == {"user-alice", "user-bob", "user-carol"}
-
-
-@pytest.mark.parametrize(
-    "key",
-    [
-        "user-alice' OR '1'='1",
-        "user-alice'; DROP TABLE users; --",
-        'user-alice" OR ""="',
-        "user-alice;DELETE FROM x",
-        "../user-alice",
-        "user-alice/../user-bob",
-        "ûser-ålice ☃",
-        "%",
-        "*",
-    ],
-)
-def test_injection_in_a_text_key_is_bound_as_a_value_and_matches_no_row(
-    api: APIClient, users: TableMapping, cassandra: Session, target: psycopg.Connection, key: str
-) -> None:
-    response = api.delete(url(users, key), {"reason": "ticket-49"}, format="json")
-
-    assert response.status_code == 200, response.content
-    assert response.json()["cassandra"]["status"] == "NOT_FOUND"
-    assert response.json()["postgres"]["status"] == "NOT_FOUND"
-    assert AuditLogEntry.objects.get().primary_key == key
-    assert cassandra_ids(cassandra, users) == {"user-alice", "user-bob", "user-carol"}
-    assert postgres_ids(target, users) == {"user-alice", "user-bob", "user-carol"}
-
-
-def test_a_percent_encoded_slash_in_a_key_is_part_of_the_key(
-    api: APIClient, users: TableMapping, cassandra: Session, target: psycopg.Connection
-) -> None:
-    cassandra.execute(f"INSERT INTO {users.cassandra_table} (id) VALUES ('team/dave')")
-    target.execute(f"INSERT INTO public.{users.postgres_table} (id) VALUES ('team/dave')")
-
-    response = api.delete(url(users, "team/dave"), {"reason": "ticket-52"}, format="json")
-
-    assert response.status_code == 200, response.content
-    assert response.json()["postgres"]["status"] == "SUCCESS"
-    assert cassandra_ids(cassandra, users) == {"user-alice", "user-bob", "user-carol"}
-    assert postgres_ids(target, users) == {"user-alice", "user-bob", "user-carol"}
-
-
-@pytest.mark.parametrize("key", ["1 OR 1=1", "1;DROP TABLE x", "0x10", "1.5", "", "%00"])
-def test_injection_in_an_integer_key_is_a_400_with_nothing_executed(
-    api: APIClient,
-    table_pair: Callable[..., TableMapping],
-    cassandra: Session,
-    target: psycopg.Connection,
-    key: str,
-) -> None:
-    mapping = table_pair("id int PRIMARY KEY, email text", "id int PRIMARY KEY, email text")
-    cassandra.execute(f"INSERT INTO {mapping.cassandra_table} (id, email) VALUES (1, 'a@b')")
-    target.execute(f"INSERT INTO public.{mapping.postgres_table} (id, email) VALUES (1, 'a@b')")
-    path = f"/records/{mapping.cassandra_keyspace}/{mapping.cassandra_table}/{quote(key, safe='%')}"
-
-    response = api.delete(path, {"reason": "ticket-53"}, format="json")
-
-    assert response.status_code in (400, 404), response.content
-    assert AuditLogEntry.objects.count() == 0
-    assert [r["id"] for r in cassandra.execute(f"SELECT id FROM {mapping.cassandra_table}")] == [1]
-    assert target.execute(f"SELECT id FROM public.{mapping.postgres_table}").fetchall() == [(1,)]
-
-
-def test_an_integer_key_in_its_canonical_text_is_erased(
-    api: APIClient,
-    table_pair: Callable[..., TableMapping],
-    cassandra: Session,
-    target: psycopg.Connection,
-) -> None:
-    mapping = table_pair("id bigint PRIMARY KEY, email text", "id bigint PRIMARY KEY, email text")
-    for user_id in (7, 8):
-        cassandra.execute(f"INSERT INTO {mapping.cassandra_table} (id) VALUES ({user_id})")
-        target.execute(f"INSERT INTO public.{mapping.postgres_table} (id) VALUES ({user_id})")
-
-    response = api.delete(
-        f"/records/{mapping.cassandra_keyspace}/{mapping.cassandra_table}/7?reason=ticket-54"
-    )
-
-    assert response.status_code == 200, response.content
-    assert response.json()["cassandra"]["status"] == "SUCCESS"
-    assert [r["id"] for r in cassandra.execute(f"SELECT id FROM {mapping.cassandra_table}")] == [8]
-    assert target.execute(f"SELECT id FROM public.{mapping.postgres_table}").fetchall() == [(8,)]
 
 
 # --- a store that is down ---------------------------------------------------------------------
