@@ -41,7 +41,7 @@ collection from NULL), so it equals NULL, ``{}`` or ``[]`` on the target.  A val
 be read as the column's type (text that is not a uuid, ``infinity`` in a timestamp or date,
 JSON of the wrong shape, anything a converter raises on) becomes ``"<invalid …>"`` with the
 value as written: it equals no valid value of the type, so its row is a DATA_MISMATCH, and
-the job counts it (``count_unreadable``) instead of failing.  Timestamps and dates are
+the job counts it (``unreadable.count_unreadable``) instead of failing.  Timestamps and dates are
 compared as epoch milliseconds and day numbers, so years past 9999 are still compared.
 
 Equalities decided here: a ``decimal`` equals the same number at any scale (``1.10`` =
@@ -81,6 +81,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from reconciliation.engine.cqltypes import CqlType
+from reconciliation.engine.unreadable import invalid
 
 Converter = Callable[[Any], Any]
 
@@ -93,47 +94,6 @@ _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _MILLISECOND = dt.timedelta(milliseconds=1)
 _INF = math.inf
-
-
-def _invalid(value: Any) -> str:
-    # Only made for non-text types, whose valid compare forms are never such a string.
-    return f"<invalid {value!r}>"
-
-
-invalid = _invalid
-
-# How the target's SELECT hands over values it cannot turn into a compare form
-# (``postgres.py``): infinite timestamps and dates become the extremes of their integer.
-_MS_INFINITY, _MS_MINUS_INFINITY = 2**63 - 1, -(2**63)
-_DAYS_INFINITY, _DAYS_MINUS_INFINITY = 2**31 - 1, -(2**31)
-
-
-def _finite_ms(value: int) -> Any:
-    if value == _MS_INFINITY or value == _MS_MINUS_INFINITY:
-        return _invalid("infinity" if value > 0 else "-infinity")
-    return value
-
-
-def _finite_days(value: int) -> Any:
-    if value == _DAYS_INFINITY or value == _DAYS_MINUS_INFINITY:
-        return _invalid("infinity" if value > 0 else "-infinity")
-    return value
-
-
-def is_unreadable(value: Any) -> bool:
-    """A compare or canonical value that stands for a value that could not be read."""
-    return isinstance(value, str) and value.startswith("<invalid ")
-
-
-def count_unreadable(value: Any) -> int:
-    """How many unreadable values a canonical value holds (nested ones too)."""
-    if is_unreadable(value):
-        return 1
-    if isinstance(value, list):
-        return sum(count_unreadable(v) for v in value)
-    if isinstance(value, dict):
-        return sum(count_unreadable(v) for v in value.values())
-    return 0
 
 
 # -- compare forms of simple types, from any representation (the general path) ---------------
@@ -149,18 +109,18 @@ def _text(value: Any) -> Any:
 
 def _integer(value: Any) -> Any:
     if isinstance(value, bool):
-        return _invalid(value)
+        return invalid(value)
     if isinstance(value, int):
         return value
     try:
         number = decimal.Decimal(value.strip()) if isinstance(value, str) else value
         if isinstance(number, float) and not number.is_integer():
-            return _invalid(value)
+            return invalid(value)
         if isinstance(number, decimal.Decimal) and number != number.to_integral_value():
-            return _invalid(value)
+            return invalid(value)
         return int(number)
     except (ValueError, TypeError, ArithmeticError):
-        return _invalid(value)
+        return invalid(value)
 
 
 def _decimal_form(number: decimal.Decimal) -> str:
@@ -177,14 +137,14 @@ def _decimal_form(number: decimal.Decimal) -> str:
 def _decimal(value: Any) -> Any:
     try:
         if isinstance(value, bool):
-            return _invalid(value)
+            return invalid(value)
         if isinstance(value, decimal.Decimal):
             return _decimal_form(value)
         if isinstance(value, float):
             return _decimal_form(decimal.Decimal(repr(value)))
         return _decimal_form(decimal.Decimal(str(value).strip()))
     except (ValueError, ArithmeticError):
-        return _invalid(value)
+        return invalid(value)
 
 
 def _special_float(value: float) -> str:
@@ -218,14 +178,14 @@ def _to_float(value: Any) -> float | None:
 
 def _double(value: Any) -> Any:
     number = _to_float(value)
-    return _invalid(value) if number is None else _finite_or_special(number)
+    return invalid(value) if number is None else _finite_or_special(number)
 
 
 def _float32(value: Any) -> Any:
     """The exact 32-bit float nearest the value (how Cassandra stores a float)."""
     number = _to_float(value)
     if number is None:
-        return _invalid(value)
+        return invalid(value)
     if number - number != 0:
         return _special_float(number)
     try:
@@ -245,7 +205,7 @@ def _boolean(value: Any) -> Any:
         return value
     if isinstance(value, str) and value.strip().lower() in {"true", "false", "t", "f"}:
         return value.strip().lower() in {"true", "t"}
-    return _invalid(value)
+    return invalid(value)
 
 
 def _uuid(value: Any) -> Any:
@@ -257,7 +217,7 @@ def _uuid(value: Any) -> Any:
     try:
         return uuid.UUID(str(value).strip()).bytes
     except ValueError:
-        return _invalid(value)
+        return invalid(value)
 
 
 def _timestamp_ms(value: dt.datetime) -> int:
@@ -276,16 +236,16 @@ def _timestamp(value: Any) -> Any:
         try:
             return _timestamp_ms(dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
         except ValueError:
-            return _invalid(value)
+            return invalid(value)
     if isinstance(value, dt.date):
         return _timestamp_ms(dt.datetime(value.year, value.month, value.day))
-    return _invalid(value)
+    return invalid(value)
 
 
 def _date(value: Any) -> Any:
     """A date's compare form is its day number from 1970-01-01."""
     if isinstance(value, dt.datetime):
-        return _invalid(value)
+        return invalid(value)
     if isinstance(value, dt.date):
         return value.toordinal() - _EPOCH_ORDINAL
     days = getattr(value, "days_from_epoch", None)  # the driver's Date
@@ -295,8 +255,8 @@ def _date(value: Any) -> Any:
         try:
             return dt.date.fromisoformat(value.strip()).toordinal() - _EPOCH_ORDINAL
         except ValueError:
-            return _invalid(value)
-    return _invalid(value)
+            return invalid(value)
+    return invalid(value)
 
 
 def _micros_of(value: dt.time) -> int:
@@ -314,8 +274,8 @@ def _time(value: Any) -> Any:
         try:
             return _micros_of(dt.time.fromisoformat(value.strip()))
         except ValueError:
-            return _invalid(value)
-    return _invalid(value)
+            return invalid(value)
+    return invalid(value)
 
 
 def _blob(value: Any) -> Any:
@@ -331,8 +291,8 @@ def _blob(value: Any) -> Any:
         try:
             return bytes.fromhex(text)
         except ValueError:
-            return _invalid(value)
-    return _invalid(value)
+            return invalid(value)
+    return invalid(value)
 
 
 def _inet(value: Any) -> Any:
@@ -349,7 +309,7 @@ def _inet(value: Any) -> Any:
         try:
             return _inet(ipaddress.ip_interface(text))
         except ValueError:
-            return _invalid(value)
+            return invalid(value)
 
 
 _DURATION_FORM = re.compile(r"^(-?\d+)mo(-?\d+)d(-?\d+)ns$")
@@ -363,7 +323,7 @@ def _duration(value: Any) -> Any:
     if isinstance(value, str) and _DURATION_FORM.match(value.strip()):
         return value.strip()
     # A timedelta has already folded the fields together: it cannot be compared.
-    return _invalid(value)
+    return invalid(value)
 
 
 SIMPLE_CONVERTERS: dict[str, Converter] = {
@@ -412,7 +372,7 @@ def _sequence(element: Converter, ordered: bool) -> Converter:
     def convert(value: Any) -> Any:
         value = _maybe_json(value)
         if not _is_sequence(value):
-            return _invalid(value)
+            return invalid(value)
         items = [None if item is None else element(item) for item in value]
         return items if ordered else _sorted(items)
 
@@ -423,7 +383,7 @@ def _map(key: Converter, value_converter: Converter) -> Converter:
     def convert(value: Any) -> Any:
         value = _maybe_json(value)
         if not isinstance(value, Mapping):
-            return _invalid(value)
+            return invalid(value)
         pairs = {key(k): None if v is None else value_converter(v) for k, v in value.items()}
         return {k: pairs[k] for k in _sorted(list(pairs))}
 
@@ -434,10 +394,10 @@ def _tuple(elements: Sequence[Converter]) -> Converter:
     def convert(value: Any) -> Any:
         value = _maybe_json(value)
         if not _is_sequence(value):
-            return _invalid(value)
+            return invalid(value)
         items = list(value)
         if len(items) > len(elements):
-            return _invalid(value)
+            return invalid(value)
         items += [None] * (len(elements) - len(items))
         return [None if v is None else c(v) for c, v in zip(elements, items, strict=True)]
 
@@ -461,7 +421,7 @@ def _udt(fields: Sequence[tuple[str, Converter]]) -> Converter:
             name: None if v is None else c(v) for (name, c), v in zip(fields, raw, strict=True)
         }
         for k, v in extra.items():  # fields the type does not have: never equal
-            result[f"<unknown field {k}>"] = _invalid(v)
+            result[f"<unknown field {k}>"] = invalid(v)
         return result
 
     return convert

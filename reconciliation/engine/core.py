@@ -32,12 +32,7 @@ from typing import Any
 import psycopg
 from cassandra.cluster import Session
 
-from reconciliation.engine.canonical import (
-    Converter,
-    column_canonicalizer,
-    count_unreadable,
-    is_unreadable,
-)
+from reconciliation.engine.canonical import Converter, column_canonicalizer
 from reconciliation.engine.cassandra import CassandraTable, ReadLimiter, token_segments
 from reconciliation.engine.keys import BadKey, split_key
 from reconciliation.engine.lag import (
@@ -54,6 +49,7 @@ from reconciliation.engine.readable import primary_key_text
 from reconciliation.engine.records import MARSHAL_VERSION, Codec, SourceWrite, source_write
 from reconciliation.engine.schema import TableSpec, discover_layout
 from reconciliation.engine.spill import Spool
+from reconciliation.engine.unreadable import count_unreadable, is_unreadable
 
 ROW_COUNT = "ROW_COUNT"
 CHECKSUM = "CHECKSUM"

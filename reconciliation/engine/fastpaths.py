@@ -24,8 +24,6 @@ from reconciliation.engine.canonical import (
     Converter,
     _blob,
     _decimal_form,
-    _finite_days,
-    _finite_ms,
     _finite_or_special,
     _micros_of,
     _nullable,
@@ -35,6 +33,7 @@ from reconciliation.engine.canonical import (
     column_canonicalizer,
 )
 from reconciliation.engine.cqltypes import CqlType
+from reconciliation.engine.unreadable import finite_days, finite_ms
 
 # -- per-store fast paths: one attribute read or nothing, for the types rows are made of -------
 
@@ -64,8 +63,8 @@ _POSTGRES_FAST: dict[tuple[str, str], Converter | None] = {
     # Columns the target's SELECT already turns into compare forms (postgres.py, "@…").
     ("uuid", "@bytes"): None,
     ("timeuuid", "@bytes"): None,
-    ("timestamp", "@ms"): _finite_ms,
-    ("date", "@days"): _finite_days,
+    ("timestamp", "@ms"): finite_ms,
+    ("date", "@days"): finite_days,
     ("duration", "@interval"): None,
     ("decimal", "@decimal"): None,
     ("float", "@f32"): _finite_or_special,
@@ -108,8 +107,8 @@ _POSTGRES_INLINE: dict[tuple[str, str], str] = {
     ("decimal", "numeric"): "_decimal_form({v})",
     ("float", "float4"): "_round_float32({v})",
     ("float", "@f32"): "({v} + 0.0 if {v} - {v} == 0 else _special_float({v}))",
-    ("timestamp", "@ms"): "_finite_ms({v})",
-    ("date", "@days"): "_finite_days({v})",
+    ("timestamp", "@ms"): "finite_ms({v})",
+    ("date", "@days"): "finite_days({v})",
     ("double", "float8"): "({v} + 0.0 if {v} - {v} == 0 else _special_float({v}))",
     ("uuid", "uuid"): "{v}.bytes",
     ("timeuuid", "uuid"): "{v}.bytes",
@@ -125,8 +124,8 @@ INLINE_NAMESPACE: dict[str, Any] = {
     "_round_float32": _round_float32,
     "_micros_of": _micros_of,
     "_blob": _blob,
-    "_finite_ms": _finite_ms,
-    "_finite_days": _finite_days,
+    "finite_ms": finite_ms,
+    "finite_days": finite_days,
     "_EPOCH": _EPOCH,
     "_EPOCH_UTC": _EPOCH_UTC,
     "_EPOCH_ORDINAL": _EPOCH_ORDINAL,

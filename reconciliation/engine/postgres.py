@@ -23,10 +23,10 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import set_json_loads
 
-from reconciliation.engine.canonical import is_unreadable
 from reconciliation.engine.readable import display_value
 from reconciliation.engine.records import MARSHAL_VERSION
 from reconciliation.engine.schema import Column, Layout, Window
+from reconciliation.engine.unreadable import is_unreadable
 
 Connect = Callable[[], psycopg.Connection]
 
@@ -257,10 +257,10 @@ class PostgresTable:
 # Compare forms computed by PostgreSQL (the same as canonical.py computes in Python):
 _COMPARE_FORMS = {
     "@bytes": "uuid_send({})",  # a uuid's 16 bytes
-    # epoch milliseconds, cut; ±infinity as the int8 extremes (canonical._finite_ms)
+    # epoch milliseconds, cut; ±infinity as the int8 extremes (unreadable.finite_ms)
     "@ms": "CASE WHEN isfinite({0}) THEN floor(extract(epoch FROM {0}) * 1000)::int8 "
     "WHEN {0} > 'epoch' THEN 9223372036854775807 WHEN {0} < 'epoch' THEN -9223372036854775808 END",
-    # the day number; ±infinity as the int4 extremes (canonical._finite_days)
+    # the day number; ±infinity as the int4 extremes (unreadable.finite_days)
     "@days": "CASE WHEN isfinite({0}) THEN {0} - DATE '1970-01-01' "
     "WHEN {0} > 'epoch' THEN 2147483647 WHEN {0} < 'epoch' THEN -2147483648 END",
     # an interval's months, days and time, each apart: "<months>mo<days>d<nanoseconds>ns"

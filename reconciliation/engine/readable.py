@@ -22,6 +22,7 @@ from reconciliation.engine.canonical import (
 )
 from reconciliation.engine.cqltypes import CqlType
 from reconciliation.engine.keys import format_key
+from reconciliation.engine.unreadable import is_unreadable
 
 # -- the canonical (readable, documented) form --------------------------------------------------
 
@@ -88,7 +89,7 @@ def key_text(value: Any) -> str:
 
 def display_value(ctype: CqlType, value: Any) -> Any:
     """The canonical form (the table above) of a compare form."""
-    if value is None or (isinstance(value, str) and value.startswith("<invalid ")):
+    if value is None or is_unreadable(value):
         return value
     name = ctype.name
     if name in _SIMPLE_DISPLAY:

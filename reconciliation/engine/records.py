@@ -43,7 +43,7 @@ from typing import Any
 
 from cassandra.cmurmur3 import murmur3
 
-from reconciliation.engine.canonical import Converter, column_canonicalizer, invalid
+from reconciliation.engine.canonical import Converter, column_canonicalizer
 from reconciliation.engine.fastpaths import (
     INLINE_NAMESPACE,
     cassandra_converter,
@@ -53,6 +53,7 @@ from reconciliation.engine.fastpaths import (
 )
 from reconciliation.engine.readable import display_row, display_value, row_checksum
 from reconciliation.engine.schema import Layout
+from reconciliation.engine.unreadable import invalid
 
 MIN_TOKEN = -(2**63)
 MAX_TOKEN = 2**63 - 1

@@ -180,7 +180,7 @@ def test_durations_compare_months_days_and_time_apart() -> None:
 
 
 def test_unreadable_values_are_shown_as_written_and_counted() -> None:
-    from reconciliation.engine.canonical import count_unreadable, is_unreadable
+    from reconciliation.engine.unreadable import count_unreadable, is_unreadable
 
     value = canonical("uuid", "not-a-uuid")
     assert value == "<invalid 'not-a-uuid'>"
