@@ -23,29 +23,7 @@ strategy has its module: ``row_count``, ``checksum``, ``timestamp_range``, ``sam
 
 # The strategy modules join the engine's runners (``core.RUNNERS``) as they are imported.
 from reconciliation.engine import checksum, row_count, sample, timestamp_range  # noqa: F401
-from reconciliation.engine.core import (
-    CHECKSUM,
-    DATA_MISMATCH,
-    FIXED_DELAY,
-    MISSING_IN_CASSANDRA,
-    MISSING_IN_POSTGRES,
-    NO_RECHECK,
-    RECHECK_PROGRESS,
-    ROW_COUNT,
-    SAMPLE,
-    STRATEGIES,
-    TIMESTAMP_RANGE,
-    WRITE_TIME,
-    Connect,
-    Difference,
-    Engine,
-    KeyReading,
-    Options,
-    Outcome,
-    Progress,
-    Report,
-    Verdicts,
-)
+from reconciliation.engine.core import RECHECK_PROGRESS, Engine, Verdicts
 from reconciliation.engine.keydiff import (
     Plan,
     RangeResult,
@@ -60,6 +38,26 @@ from reconciliation.engine.lag import LagVerdict, lag_verdict
 from reconciliation.engine.lookups import StoredKeys, recheck_keys, stored_keys
 from reconciliation.engine.row_count import count_range
 from reconciliation.engine.row_count import outcome as row_count_outcome
+from reconciliation.engine.terms import (
+    CHECKSUM,
+    DATA_MISMATCH,
+    FIXED_DELAY,
+    MISSING_IN_CASSANDRA,
+    MISSING_IN_POSTGRES,
+    NO_RECHECK,
+    ROW_COUNT,
+    SAMPLE,
+    STRATEGIES,
+    TIMESTAMP_RANGE,
+    WRITE_TIME,
+    Connect,
+    Difference,
+    KeyReading,
+    Options,
+    Outcome,
+    Progress,
+    Report,
+)
 from reconciliation.engine.timestamp_range import parameters as window_parameters
 from reconciliation.engine.timestamp_range import window as checked_window
 

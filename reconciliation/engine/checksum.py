@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from reconciliation.engine.core import CHECKSUM, Engine, Outcome, strategy
+from reconciliation.engine.core import Engine, strategy
 from reconciliation.engine.keydiff import full_diff
+from reconciliation.engine.terms import CHECKSUM, Outcome
 
 
 @strategy(CHECKSUM)

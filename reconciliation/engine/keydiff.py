@@ -58,12 +58,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from reconciliation.engine.cassandra import split_range
-from reconciliation.engine.core import VERDICT_BATCH, Engine, Outcome, Verdicts, plan_segments
+from reconciliation.engine.core import VERDICT_BATCH, Engine, Verdicts, plan_segments
 from reconciliation.engine.drift import drift_percentage
 from reconciliation.engine.merge import Diff, PassCounts, Record, merge_by_token
 from reconciliation.engine.records import MAX_TOKEN, MIN_TOKEN
 from reconciliation.engine.schema import Window
 from reconciliation.engine.spill import SortedRuns, Spool
+from reconciliation.engine.terms import Outcome
 
 DIGEST_SIZE = 16
 

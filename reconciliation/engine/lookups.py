@@ -12,8 +12,9 @@ from typing import Any
 
 from cassandra.cluster import Session
 
-from reconciliation.engine.core import Connect, Difference, Engine, Options
+from reconciliation.engine.core import Engine
 from reconciliation.engine.schema import TableSpec
+from reconciliation.engine.terms import Connect, Difference, Options
 
 
 def recheck_keys(

@@ -7,9 +7,10 @@ Cassandra is counted one token range at a time (``count_range``, never one whole
 from __future__ import annotations
 
 from reconciliation.engine.cassandra import split_range
-from reconciliation.engine.core import ROW_COUNT, Engine, Outcome, plan_segments, strategy
+from reconciliation.engine.core import Engine, plan_segments, strategy
 from reconciliation.engine.drift import row_count_drift
 from reconciliation.engine.records import MAX_TOKEN, MIN_TOKEN
+from reconciliation.engine.terms import ROW_COUNT, Outcome
 
 
 def count_range(engine: Engine, token_range: tuple[int, int], pieces: int = 8) -> int:

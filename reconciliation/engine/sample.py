@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import random
 
-from reconciliation.engine.core import SAMPLE, VERDICT_BATCH, Engine, Outcome, strategy
+from reconciliation.engine.core import VERDICT_BATCH, Engine, strategy
 from reconciliation.engine.drift import drift_percentage, wilson_interval
 from reconciliation.engine.keydiff import full_diff
 from reconciliation.engine.merge import agree
 from reconciliation.engine.readable import primary_key_text
 from reconciliation.engine.spill import Spool
+from reconciliation.engine.terms import SAMPLE, Outcome
 
 
 @strategy(SAMPLE)

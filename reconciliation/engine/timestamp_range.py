@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reconciliation.engine.core import TIMESTAMP_RANGE, Engine, Outcome, strategy
+from reconciliation.engine.core import Engine, strategy
 from reconciliation.engine.keydiff import full_diff
 from reconciliation.engine.schema import SchemaError, Window
+from reconciliation.engine.terms import TIMESTAMP_RANGE, Outcome
 
 
 def iso(value: dt.datetime) -> str:
