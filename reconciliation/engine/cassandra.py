@@ -14,7 +14,7 @@ Uuids are selected as ``uuidAsBlob(c)``: their 16 bytes, the compare form, witho
 cost a few seconds of the driver's event-loop thread per million rows).
 
 **Write times.**  With ``write_times``, each row also brings its write-time summary, computed
-by Cassandra in the same read (``write_time_selectors``): the latest ``WRITETIME`` of its
+by Cassandra in the same read (``cqlselect.write_time_selectors``): the latest ``WRITETIME`` of its
 regular cells, and their largest ``TTL`` (negative when a live cell has none): two small
 integers per row, whatever the column count ( ``records.source_write`` turns them into the
 row's write time and expiry).  Non-frozen collections and UDTs (many cells, no single
@@ -38,7 +38,6 @@ engine keeps those whose key compare forms equal the key's (``records.py``).
 
 from __future__ import annotations
 
-import decimal
 import itertools
 import logging
 import marshal
@@ -55,22 +54,23 @@ from cassandra import InvalidRequest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, ResponseFuture, Session
 from cassandra.query import BoundStatement, PreparedStatement, tuple_factory
 
-from reconciliation.engine.cqltypes import CqlType
+from reconciliation.engine.cqlselect import (
+    driver_value,
+    key_variants,
+    select_column,
+    write_time_selectors,
+)
 from reconciliation.engine.identifiers import cql_column, cql_table
-from reconciliation.engine.keys import BadKey, parse_key_part
-from reconciliation.engine.readable import display_value, key_text
+from reconciliation.engine.keys import BadKey
+from reconciliation.engine.readable import display_value
 from reconciliation.engine.records import MARSHAL_VERSION, MAX_TOKEN, MIN_TOKEN
-from reconciliation.engine.schema import Column, Layout, Window
+from reconciliation.engine.schema import Layout, Window
 
 logger = logging.getLogger(__name__)
 
 PAGES_AHEAD = 2
 _END = object()
-# A decimal partition key is found whatever its scale up to this many extra digits.
-DECIMAL_EXTRA_SCALE = 12
 MAX_CANDIDATES = 64
-# Subtracted from a row's largest TTL per live cell without one (write_time_selectors).
-UNTIMED_PENALTY = 1_000_000_000
 
 
 class ReadLimiter(Protocol):
@@ -88,99 +88,6 @@ class ReadLimiter(Protocol):
     def refund(self, rows: int) -> None: ...
 
     def on_transient(self, error: BaseException) -> None: ...
-
-
-def select_column(column: Column) -> str:
-    """How a scan or lookup selects a column: timestamps as epoch milliseconds, uuids as
-    their 16 bytes (both their compare forms: no driver object is built per value)."""
-    name = cql_column(column.name)
-    kind = column.cql_type.name
-    if kind == "timestamp":
-        return f"blobasbigint(timestampasblob({name}))"
-    if kind in {"uuid", "timeuuid"}:
-        return f"{kind}asblob({name})"
-    return name
-
-
-def has_write_time(ctype: CqlType) -> bool:
-    """Whether a regular column of this type has one WRITETIME and TTL: not a counter, and
-    not a non-frozen collection or UDT (one cell per element or field)."""
-    if ctype.name == "counter":
-        return False
-    return ctype.frozen or ctype.name not in {"list", "set", "map", "udt"}
-
-
-def write_time_selectors(columns: Sequence[Column]) -> list[str]:
-    """The two selectors of a row's write-time summary over ``columns`` (its regular
-    columns with a write time): the latest WRITETIME, and the largest TTL *minus* a billion
-    per live cell without a TTL, so that it is negative when any live cell has none (a TTL
-    is at most 20 years, 630,720,000 s).  ``x * 0 + 1`` is 1 for a non-null ``x`` and NULL
-    otherwise; ``collection_sum`` / ``collection_max`` skip NULLs; the arithmetic is bigint.
-    [] when there is no such column."""
-    names = [cql_column(c.name) for c in columns if has_write_time(c.cql_type)]
-    if not names:
-        return []
-    written = ", ".join(f"writetime({n})" for n in names)
-    ttls = ", ".join(f"ttl({n})" for n in names)
-    live = ", ".join(f"writetime({n}) * 0 + 1" for n in names)
-    timed = ", ".join(f"ttl({n}) * 0 + 1" for n in names)
-    untimed = f"(collection_sum([{live}]) - collection_sum([{timed}]))"
-    return [
-        f"collection_max([{written}])",
-        f"collection_max([{ttls}]) - {untimed} * {UNTIMED_PENALTY}",
-    ]
-
-
-def driver_value(ctype: CqlType, canonical: Any) -> Any:
-    """A canonical value as the value the driver binds for a ``ctype`` column (BadKey if
-    it cannot be one)."""
-    if canonical is None:
-        return None
-    name = ctype.name
-    if name in {"list", "vector", "set"}:
-        return [driver_value(ctype.params[0], v) for v in canonical]
-    if name == "tuple":
-        return tuple(driver_value(t, v) for t, v in zip(ctype.params, canonical, strict=False))
-    if name == "map":
-        key_type, value_type = ctype.params
-        return {
-            driver_value(key_type, _parse_map_key(key_type, k)): driver_value(value_type, v)
-            for k, v in canonical.items()
-        }
-    if name == "udt":  # the driver binds a UDT from a tuple in field order
-        return tuple(driver_value(t, canonical.get(field)) for field, t in ctype.fields)
-    if name in {"float", "double"} and isinstance(canonical, float):
-        return canonical
-    if name == "varint" or name in {"int", "bigint", "smallint", "tinyint"}:
-        if isinstance(canonical, int) and not isinstance(canonical, bool):
-            return canonical
-    if name == "duration":
-        raise BadKey("duration cannot be a key")
-    return parse_key_part(key_text(canonical), name)
-
-
-def _parse_map_key(ctype: CqlType, text: str) -> Any:
-    if ctype.name in {"list", "set", "map", "tuple", "udt", "vector"}:
-        import json
-
-        return json.loads(text)
-    return text
-
-
-def _variants(ctype: CqlType, value: Any) -> list[Any]:
-    """Driver values equal to ``value`` under the key equality but hashed differently."""
-    if ctype.name == "decimal" and isinstance(value, decimal.Decimal) and value.is_finite():
-        with decimal.localcontext() as context:
-            context.prec = len(value.as_tuple().digits) + DECIMAL_EXTRA_SCALE + 40
-            normal = value.normalize(context)
-            exponent = int(normal.as_tuple().exponent)
-            return [
-                normal.quantize(decimal.Decimal(1).scaleb(exponent - extra), context=context)
-                for extra in range(DECIMAL_EXTRA_SCALE + 1)
-            ]
-    if ctype.name in {"float", "double"} and value == 0:
-        return [0.0, -0.0]
-    return [value]
 
 
 def token_segments(count: int) -> list[tuple[int, int]]:
@@ -437,7 +344,7 @@ class CassandraTable:
             ):
                 ctype = column.cql_type
                 bound = driver_value(ctype, display_value(ctype, value))
-                options.append(_variants(ctype, bound) if index < partition else [bound])
+                options.append(key_variants(ctype, bound) if index < partition else [bound])
         except (BadKey, TypeError, ValueError, AttributeError, ArithmeticError):
             return []
         keys = [list(k) for k in itertools.product(*options)]

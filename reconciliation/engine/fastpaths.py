@@ -4,7 +4,7 @@ with one attribute read or nothing, for the types rows are mostly made of.
 ``canonical.py`` defines the compare forms and the general converters (``canonicalizer``);
 this module picks, per column, the cheapest converter that gives the same forms from
 Cassandra's driver values (``cassandra_converter``, as the engine selects them,
-``cassandra.select_column``) and from psycopg's (``postgres_converter``), and the same as
+``cqlselect.select_column``) and from psycopg's (``postgres_converter``), and the same as
 expression templates (``cassandra_inline``, ``postgres_inline``) for the record builders
 ``records.Codec`` compiles per table.
 """
@@ -143,7 +143,7 @@ def postgres_inline(ctype: CqlType, pg_type: str) -> str | None:
     return _POSTGRES_INLINE.get((ctype.name, pg_type))
 
 
-# Top-level columns the scans already select as compare forms (cassandra.select_column).
+# Top-level columns the scans already select as compare forms (cqlselect.select_column).
 _CASSANDRA_SELECTED_AS_FORMS = {"timestamp", "uuid", "timeuuid"}
 
 

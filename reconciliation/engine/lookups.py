@@ -67,7 +67,7 @@ def stored_keys(
 
 def _driver_key(engine: Engine, values: Sequence[Any]) -> tuple[Any, ...]:
     # Timestamps are selected as epoch milliseconds and uuids as bytes
-    # (cassandra.select_column): bind them back as UTC datetimes and uuid.UUIDs, which every
+    # (cqlselect.select_column): bind them back as UTC datetimes and uuid.UUIDs, which every
     # driver code path accepts.
     key = []
     for column, value in zip(engine.layout.key, values, strict=True):

@@ -1,7 +1,7 @@
 """Rows of either store as compact, comparable records ``(order, key bytes, row bytes)``.
 
 Cassandra records carry a fourth element: the source row's raw write-time summary as
-Cassandra computed it (``cassandra.write_time_selectors``: the latest WRITETIME of its
+Cassandra computed it (``cqlselect.write_time_selectors``: the latest WRITETIME of its
 regular cells and their largest TTL, negative when a live cell has none), or None when the
 table's write times are not read.  The hot loop only passes it along; ``source_write``
 turns it into ``(write time, expiry)`` for the few rows that differ.

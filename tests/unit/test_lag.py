@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciliation.engine.cassandra import has_write_time, write_time_selectors
+from reconciliation.engine.cqlselect import has_write_time, write_time_selectors
 from reconciliation.engine.cqltypes import parse_cql_type
 from reconciliation.engine.lag import (
     DRIFT,
