@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import environ
+from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
 T = TypeVar("T")
@@ -196,20 +197,14 @@ class _Settings:
 
     @property
     def reconciliation(self) -> ReconciliationSettings:
-        from django.conf import settings as django_settings
-
         return django_settings.RECONCILIATION  # type: ignore[no-any-return]
 
     @property
     def cassandra(self) -> CassandraSettings:
-        from django.conf import settings as django_settings
-
         return django_settings.CASSANDRA  # type: ignore[no-any-return]
 
     @property
     def target(self) -> TargetSettings:
-        from django.conf import settings as django_settings
-
         return django_settings.TARGET  # type: ignore[no-any-return]
 
 

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from cdcrecon.conf import BOOLEAN_WORDS
+
 # The pseudo-username under which django-axes counts failed API token attempts (with the
 # client's IP).  It contains characters Django usernames cannot, so it never names a user.
 API_TOKEN_USERNAME = "(API token)"
@@ -30,8 +32,6 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 def read_flag(env: Any, name: str, default: bool) -> bool:
     """A true/false variable; unlike ``env.bool``, a typo (``ture``) stops start-up instead of
     silently reading as false, which for these settings would mean "insecure"."""
-    from cdcrecon.conf import BOOLEAN_WORDS
-
     raw = env.str(name, default="").strip().lower()
     if not raw:
         return default

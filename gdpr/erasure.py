@@ -41,6 +41,7 @@ from reconciliation.connections import (
     healthy_cassandra_session,
     target_connection,
 )
+from reconciliation.engine import Options, StoredKeys, stored_keys
 from reconciliation.engine.identifiers import cql_column, cql_table
 from reconciliation.engine.keys import BadKey, format_key, split_key
 from reconciliation.keyparse import parse_key_for_columns
@@ -256,8 +257,6 @@ def equal_keys(mapping: TableMapping, key: RecordKey, session: Any = None) -> An
     """Every row equal to ``key`` under the engine's one key equality, as each store spells
     its key (``engine.stored_keys``); none when the lookup fails (the canonical
     delete above it still runs)."""
-    from reconciliation.engine import Options, StoredKeys, stored_keys
-
     try:
         return stored_keys(
             mapping.spec,

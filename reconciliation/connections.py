@@ -55,6 +55,7 @@ from cassandra.policies import (
 )
 from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage
 from cassandra.query import dict_factory
+from django.db import connection
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -354,8 +355,6 @@ def ensure_app_database() -> None:
     """Make Django's connection usable: one that died (a PostgreSQL restart) is dropped, so
     the next query opens a fresh one.  Inside a transaction nothing is touched (closing
     there would break the transaction's atomicity)."""
-    from django.db import connection
-
     if connection.in_atomic_block:
         return
     if connection.connection is not None and not connection.is_usable():

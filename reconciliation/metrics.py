@@ -89,6 +89,13 @@ from reconciliation.choices import (
     ResolutionStatus,
     ValidationStrategy,
 )
+from reconciliation.models import (
+    AutoRepairAction,
+    Mismatch,
+    ReconciliationJob,
+    TableMapping,
+    thresholds_for_table,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -153,14 +160,6 @@ class Snapshot:
 
 def read_snapshot() -> Snapshot:
     """Run the scrape's aggregate queries (one transaction, under a statement timeout)."""
-    from reconciliation.models import (
-        AutoRepairAction,
-        Mismatch,
-        ReconciliationJob,
-        TableMapping,
-        thresholds_for_table,
-    )
-
     snap = Snapshot()
     with transaction.atomic():
         with connection.cursor() as cursor:

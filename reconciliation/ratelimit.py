@@ -49,8 +49,10 @@ from typing import Any
 import redis
 from cassandra import OperationTimedOut, ReadTimeout, Unavailable
 from cassandra.protocol import OverloadedErrorMessage
+from django.conf import settings as django_settings
 from redis.commands.core import Script
 
+from cdcrecon.conf import settings
 from reconciliation.connections import StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -234,8 +236,6 @@ def redis_client(url: str | None = None) -> redis.Redis:
     """This process's client of the Redis that holds the buckets: the broker's
     (``CELERY_BROKER_URL``) unless ``url`` is given."""
     if url is None:
-        from django.conf import settings as django_settings
-
         url = str(django_settings.CELERY_BROKER_URL)
     with _clients_lock:
         key = (os.getpid(), url)  # a forked pool process builds its own connections
@@ -268,8 +268,6 @@ def read_caps(
 
 def caps_for(mapping: Any) -> ReadCaps | None:
     """``read_caps`` for a ``TableMapping``: the setting and the mapping's own field."""
-    from cdcrecon.conf import settings
-
     return read_caps(
         settings.reconciliation.source_max_rows_per_second,
         mapping.name,

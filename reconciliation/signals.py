@@ -7,6 +7,8 @@ from typing import Any
 
 from django.db import connections
 
+from reconciliation.jobs.schedule import sync_schedule
+
 logger = logging.getLogger(__name__)
 
 BEAT_TABLES = {"django_celery_beat_periodictask", "django_celery_beat_intervalschedule"}
@@ -14,8 +16,6 @@ BEAT_TABLES = {"django_celery_beat_periodictask", "django_celery_beat_intervalsc
 
 def sync_schedule_after_migrate(sender: Any, using: str = "default", **kwargs: Any) -> None:
     """Keep beat's PeriodicTasks in step with the settings after every ``migrate``."""
-    from reconciliation.jobs.schedule import sync_schedule
-
     # A partial migrate (e.g. `migrate reconciliation 0001`) may run before beat's tables exist.
     if not BEAT_TABLES <= set(connections[using].introspection.table_names()):
         logger.info("django_celery_beat is not migrated yet; the schedule is synced later")

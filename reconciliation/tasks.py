@@ -22,11 +22,12 @@ from typing import Any
 from celery import shared_task
 
 from cdcrecon.conf import settings
-from reconciliation import autorepair, inflight
 from reconciliation.connections import ensure_app_database
 from reconciliation.jobs import execute_job, execute_segment, queue, schedule
 from reconciliation.jobs.runner import NO_SLOT
 from reconciliation.jobs.slots import slot_wait_seconds
+from reconciliation.ledger import inflight
+from reconciliation.repair import policy as autorepair
 
 
 @shared_task(

@@ -16,7 +16,7 @@ import datetime as dt
 from typing import Any
 
 from axes.handlers.proxy import AxesProxyHandler
-from axes.helpers import get_client_ip_address
+from axes.helpers import get_client_ip_address, get_cool_off
 from django.contrib.auth.signals import user_login_failed
 from django.core.cache import cache
 from django.http import HttpRequest
@@ -70,8 +70,6 @@ def _may_be_locked_out(request: HttpRequest) -> bool:
 
 
 def _remember_lockout(request: HttpRequest) -> None:
-    from axes.helpers import get_cool_off
-
     cool_off = get_cool_off(request)
     try:
         cache.set(_lockout_key(request), True, int(cool_off.total_seconds()) if cool_off else None)
@@ -128,8 +126,6 @@ class BearerTokenAuthentication(TokenAuthentication):
 
     @staticmethod
     def _locked_out(request: HttpRequest) -> LockedOut:
-        from axes.helpers import get_cool_off
-
         # The middleware would replace the answer anyway; the view answers it itself.
         request.axes_locked_out = False  # type: ignore[attr-defined]
         cool_off = get_cool_off(request)

@@ -1,5 +1,5 @@
 """The forensics panel of the admin's job page and mismatch list: the findings in words and
-a write-time histogram drawn as inline SVG (no JavaScript), from ``reconciliation.forensics``."""
+a write-time histogram drawn as inline SVG (no JavaScript), from ``reconciliation.forensics.report``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from reconciliation.forensics import JobStillRunning, job_forensics, table_forensics
+from reconciliation.forensics.report import JobStillRunning, job_forensics, table_forensics
 from reconciliation.models import ReconciliationJob, TableMapping
 
 TYPE_COLOURS = {

@@ -43,7 +43,6 @@ from reconciliation.admin.views import (
     inconclusive_badge,
     job_status_badge,
 )
-from reconciliation.autorepair import describe_summary
 from reconciliation.choices import JobStatus
 from reconciliation.models import (
     FULL_CHECK_STRATEGIES,
@@ -53,6 +52,7 @@ from reconciliation.models import (
     thresholds_for_table,
 )
 from reconciliation.presenters import job_segment_counts, requested_by_name
+from reconciliation.repair.policy import describe_summary
 
 #: Set by the job page's Resume button: come back to the job's page, not the list.
 FROM_JOB_PAGE = "_from_job_page"

@@ -22,7 +22,6 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from reconciliation import ledger
 from reconciliation.admin.common import (
     CHANGELIST_FILTERS,
     JobFilter,
@@ -43,13 +42,14 @@ from reconciliation.admin.views import (
     summarise,
 )
 from reconciliation.choices import MismatchType, ResolutionStatus
+from reconciliation.ledger import reads as ledger
 from reconciliation.models import (
     CLOSED_STATUSES,
     AlreadyResolved,
     Mismatch,
     TableMapping,
 )
-from reconciliation.repair import RepairFailed, repair_mismatch
+from reconciliation.repair.manual import RepairFailed, repair_mismatch
 
 DIFFERING_COLUMNS_SHOWN = 3
 

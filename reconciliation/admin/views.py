@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
+from django_celery_beat.models import PeriodicTask
 
 from cdcrecon.conf import settings
 from reconciliation.choices import (
@@ -30,6 +31,7 @@ from reconciliation.choices import (
     SegmentStatus,
 )
 from reconciliation.engine.schema import is_excluded
+from reconciliation.jobs.schedule import SCHEDULE_TASK
 from reconciliation.models import (
     FULL_CHECK_STRATEGIES,
     Mismatch,
@@ -38,7 +40,7 @@ from reconciliation.models import (
     Thresholds,
     thresholds_for_table,
 )
-from reconciliation.source_changes import canonical_equal
+from reconciliation.repair.source_changes import canonical_equal
 
 TREND_DAYS = 7
 
@@ -348,12 +350,8 @@ def trend_svg(
 def next_scheduled_run(now: dt.datetime | None = None) -> tuple[dt.datetime | None, str]:
     """When beat next enqueues the scheduled reconciliation, from django-celery-beat."""
     now = now or timezone.now()
-    try:
-        from django_celery_beat.models import PeriodicTask
-    except ImportError:  # pragma: no cover - django-celery-beat is a dependency
-        return None, "not scheduled"
     task = (
-        PeriodicTask.objects.filter(task=_schedule_task_name())
+        PeriodicTask.objects.filter(task=SCHEDULE_TASK)
         .select_related("interval", "crontab", "solar", "clocked")
         .order_by("-enabled", "id")
         .first()
@@ -369,14 +367,6 @@ def next_scheduled_run(now: dt.datetime | None = None) -> tuple[dt.datetime | No
     except Exception:  # an odd schedule must not break the page
         return None, f"scheduled ({task})"
     return when, f"{when:%Y-%m-%d %H:%M} UTC"
-
-
-def _schedule_task_name() -> str:
-    try:
-        from reconciliation.jobs.schedule import SCHEDULE_TASK
-    except ImportError:  # pragma: no cover
-        return "reconciliation.run_scheduled_reconciliation"
-    return SCHEDULE_TASK
 
 
 def table_overviews(now: dt.datetime | None = None) -> list[TableOverview]:

@@ -1,5 +1,5 @@
 """``GET /reconciliation/jobs/{job_id}/forensics`` and ``GET /reconciliation/forensics?table=``:
-why the differences drifted (``reconciliation.forensics``; the rules: ``reconciliation.findings``)."""
+why the differences drifted (``reconciliation.forensics.report``; the rules: ``reconciliation.forensics.rules``)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from cdcrecon.filters import FORMAT_PARAMETER
 from reconciliation.api.permissions import CanViewJobs
 from reconciliation.api.serializers import ErrorSerializer
 from reconciliation.filtersets import TableCheckedFilterSet, TableNameFilter
-from reconciliation.forensics import JobStillRunning, job_forensics, table_forensics
+from reconciliation.forensics.report import JobStillRunning, job_forensics, table_forensics
 from reconciliation.models import Mismatch, ReconciliationJob
 
 TAG = "reconciliation"

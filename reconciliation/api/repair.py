@@ -24,7 +24,7 @@ from cdcrecon.api.errors import error_response, map_domain_error
 from cdcrecon.api.throttles import throttle_scope
 from reconciliation.api.permissions import CanRepairMismatches
 from reconciliation.models import Mismatch
-from reconciliation.repair import RepairFailed, RepairResult, repair_mismatch
+from reconciliation.repair.manual import RepairFailed, RepairResult, repair_mismatch
 
 # A store that failed is the gateway's fault (502); everything else is a conflict with the
 # mismatch's or the table's current state (409).

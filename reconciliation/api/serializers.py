@@ -47,7 +47,7 @@ __all__ = ["JOB_DETAIL_MISMATCH_LIMIT", "JOB_MODEL_FIELDS", "iso"]
 
 
 class RepairSummarySerializer(serializers.Serializer[dict[str, Any]]):
-    """What a table's repair policy did after a job (``reconciliation.autorepair``)."""
+    """What a table's repair policy did after a job (``reconciliation.repair.policy``)."""
 
     policy = serializers.ChoiceField(choices=RepairPolicy.choices)
     dry_run = serializers.BooleanField(help_text="True: nothing was written to either store.")

@@ -32,7 +32,6 @@ from rest_framework.views import APIView
 from cdcrecon.api.errors import ApiError
 from cdcrecon.api.pagination import JobPagination, MismatchPagination
 from cdcrecon.filters import FilterSetOnViewBackend
-from reconciliation import ledger
 from reconciliation.api.permissions import CanResolveMismatches, CanTriggerJobs, CanViewJobs
 from reconciliation.api.serializers import (
     JOB_MODEL_FIELDS,
@@ -65,6 +64,7 @@ from reconciliation.jobs import (
     enqueue_job,
     resume_job,
 )
+from reconciliation.ledger import reads as ledger
 from reconciliation.models import AlreadyResolved, Mismatch, ReconciliationJob
 from reconciliation.presenters import with_segment_counts
 from reconciliation.registry import TableNotFound, UnknownTable, get_mapping, registered_names

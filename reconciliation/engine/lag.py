@@ -5,7 +5,7 @@ Cassandra says when each source row was written (``WRITETIME``) and when it expi
 pipeline may take to copy a write), a difference whose source row was written less than B
 ago is **in flight**: not drift (yet), re-checked once B has passed.  ``lag_verdict`` is the
 one decision, used by a job's verdict step (``Engine.judge``) and by the later re-check of
-in-flight differences (``reconciliation.inflight``):
+in-flight differences (``reconciliation.ledger.inflight``):
 
 * MISSING_IN_CASSANDRA, or a source row without a readable write time: no write time to
   judge by; the fixed-delay re-check applies (``FIXED_DELAY``);

@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import set_json_loads
 
+from reconciliation.engine.cqltypes import CqlType
 from reconciliation.engine.readable import display_value
 from reconciliation.engine.records import MARSHAL_VERSION
 from reconciliation.engine.schema import Column, Layout, Window
@@ -356,8 +357,6 @@ def _days_param(value: Any) -> Any:
 
 
 def _display_param(name: str) -> Callable[[Any], Any]:
-    from reconciliation.engine.cqltypes import CqlType
-
     ctype = CqlType(name)
     return _guard(lambda v: str(display_value(ctype, v)))
 

@@ -4,7 +4,7 @@
 (``engine.conclude``: the target rows are read back, each key judged by its source write
 time against the CDC lag budget, or re-checked after the grace delay: ``Engine.judge``),
 records the findings in the ledger (in-flight ones as IN_FLIGHT, re-checked later by
-``reconciliation.inflight``)
+``reconciliation.ledger.inflight``)
 (``MismatchQuerySet.record_findings``: one open difference per key, refreshed or reopened,
 never duplicated), heals what the run covered, and sets the job COMPLETED with its drift and
 alert level.  Running it twice (a redelivered coordinator) gives the same result.
@@ -36,7 +36,7 @@ from reconciliation.engine import (
 from reconciliation.engine.merge import PassCounts
 from reconciliation.jobs import staging
 from reconciliation.jobs.segments import job_differences, job_window
-from reconciliation.ledger import heal_covered
+from reconciliation.ledger.reads import heal_covered
 from reconciliation.models import Finding, Mismatch, ReconciliationJob, TableMapping
 
 MISMATCH_BATCH = 1000

@@ -40,14 +40,14 @@ from cdcrecon.conf import settings
 from reconciliation.choices import JobPhase, JobStatus, SegmentKind, SegmentStatus
 from reconciliation.connections import ensure_app_database
 from reconciliation.engine import RECHECK_PROGRESS, Engine
-from reconciliation.inflight import next_due
 from reconciliation.jobs import segments
+from reconciliation.jobs.after import queue_after_job
 from reconciliation.jobs.create import JobAlreadyRunning, engine_options
 from reconciliation.jobs.failures import describe_failure, record_failure
 from reconciliation.jobs.finalizer import MismatchWriter, Touch, finalize
-from reconciliation.jobs.queue import enqueue_job, send_auto_repair, send_in_flight_recheck
+from reconciliation.jobs.queue import enqueue_job
 from reconciliation.jobs.slots import Heartbeat, job_run_lock, job_slot
-from reconciliation.ledger import engine_for
+from reconciliation.ledger.reads import engine_for
 from reconciliation.models import JobSegment, ReconciliationJob
 from reconciliation.registry import get_mapping
 
@@ -219,30 +219,12 @@ def execute_job(job_id: str | uuid.UUID, queue: str = "") -> str:
                     logger.exception("Job %s raised", job_id)
                     record_failure(job, f"The job failed unexpectedly: {type(exc).__name__}: {exc}")
             ensure_app_database()
-            job.refresh_from_db(fields=["status", "in_flight_count", "keys_examined"])
+            job.refresh_from_db(fields=["status", "in_flight_count", "keys_examined", "queue"])
             if job.status == JobStatus.RUNNING:
                 record_failure(job, "The job runner returned without finishing the job.")
-            elif job.status == JobStatus.COMPLETED:
-                if job.in_flight_count:
-                    _schedule_in_flight_recheck(job)
-                _queue_repair_policy(job)
+            else:
+                queue_after_job(job)
             return str(job.status)
-
-
-def _queue_repair_policy(job: ReconciliationJob) -> None:
-    """Queue the table's repair policy after a conclusive job (when it is not off)."""
-    from reconciliation.autorepair import should_run  # it imports jobs.slots: no cycle
-
-    if should_run(job):
-        send_auto_repair(job)
-
-
-def _schedule_in_flight_recheck(job: ReconciliationJob) -> None:
-    """Queue the re-check of ``job``'s in-flight differences for when the last comes due
-    (beat's minutely sweep is the safety net)."""
-    when = next_due(job)
-    if when is not None:
-        send_in_flight_recheck(max(0.0, (when - timezone.now()).total_seconds()), job.queue)
 
 
 def execute_segment(segment_id: int) -> str:

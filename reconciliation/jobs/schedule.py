@@ -6,7 +6,7 @@ Celery tasks and the tests.
 * ``sync_schedule()`` creates or updates three django-celery-beat PeriodicTasks, found by
   fixed names so re-syncing never adds a second: the scheduled reconciliation (every
   RECONCILIATION_INTERVAL_MINUTES, enabled by RECONCILIATION_ENABLED), the reaper and the
-  in-flight re-check's sweep (``reconciliation.inflight``; both every minute, always
+  in-flight re-check's sweep (``reconciliation.ledger.inflight``; both every minute, always
   enabled: manual jobs need them even when the schedule is off).
 * ``enqueue_scheduled_jobs()`` creates one HOURLY_SCHEDULED job per enabled table and queues
   it; a table with a job already running is skipped with a log line.

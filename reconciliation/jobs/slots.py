@@ -10,8 +10,8 @@ one table" is a separate guarantee, given by the partial unique index behind
 
 **Run locks.**  The same kind of lock, ``(SEGMENT_LOCK_KEY, segment id)``, is held by
 whichever worker runs a segment (on a connection each worker process keeps for them), and
-``(JOB_RUN_LOCK_KEY, job)`` by a job's coordinator, ``(REPAIR_POLICY_LOCK_KEY, mapping)`` by
-whoever runs a table's repair policy (one run per table at a time).
+``(JOB_RUN_LOCK_KEY, job)`` by a job's coordinator (and ``locks.repair_policy_lock`` by
+whoever runs a table's repair policy: one run per table at a time).
 A second delivery of the same task finds the lock taken and does nothing; a segment marked
 RUNNING whose lock is free was being run by a process that died, and may be taken over.
 
@@ -34,47 +34,15 @@ import psycopg
 from django.db import connection
 
 from cdcrecon.conf import settings
+from reconciliation.locks import advisory_lock, second_key
 from reconciliation.models import ReconciliationJob
 
 logger = logging.getLogger(__name__)
 
-# First keys of the two-int advisory locks ("cdrc", "cdrj", "cdrs").
+# First keys of the two-int advisory locks (``locks.advisory_lock``: "cdrc", "cdrj", "cdrs").
 JOB_SLOT_LOCK_KEY = 0x63647263
 JOB_RUN_LOCK_KEY = 0x6364726A
 SEGMENT_LOCK_KEY = 0x63647273
-REPAIR_POLICY_LOCK_KEY = 0x63647261  # "cdra"
-
-
-def _second_key(value: int | uuid.UUID) -> int:
-    """An advisory lock's second key (an int4) for a segment id or a job's uuid."""
-    number = value.int if isinstance(value, uuid.UUID) else int(value)
-    return number % 2**31
-
-
-@contextmanager
-def _advisory_lock(first: int, candidates: list[int]) -> Iterator[int | None]:
-    """Hold the first free lock ``(first, c)`` of ``candidates`` on a dedicated connection
-    (not Django's, so nothing the caller does with Django's connection can drop it); yield
-    the candidate taken, or None."""
-    conn = connection.get_new_connection(connection.get_connection_params())
-    acquired: int | None = None
-    try:
-        conn.autocommit = True
-        for candidate in candidates:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (first, candidate)).fetchone()
-            if row and row[0]:
-                acquired = candidate
-                break
-        yield acquired
-    finally:
-        try:
-            if acquired is not None and not conn.closed:
-                # Released now, not when the server notices the session ended.
-                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (first, acquired))
-        except Exception:  # the session is gone: so is its lock
-            logger.debug("Could not unlock (%s, %s)", first, acquired, exc_info=True)
-        finally:
-            conn.close()
 
 
 @contextmanager
@@ -82,21 +50,14 @@ def job_slot(slots: int | None = None) -> Iterator[int | None]:
     """Hold one of ``slots`` (default: max_concurrent_jobs) job slots; yield its number or
     None when every slot is taken."""
     slots = settings.reconciliation.max_concurrent_jobs if slots is None else slots
-    with _advisory_lock(JOB_SLOT_LOCK_KEY, list(range(slots))) as slot:
+    with advisory_lock(JOB_SLOT_LOCK_KEY, list(range(slots))) as slot:
         yield slot
 
 
 @contextmanager
 def job_run_lock(job_id: uuid.UUID) -> Iterator[bool]:
     """Hold the right to coordinate ``job_id``; False when another process has it."""
-    with _advisory_lock(JOB_RUN_LOCK_KEY, [_second_key(job_id)]) as held:
-        yield held is not None
-
-
-@contextmanager
-def repair_policy_lock(mapping_id: int) -> Iterator[bool]:
-    """Hold the right to run a table's repair policy; False when another process has it."""
-    with _advisory_lock(REPAIR_POLICY_LOCK_KEY, [_second_key(mapping_id)]) as held:
+    with advisory_lock(JOB_RUN_LOCK_KEY, [second_key(job_id)]) as held:
         yield held is not None
 
 
@@ -126,14 +87,14 @@ def close_segment_lock_connection() -> None:
 @contextmanager
 def segment_lock(segment_id: int) -> Iterator[bool]:
     """Hold the right to run segment ``segment_id``; False when another process has it."""
-    key = (SEGMENT_LOCK_KEY, _second_key(segment_id))
+    key = (SEGMENT_LOCK_KEY, second_key(segment_id))
     try:
         conn = _segment_lock_connection()
-        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()
+        row = conn.execute("SELECT pg_tryadvisory_lock(%s, %s)", key).fetchone()
     except psycopg.OperationalError:  # the kept connection died (a PostgreSQL restart)
         _segment_locks.conn = None
         conn = _segment_lock_connection()
-        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()
+        row = conn.execute("SELECT pg_tryadvisory_lock(%s, %s)", key).fetchone()
     held = bool(row and row[0])
     try:
         yield held
@@ -161,17 +122,15 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
 
     def _beat(self) -> None:
-        from django.db import connection as thread_connection
-
         try:
             while not self._stop.wait(self.interval):
                 try:
                     ReconciliationJob(pk=self.job_id).touch()
                 except Exception:  # a missed beat is not worth killing the job for
                     logger.warning("Heartbeat for job %s failed", self.job_id, exc_info=True)
-                    thread_connection.close()  # a dead connection: the next beat opens anew
+                    connection.close()  # a dead connection: the next beat opens anew
         finally:
-            thread_connection.close()  # this thread's own Django connection
+            connection.close()  # this thread's own Django connection
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

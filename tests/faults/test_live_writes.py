@@ -14,7 +14,6 @@ from collections import deque
 import psycopg
 import pytest
 
-from reconciliation import inflight
 from reconciliation.choices import (
     AlertLevel,
     JobStatus,
@@ -23,6 +22,7 @@ from reconciliation.choices import (
     ValidationStrategy,
 )
 from reconciliation.jobs import create_job, run_in_process
+from reconciliation.ledger import inflight
 from reconciliation.models import Mismatch
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]

@@ -1,4 +1,4 @@
-"""A table's repair policy (``reconciliation.autorepair``) against the real Cassandra node and
+"""A table's repair policy (``reconciliation.repair.policy``) against the real Cassandra node and
 PostgreSQL, and once through a real Celery worker.
 
 Every test plants differences of each kind, runs a real CHECKSUM job to find them, then runs
@@ -15,7 +15,6 @@ import pytest
 from django.utils import timezone
 
 from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
-from reconciliation.autorepair import run_policy
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
 from reconciliation.jobs import create_job, run_in_process
 from reconciliation.metrics import read_snapshot
@@ -25,7 +24,8 @@ from reconciliation.models import (
     ReconciliationJob,
     TableMapping,
 )
-from reconciliation.repair import RepairFailed, repair_mismatch
+from reconciliation.repair.manual import RepairFailed, repair_mismatch
+from reconciliation.repair.policy import run_policy
 from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,7 +12,6 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from reconciliation import inflight
 from reconciliation.choices import (
     AlertLevel,
     JobStatus,
@@ -22,6 +21,7 @@ from reconciliation.choices import (
     ValidationStrategy,
 )
 from reconciliation.jobs import build_parameters, create_job, run_in_process
+from reconciliation.ledger import inflight
 from reconciliation.models import Mismatch, ReconciliationJob
 from tests.support import wait_until
 
@@ -331,7 +331,7 @@ def test_in_flight_differences_are_visible_in_the_api_the_metrics_and_the_admin(
 def test_re_check_now_keeps_an_in_flight_difference_in_flight_until_its_budget_passes(
     cassandra, target, table, admin_user
 ) -> None:
-    from reconciliation.ledger import recheck
+    from reconciliation.ledger.reads import recheck
 
     write(cassandra, table.name, "fresh", "f@example.com")
     run(table)

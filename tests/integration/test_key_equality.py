@@ -184,7 +184,7 @@ def test_every_key_type_pairs_equal_keys_on_every_path(
 def test_repair_updates_the_row_the_target_keys_in_another_spelling(
     cassandra, target, table_pair, django_user_model
 ) -> None:
-    from reconciliation.repair import repair_mismatch
+    from reconciliation.repair.manual import repair_mismatch
     from tests.integration.test_repair import make_mismatch
 
     mapping = table_pair("id uuid PRIMARY KEY, v int", "id text PRIMARY KEY, v int")

@@ -205,7 +205,7 @@ def test_a_capped_jobs_reads_back_off_through_its_session_and_page_at_most_a_buc
     planted,
 ) -> None:
     from reconciliation.jobs import engine_options
-    from reconciliation.ledger import engine_for
+    from reconciliation.ledger.reads import engine_for
 
     mapping, _ = planted(10, source_max_rows_per_second=CAP)
     job = create_job(mapping, ValidationStrategy.CHECKSUM)

@@ -20,7 +20,7 @@ from reconciliation import connections
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
 from reconciliation.jobs import create_job, run_in_process
 from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
-from reconciliation.repair import RepairFailed, repair_mismatch
+from reconciliation.repair.manual import RepairFailed, repair_mismatch
 from tests.support import free_port
 
 pytestmark = pytest.mark.django_db

@@ -38,7 +38,7 @@ from reconciliation.jobs import (
     run_in_process,
 )
 from reconciliation.jobs.segments import claimed, plan_job, run_claimed
-from reconciliation.ledger import engine_for
+from reconciliation.ledger.reads import engine_for
 from reconciliation.models import JobFinding, Mismatch, ReconciliationJob
 from reconciliation.models.segments import JobSegment, SegmentDifference
 from tests.conftest import TEST_QUEUE

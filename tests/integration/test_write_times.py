@@ -11,7 +11,7 @@ import pytest
 
 from reconciliation.choices import JobStatus, RecheckRule, ValidationStrategy
 from reconciliation.jobs import build_parameters, create_job, run_in_process
-from reconciliation.ledger import read_now
+from reconciliation.ledger.reads import read_now
 from reconciliation.models import Mismatch, ReconciliationJob
 from tests.support import wait_until
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from reconciliation.autorepair import describe_summary
 from reconciliation.choices import AutoRepairResult, RepairCap
 from reconciliation.models import TableMapping
-from reconciliation.repair import column_changes
+from reconciliation.repair.manual import column_changes
+from reconciliation.repair.policy import describe_summary
 
 
 def mapping(**fields: object) -> TableMapping:

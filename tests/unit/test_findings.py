@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from reconciliation.findings import (
+from reconciliation.forensics.rules import (
     DATA_MISMATCH,
     MISSING_IN_CASSANDRA,
     MISSING_IN_POSTGRES,

@@ -3,7 +3,9 @@
 Every import counts, also one inside a function (a "lazy" import hides a cycle, it does not
 remove it): a cycle means two modules that cannot be understood, tested or changed apart.
 ``from package import name`` imports the package's ``__init__`` unless every name is a
-module of the package.
+module of the package.  Importing ``a.b.c`` from outside package ``a.b`` runs ``a.b``'s
+``__init__`` first (and every enclosing package's), so that counts as importing it too: a
+package whose ``__init__`` re-exports its modules is part of every cycle through them.
 """
 
 from __future__ import annotations
@@ -45,8 +47,21 @@ def import_graph() -> dict[str, set[str]]:
                 # ``from package import module`` needs the module, not the package's names
                 named = any(m not in files for m in submodules)
                 targets = ([base] if named else []) + submodules
+            targets += [p for t in targets for p in enclosing_packages(t) if not inside(name, p)]
             graph[name].update(t for t in targets if t in files and t != name)
     return graph
+
+
+def enclosing_packages(module: str) -> list[str]:
+    """``a.b.c`` -> ``["a", "a.b"]``: the packages whose ``__init__`` run before it."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def inside(module: str, package: str) -> bool:
+    """Whether ``module`` is ``package`` or one of its modules: its ``__init__`` has already
+    begun when the module runs, so the module's own imports do not run it again."""
+    return module == package or module.startswith(package + ".")
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -84,6 +99,15 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_cycle_finder_finds_a_planted_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_importing_a_module_imports_its_package_init_first() -> None:
+    graph = import_graph()
+    # reconciliation.repair.policy imports reconciliation.ledger.reads: the ledger package's
+    # __init__ runs first.
+    assert "reconciliation.ledger" in graph["reconciliation.repair.policy"]
+    # A module's own package has already begun: no edge back to it.
+    assert "reconciliation.jobs" not in graph["reconciliation.jobs.runner"]
 
 
 def test_no_module_of_the_app_imports_itself_through_others() -> None:

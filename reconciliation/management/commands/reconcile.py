@@ -5,7 +5,7 @@ The job runs through the same segment code as the Celery workers
 other here; on a terminal, stderr shows a progress bar with the segments done.
 
 Differences found *in flight* (their source rows younger than the table's CDC lag budget) are
-waited for and re-checked here before the summary (``inflight.settle_job``: nothing is left
+waited for and re-checked here before the summary (``jobs.after.run_after_job``: nothing is left
 in flight), unless ``--no-wait`` leaves them to the workers' re-check.
 
 Exit status: 0 when the job completed (whatever the drift), 1 when it failed (or another
@@ -22,12 +22,9 @@ from collections import Counter
 from typing import Any, NoReturn
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.utils import timezone
 
-from reconciliation.autorepair import describe_summary, run_policy
 from reconciliation.choices import JobStatus, JobType, ValidationStrategy
-from reconciliation.forensics import job_forensics
-from reconciliation.inflight import next_due, settle_job
+from reconciliation.forensics.report import job_forensics
 from reconciliation.jobs import (
     BadJobRequest,
     JobAlreadyRunning,
@@ -35,9 +32,11 @@ from reconciliation.jobs import (
     create_job,
     run_in_process,
 )
+from reconciliation.jobs.after import run_after_job
 from reconciliation.models import ReconciliationJob
 from reconciliation.presenters import job_detail
 from reconciliation.registry import UnknownTable, get_mapping
+from reconciliation.repair.policy import describe_summary
 
 BAD_ARGUMENTS = 2
 FAILED = 1
@@ -153,17 +152,7 @@ class Command(BaseCommand):
             if bar is not None:
                 bar.close()
         job.refresh_from_db()
-        if job.status == JobStatus.COMPLETED and job.in_flight_count and not options["no_wait"]:
-            when = next_due(job)
-            wait = 0.0 if when is None else max(0.0, (when - timezone.now()).total_seconds())
-            sys.stderr.write(
-                f"reconcile: {job.in_flight_count} difference(s) in flight; re-checking them "
-                f"in {wait:.0f} s, once the CDC lag budget has passed\n"
-            )
-            settle_job(job)
-            job.refresh_from_db()
-        if run_policy(job.pk) is not None:  # the table's repair policy, here and now
-            job.refresh_from_db()
+        run_after_job(job, wait_in_flight=not options["no_wait"], on_wait=_say_waiting)
         if options["json"]:
             self.stdout.write(json.dumps(job_detail(job), indent=2))
         else:
@@ -226,6 +215,13 @@ class Command(BaseCommand):
             lines.append("  findings:")
             lines += [f"    - {f['message']} [{f['rule']}]" for f in findings]
         self.stdout.write("\n".join(lines))
+
+
+def _say_waiting(in_flight: int, seconds: float) -> None:
+    sys.stderr.write(
+        f"reconcile: {in_flight} difference(s) in flight; re-checking them "
+        f"in {seconds:.0f} s, once the CDC lag budget has passed\n"
+    )
 
 
 def _number(value: int | None) -> str:

@@ -49,7 +49,7 @@ from reconciliation.engine import (
 )
 from reconciliation.engine.drift import drift_percentage, wilson_interval
 from reconciliation.engine.lag import EXPIRED, IN_FLIGHT
-from reconciliation.ledger import compare_now, engine_for
+from reconciliation.ledger.reads import compare_now, engine_for
 from reconciliation.models import (
     Mismatch,
     MismatchQuerySet,

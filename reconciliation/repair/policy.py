@@ -58,15 +58,15 @@ from reconciliation.choices import (
     SkipReason,
 )
 from reconciliation.engine import Engine, KeyReading
-from reconciliation.jobs.slots import repair_policy_lock
-from reconciliation.ledger import compare_now, engine_for
+from reconciliation.ledger.reads import compare_now, engine_for
+from reconciliation.locks import repair_policy_lock
 from reconciliation.models import (
     AutoRepairAction,
     Mismatch,
     ReconciliationJob,
     TableMapping,
 )
-from reconciliation.repair import RepairFailed, repair_mismatch
+from reconciliation.repair.manual import RepairFailed, repair_mismatch
 
 logger = logging.getLogger(__name__)
 

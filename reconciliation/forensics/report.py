@@ -14,9 +14,9 @@ from django.db.models import QuerySet
 
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus
 from reconciliation.engine.keys import BadKey, split_key
-from reconciliation.findings import Fact, analyse
+from reconciliation.forensics.rules import Fact, analyse
 from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
-from reconciliation.source_changes import canonical_equal
+from reconciliation.repair.source_changes import canonical_equal
 
 MAX_DIFFERENCES = 200_000
 

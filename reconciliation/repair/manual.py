@@ -19,7 +19,7 @@ completed after, with the target row before and after and each changed column.  
 repair raises ``RepairFailed`` and leaves the mismatch PENDING.
 
 Used by the admin action, by ``POST /reconciliation/mismatches/{id}/repair`` and by the
-tables' repair policies (``reconciliation.autorepair``).
+tables' repair policies (``reconciliation.repair.policy``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from reconciliation.connections import (
     consistency_level,
     target_connection,
 )
+from reconciliation.engine import Options, stored_keys
 from reconciliation.engine.identifiers import UnsafeIdentifier, cql_column, cql_table
 from reconciliation.engine.keys import BadKey
 from reconciliation.engine.schema import is_excluded
@@ -58,12 +59,12 @@ from reconciliation.registry import (
     ensure_key_columns,
     get_mapping,
 )
-from reconciliation.source_changes import (
+from reconciliation.repair.source_changes import (
     SchemaProblem,
     canonical_source_row,
     source_changes,
 )
-from reconciliation.target_values import (
+from reconciliation.repair.target_values import (
     CannotConvert,
     TargetColumn,
     to_json,
@@ -342,8 +343,6 @@ def target_spelling(
     """The key values of the target row equal to ``key_text`` under the engine's key
     equality, as stored (``engine.stored_keys``); None when there is none or the
     lookup fails (the caller then uses the canonical values)."""
-    from reconciliation.engine import Options, stored_keys
-
     try:
         options = Options(consistency=consistency_level())
         found = stored_keys(mapping.spec, session, target_connection, options, key_text)
