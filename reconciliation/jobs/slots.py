@@ -90,11 +90,11 @@ def segment_lock(segment_id: int) -> Iterator[bool]:
     key = (SEGMENT_LOCK_KEY, second_key(segment_id))
     try:
         conn = _segment_lock_connection()
-        row = conn.execute("SELECT pg_tryadvisory_lock(%s, %s)", key).fetchone()
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()
     except psycopg.OperationalError:  # the kept connection died (a PostgreSQL restart)
         _segment_locks.conn = None
         conn = _segment_lock_connection()
-        row = conn.execute("SELECT pg_tryadvisory_lock(%s, %s)", key).fetchone()
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()
     held = bool(row and row[0])
     try:
         yield held
