@@ -4,7 +4,7 @@
 
 Creates (once) the database ``cdcrecon_bench_ledger`` on the app's PostgreSQL server and
 migrates it, then, as ``run_in_process`` does, applies ``--keys`` findings of one table through
-``Mismatch.objects.record_findings`` a thousand at a time: the first run inserts them, the
+``ledger.record.record_findings`` a thousand at a time: the first run inserts them, the
 second finds them all again (refresh), the third finds half of them after a tenth were
 ignored and a tenth resolved (keep / reopen), and ``heal`` closes what the third did not
 find.  Prints wall time and rows per second for each step.  Not a test: nothing asserts.
@@ -55,6 +55,7 @@ def main() -> int:
     from django.core.management import call_command
 
     from reconciliation.choices import JobStatus, ResolutionStatus, ValidationStrategy
+    from reconciliation.ledger.record import heal, record_findings
     from reconciliation.models import Finding, JobFinding, Mismatch, ReconciliationJob
 
     call_command("migrate", verbosity=0)
@@ -86,7 +87,7 @@ def main() -> int:
         started = time.perf_counter()
         for start in range(keys.start, keys.stop, BATCH):
             batch = findings(range(start, min(start + BATCH, keys.stop)), "stale@example.com")
-            Mismatch.objects.record_findings(run, batch)
+            record_findings(run, batch)
         return time.perf_counter() - started
 
     n = args.keys
@@ -99,7 +100,7 @@ def main() -> int:
     third = job()
     rows.append(("run 3: find half again (10% ignored)", n // 2, apply(third, range(n // 2))))
     started = time.perf_counter()
-    closed = Mismatch.objects.heal(third)
+    closed = heal(third)
     rows.append(
         ("heal: close what run 3 covered and did not find", closed, time.perf_counter() - started)
     )

@@ -58,6 +58,15 @@ class ResolutionStatus(models.TextChoices):
     AUTO_REPAIRED = "AUTO_REPAIRED", "Repaired by policy"
 
 
+class Actor(models.TextChoices):
+    """Who moves a difference between statuses (the ledger's transition table)."""
+
+    RUN = "run", "A reconciliation run"
+    RECHECK = "recheck", "A re-check (in flight, or asked for by an operator)"
+    OPERATOR = "operator", "An operator"
+    POLICY = "policy", "A table's repair policy"
+
+
 class RepairPolicy(models.TextChoices):
     """A table's auto-repair policy."""
 

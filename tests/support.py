@@ -113,3 +113,10 @@ def celery_worker_command(
         *extra,
         f"--hostname={hostname}",
     ]
+
+
+def latest_event(mismatch: Any) -> Any:
+    """A mismatch's newest history event: the ledger's record of its last status change."""
+    event = mismatch.events.order_by("-at", "-pk").first()
+    assert event is not None, f"{mismatch} has no history"
+    return event

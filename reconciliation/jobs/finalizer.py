@@ -5,7 +5,7 @@
 time against the CDC lag budget, or re-checked after the grace delay: ``Engine.judge``),
 records the findings in the ledger (in-flight ones as IN_FLIGHT, re-checked later by
 ``reconciliation.ledger.inflight``)
-(``MismatchQuerySet.record_findings``: one open difference per key, refreshed or reopened,
+(``ledger.record.record_findings``: one open difference per key, refreshed or reopened,
 never duplicated), heals what the run covered, and sets the job COMPLETED with its drift and
 alert level.  Running it twice (a redelivered coordinator) gives the same result.
 """
@@ -37,7 +37,8 @@ from reconciliation.engine.merge import PassCounts
 from reconciliation.jobs import staging
 from reconciliation.jobs.segments import job_differences, job_window
 from reconciliation.ledger.reads import heal_covered
-from reconciliation.models import Finding, Mismatch, ReconciliationJob, TableMapping
+from reconciliation.ledger.record import record_findings
+from reconciliation.models import Finding, ReconciliationJob, TableMapping
 
 MISMATCH_BATCH = 1000
 TOUCH_EVERY_SECONDS = 2.0
@@ -68,7 +69,7 @@ class Touch:
 
 class MismatchWriter:
     """The engine's report callback: the job's findings go to the ledger a thousand at a
-    time (``MismatchQuerySet.record_findings``: one open difference per key, refreshed or
+    time (``ledger.record.record_findings``: one open difference per key, refreshed or
     reopened, never duplicated; each key also recorded as this job's ``JobFinding``)."""
 
     def __init__(self, job: ReconciliationJob) -> None:
@@ -83,7 +84,7 @@ class MismatchWriter:
 
     def flush(self) -> None:
         if self.pending:
-            self.written += Mismatch.objects.record_findings(self.job, self.pending)
+            self.written += record_findings(self.job, self.pending)
             self.pending = []
 
 

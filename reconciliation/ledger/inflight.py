@@ -50,6 +50,8 @@ from reconciliation.engine import (
 from reconciliation.engine.drift import drift_percentage, wilson_interval
 from reconciliation.engine.lag import EXPIRED, IN_FLIGHT
 from reconciliation.ledger.reads import compare_now, engine_for
+from reconciliation.ledger.record import refresh
+from reconciliation.ledger.transition import Actor, transition
 from reconciliation.models import (
     Mismatch,
     MismatchQuerySet,
@@ -133,7 +135,7 @@ def _settle(
 ) -> str:
     """Decide one due in-flight mismatch from its key as read now, and record it."""
     outcome, finding = decide(mismatch, reading, mapping.lag_budget_seconds, now.timestamp())
-    stamp = f"[{now:%Y-%m-%d %H:%M} UTC]"
+    actor = Actor.recheck()
     with transaction.atomic():
         locked = (
             Mismatch.objects.select_for_update(skip_locked=True)
@@ -148,21 +150,22 @@ def _settle(
                 if outcome == HEALED
                 else "the source row's TTL ran out before it was copied: not a difference"
             )
-            locked.resolution_status = ResolutionStatus.AUTO_RESOLVED
-            locked.resolved_at = now
-            locked.resolved_by = None
-            locked.resolution_notes = _note(
-                locked.resolution_notes, f"{stamp} Re-checked after the CDC lag budget: {why}."
+            transition(
+                locked,
+                ResolutionStatus.AUTO_RESOLVED,
+                actor=actor,
+                reason=f"Re-checked after the CDC lag budget: {why}.",
+                fields={"resolved_at": now, "resolved_by": None},
+                now=now,
             )
         else:
             assert finding is not None
-            locked.see(finding, None, now, by="the in-flight re-check")
-            if outcome == DRIFT:
-                locked.resolution_notes = _note(
-                    locked.resolution_notes,
-                    f"{stamp} Still different after the CDC lag budget: drift.",
-                )
-        locked.save()
+            prefix = (
+                "Still different after the CDC lag budget: drift; "
+                if outcome == DRIFT
+                else "Written again within the CDC lag budget: "
+            )
+            refresh(locked, finding, actor, now, prefix)
         if locked.last_job_id is not None:
             _count_on_job(locked.last_job_id, outcome, mapping)
     return outcome
@@ -216,10 +219,6 @@ def _unreadable_finding(mismatch: Mismatch) -> Difference:
 def _micros(value: dt.datetime) -> int:
     delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _note(notes: str, line: str) -> str:
-    return f"{notes}\n\n{line}" if notes else line
 
 
 def _count_on_job(job_id: uuid.UUID, outcome: str, mapping: TableMapping) -> None:

@@ -1,12 +1,12 @@
 """The engine side of the mismatch ledger: reading keys now, and what a run covered.
 
 The lifecycle itself (open, refresh, heal, reopen, ignore) is decided in the model layer
-(``Mismatch.see``, ``MismatchQuerySet.record_findings`` / ``heal``); this module gives it
+(``ledger.record``: ``record_findings``, ``heal``, ``apply_reading``); this module gives it
 what only the engine can tell:
 
 * ``read_now`` / ``compare_now``: a key's rows read again from both stores through the
   engine's own lookups and key equality (``Engine.read_keys``, the transient re-check's
-  path) — ``recheck`` (then ``Mismatch.apply_recheck``) and TIMESTAMP_RANGE healing use it;
+  path) — ``recheck`` (then ``record.apply_reading``) and TIMESTAMP_RANGE healing use it;
   there is no second lookup.  The models never import this module.
 * ``heal_covered``: which keys a run examined, so that healing only closes what the run saw.
   CHECKSUM covers every key; SAMPLE the keys it drew (``Outcome.examined_keys``; a table no
@@ -43,6 +43,8 @@ from reconciliation.engine import (
     lag_verdict,
 )
 from reconciliation.engine.keys import BadKey
+from reconciliation.ledger.record import apply_reading, heal
+from reconciliation.ledger.transition import Actor
 from reconciliation.models import (
     KEY_HOLDING_STATUSES,
     Finding,
@@ -95,7 +97,7 @@ def compare_now(engine: Engine, keys: Sequence[str]) -> dict[str, KeyReading]:
 
 def recheck(mismatch: Mismatch, user: Any) -> str:
     """Re-read a mismatch's key from both stores now and act on it
-    (``Mismatch.apply_recheck``): the API's and the admin's *re-check now*.  A difference
+    (``record.apply_reading``): the API's and the admin's *re-check now*.  A difference
     whose source row was written again within the table's CDC lag budget is in flight (the
     jobs' rule, ``lag_verdict``); the write it had before already had its budget."""
     finding = read_now(mismatch.table_name, mismatch.primary_key_value)
@@ -117,7 +119,7 @@ def recheck(mismatch: Mismatch, user: Any) -> str:
         )
         if verdict.recheck_after is not None:
             finding = dataclasses.replace(finding, recheck_after=verdict.recheck_after)
-    return mismatch.apply_recheck(finding, user)
+    return apply_reading(mismatch, finding, Actor.recheck(user))
 
 
 def _micros(value: dt.datetime) -> int:
@@ -142,17 +144,16 @@ def heal_covered(job: ReconciliationJob, engine: Engine, outcome: Outcome) -> in
     if not outcome.keys_examined:
         return 0
     strategy = job.validation_strategy
-    ledger = Mismatch.objects
     if strategy == ValidationStrategy.CHECKSUM:
-        return ledger.heal(job)
+        return heal(job)
     if strategy == ValidationStrategy.SAMPLE:
         # A random sample covers the keys it drew; a table no larger than the sample was
         # examined whole (examined_keys is None).
         if outcome.examined_keys is not None:
-            return ledger.heal(job, outcome.examined_keys)
-        return ledger.heal(job)
+            return heal(job, outcome.examined_keys)
+        return heal(job)
     if strategy == ValidationStrategy.TIMESTAMP_RANGE:
-        return ledger.heal(job, _in_window_and_equal(job, engine, outcome))
+        return heal(job, _in_window_and_equal(job, engine, outcome))
     return 0
 
 

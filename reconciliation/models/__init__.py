@@ -1,8 +1,14 @@
 """What cdcrecon stores: the tables it reconciles (``mappings``), the jobs it ran (``jobs``)
-and the rows that drifted (``mismatches``, the ledger)."""
+and the rows that drifted (``mismatches``, the ledger, with each one's ``history``)."""
 
+from reconciliation.ledger.statuses import (
+    KEY_HOLDING_STATUSES,
+    OPEN_STATUSES,
+    RESOLVED_STATUSES,
+)
 from reconciliation.models.autorepair import AutoRepairAction
 from reconciliation.models.counts import MismatchCount
+from reconciliation.models.history import MismatchEvent
 from reconciliation.models.jobs import (
     FULL_CHECK_STRATEGIES,
     ReconciliationJob,
@@ -18,9 +24,6 @@ from reconciliation.models.mappings import (
 )
 from reconciliation.models.mismatches import (
     CLOSED_STATUSES,
-    KEY_HOLDING_STATUSES,
-    OPEN_STATUSES,
-    RESOLVED_STATUSES,
     AlreadyResolved,
     Finding,
     JobFinding,
@@ -42,6 +45,7 @@ __all__ = [
     "JobSegment",
     "Mismatch",
     "MismatchCount",
+    "MismatchEvent",
     "MismatchQuerySet",
     "ReconciliationJob",
     "ReconciliationJobQuerySet",

@@ -51,6 +51,7 @@ from reconciliation.engine.identifiers import UnsafeIdentifier, cql_column, cql_
 from reconciliation.engine.keys import BadKey
 from reconciliation.engine.schema import is_excluded
 from reconciliation.keyparse import parse_key_for_columns
+from reconciliation.ledger.transition import Actor
 from reconciliation.models import AlreadyResolved, Mismatch, TableMapping
 from reconciliation.registry import (
     TableNotFound,
@@ -125,6 +126,7 @@ def repair_mismatch(
     refuse_source_changes: bool = False,
     context: Mapping[str, Any] | None = None,
     on_repaired: Callable[[Mismatch, AuditLogEntry, str], None] | None = None,
+    actor: Actor | None = None,
 ) -> RepairResult:
     """Make the target row equal to the Cassandra row now, and close the mismatch as
     ``status`` (AUTO_RESOLVED by hand, AUTO_REPAIRED by a table's repair policy).
@@ -157,7 +159,7 @@ def repair_mismatch(
         except RepairFailed as exc:
             failure = exc
         else:
-            locked.resolve(user, status, progress.note)
+            locked.close(actor or Actor.operator(user), status, progress.note)
         _audit(mapping, locked, user, progress, context, entry=entry)
         if failure is None and on_repaired is not None:
             on_repaired(locked, entry, progress.note)

@@ -59,6 +59,8 @@ from reconciliation.choices import (
 )
 from reconciliation.engine import Engine, KeyReading
 from reconciliation.ledger.reads import compare_now, engine_for
+from reconciliation.ledger.record import apply_reading
+from reconciliation.ledger.transition import Actor
 from reconciliation.locks import repair_policy_lock
 from reconciliation.models import (
     AutoRepairAction,
@@ -146,6 +148,7 @@ class _Run:
             AutoRepairResult.REPAIRED if not self.dry_run else AutoRepairResult.WOULD_REPAIR
         )
         self.user = policy_user(mapping.name)
+        self.actor = Actor.policy(self.user, job.pk)
         self.not_eligible: Counter[str] = Counter()
         self.deferred = 0
         self.capped: str | None = None
@@ -223,7 +226,7 @@ class _Run:
             return _Verdict(AutoRepairResult.FAILED, "bad_key", detail)
         now = reading.difference
         if now is None:
-            mismatch.apply_recheck(None, self.user)
+            apply_reading(mismatch, None, self.actor)
             return _Verdict(AutoRepairResult.SKIPPED, SkipReason.EQUAL_NOW)
         changed = (now.mismatch_type, now.cassandra_checksum, now.postgres_checksum) != (
             mismatch.mismatch_type,
@@ -236,7 +239,7 @@ class _Run:
         )
         if changed or recent:
             if not self.dry_run:
-                mismatch.apply_recheck(now, self.user)
+                apply_reading(mismatch, now, self.actor)
             why = "its rows changed" if changed else "its source row was written again"
             return _Verdict(AutoRepairResult.SKIPPED, SkipReason.CHANGED, f"Since detection {why}.")
         if self.dry_run:
@@ -251,6 +254,7 @@ class _Run:
                 mismatch,
                 self.user,
                 status=ResolutionStatus.AUTO_REPAIRED,
+                actor=self.actor,
                 refuse_source_changes=True,
                 context=context,
                 on_repaired=record,  # the action commits with the repair

@@ -23,7 +23,7 @@ from reconciliation.choices import (
     ValidationStrategy,
 )
 from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
-from tests.support import free_port
+from tests.support import free_port, latest_event
 
 pytestmark = pytest.mark.django_db
 
@@ -254,7 +254,9 @@ def test_reopen_puts_a_resolved_mismatch_back_to_pending_with_the_note(
     assert mismatch.resolution_status == ResolutionStatus.PENDING
     assert mismatch.resolved_by is None
     assert "looked harmless" in mismatch.resolution_notes
-    assert "[reopened by alice" in mismatch.resolution_notes
+    reopened = latest_event(mismatch)
+    assert (reopened.actor_kind, reopened.actor) == ("operator", "alice")
+    assert (reopened.to_status, reopened.reason) == (ResolutionStatus.PENDING, "it came back")
     assert "it came back" in mismatch.resolution_notes
 
 

@@ -23,7 +23,7 @@ from reconciliation.choices import (
 from reconciliation.jobs import build_parameters, create_job, run_in_process
 from reconciliation.ledger import inflight
 from reconciliation.models import Mismatch, ReconciliationJob
-from tests.support import wait_until
+from tests.support import latest_event, wait_until
 
 COLUMNS = "id text PRIMARY KEY, email text, updated_at timestamp"
 POSTGRES = "id text PRIMARY KEY, email text, updated_at timestamptz"
@@ -116,10 +116,10 @@ def test_fresh_writes_the_target_lacks_are_in_flight_not_drift_then_heal_or_beco
     }
     assert (
         "arrived within the CDC lag"
-        in Mismatch.objects.get(table_name=name, primary_key_value="late").resolution_notes
+        in latest_event(Mismatch.objects.get(table_name=name, primary_key_value="late")).reason
     )
     never = Mismatch.objects.get(table_name=name, primary_key_value="never")
-    assert never.recheck_after is None and "drift" in never.resolution_notes
+    assert never.recheck_after is None and "drift" in latest_event(never).reason
     job.refresh_from_db()
     assert (job.transient_count, job.mismatch_count, job.in_flight_count) == (2, 1, 3)
     assert job.drift_percentage == pytest.approx(100 / 12)
@@ -189,7 +189,7 @@ def test_a_row_in_flight_that_expires_before_the_recheck_is_closed_as_expired(
     assert (settled.expired, settled.drift, settled.healed) == (1, 0, 0)
     closed = Mismatch.objects.get(table_name=mapping.name, primary_key_value="short")
     assert closed.resolution_status == ResolutionStatus.AUTO_RESOLVED
-    assert "TTL ran out" in closed.resolution_notes
+    assert "TTL ran out" in latest_event(closed).reason
     job.refresh_from_db()
     assert (job.expired_count, job.mismatch_count) == (1, 0)
 

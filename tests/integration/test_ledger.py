@@ -19,6 +19,7 @@ from reconciliation.jobs import build_parameters, create_job, run_in_process
 from reconciliation.models import JobFinding, Mismatch, MismatchCount, ReconciliationJob
 from tests.factories import UserFactory
 from tests.monitoring_support import parse_samples, sample
+from tests.support import latest_event
 
 USERS_CASSANDRA = "id text PRIMARY KEY, email text, score int, updated_at timestamp"
 USERS_POSTGRES = "id text PRIMARY KEY, email text, score int, updated_at timestamptz"
@@ -176,7 +177,9 @@ def test_a_key_fixed_on_the_target_is_closed_by_the_next_covering_checksum(targe
 
     healed = ledger(users, "user-1")
     assert healed.resolution_status == ResolutionStatus.AUTO_RESOLVED
-    assert str(job.job_id) in healed.resolution_notes
+    assert str(job.job_id) in latest_event(healed).reason
+    assert latest_event(healed).job_id == job.pk
+    assert healed.resolution_notes == ""  # notes are the operators' words
     assert healed.resolved_at is not None
     assert open_keys(users) == {k: v for k, v in DRIFTED.items() if k != "user-1"}
 
@@ -205,7 +208,7 @@ def test_timestamp_range_closes_only_the_fixed_keys_in_its_window(cassandra, tar
 
     assert job.keys_examined == 1
     assert ledger(users, "user-2").resolution_status == ResolutionStatus.AUTO_RESOLVED
-    assert str(job.job_id) in ledger(users, "user-2").resolution_notes
+    assert str(job.job_id) in latest_event(ledger(users, "user-2")).reason
     # Equal now, but outside the window: this run did not look at it.
     assert ledger(users, "user-1").resolution_status == ResolutionStatus.PENDING
 
@@ -261,7 +264,11 @@ def test_an_ignored_key_stays_ignored_until_its_rows_change(cassandra, users, al
     ignored.refresh_from_db()
     assert ignored.resolution_status == ResolutionStatus.PENDING
     assert "known test row" in ignored.resolution_notes
-    assert "changed since it was ignored" in ignored.resolution_notes
+    assert "changed since it was ignored" in latest_event(ignored).reason
+    assert (latest_event(ignored).from_status, latest_event(ignored).to_status) == (
+        ResolutionStatus.IGNORED,
+        ResolutionStatus.PENDING,
+    )
     assert ignored.cassandra_data["email"] == "new@example.com"
     assert Mismatch.objects.filter(table_name=users.name, primary_key_value="user-1").count() == 1
 
@@ -281,8 +288,9 @@ def test_a_manually_resolved_difference_found_again_reopens_the_same_object(
     assert again.times_seen == 2
     assert again.reappeared_at is not None
     assert again.resolved_at is None and again.resolved_by is None
-    assert "Reappeared after resolution" in again.resolution_notes
-    assert str(job.job_id) in again.resolution_notes
+    assert "Reappeared after resolution" in latest_event(again).reason
+    assert str(job.job_id) in latest_event(again).reason
+    assert again.resolution_notes == "synced by hand"
     (row,) = [
         m
         for m in reader.get("/reconciliation/mismatches", {"table": users.name}).json()[
@@ -309,7 +317,8 @@ def test_recheck_closes_a_difference_fixed_since_it_was_found(target, users, ope
     mismatch.refresh_from_db()
     assert mismatch.resolution_status == ResolutionStatus.AUTO_RESOLVED
     assert mismatch.resolved_by == operator.user
-    assert f"Re-checked by {operator.user.username}" in mismatch.resolution_notes
+    assert f"Re-checked by {operator.user.username}" in latest_event(mismatch).reason
+    assert latest_event(mismatch).actor_kind == "recheck"
 
 
 def test_recheck_refreshes_a_difference_that_still_stands(cassandra, users, operator) -> None:
