@@ -19,7 +19,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from reconciliation.admin.common import (
@@ -135,6 +135,7 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
                 ]
             },
         ),
+        ("History", {"fields": ["timeline"]}),
     ]
 
     # Read-only (ReadOnlyChangeFormMixin): nothing captured can be edited, added or deleted.
@@ -160,6 +161,31 @@ class MismatchAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
     @admin.display(description="status", ordering="resolution_status")
     def status_badge(self, obj: Mismatch) -> SafeString:
         return badge(obj.resolution_status, obj.get_resolution_status_display())
+
+    @admin.display(description="timeline")
+    def timeline(self, obj: Mismatch) -> SafeString:
+        """Every status change, oldest first (``GET …/history`` serves the same events)."""
+        events = obj.events.order_by("at", "pk")
+        if not events:
+            return format_html("<em>{}</em>", "No status change recorded.")
+        return format_html(
+            '<ol class="mismatch-timeline">{}</ol>',
+            format_html_join(
+                "",
+                "<li><time>{}</time> <strong>{} → {}</strong> by {} ({}): {}</li>",
+                (
+                    (
+                        f"{e.at:%Y-%m-%d %H:%M:%S} UTC",
+                        e.from_status or "new",
+                        e.to_status,
+                        e.actor,
+                        e.get_actor_kind_display(),
+                        e.reason,
+                    )
+                    for e in events
+                ),
+            ),
+        )
 
     @admin.display(description="source row's TTL")
     def source_ttl(self, obj: Mismatch) -> str:

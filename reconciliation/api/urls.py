@@ -6,6 +6,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from reconciliation.api.forensics import JobForensicsView, TableForensicsView
+from reconciliation.api.history import MismatchHistoryView
 from reconciliation.api.repair import repair_mismatch_view
 from reconciliation.api.tables import TableViewSet
 from reconciliation.api.views import MismatchViewSet, ReconciliationJobViewSet, TriggerView
@@ -27,6 +28,11 @@ urlpatterns = [
         "reconciliation/mismatches/<str:mismatch_id>/repair",
         repair_mismatch_view,
         name="mismatch-repair",
+    ),
+    path(
+        "reconciliation/mismatches/<str:mismatch_id>/history",
+        MismatchHistoryView.as_view(),
+        name="mismatch-history",
     ),
     *router.urls,
 ]
