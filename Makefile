@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages the test suite needs beyond the services (Prometheus tools, Chromium).
 TEST_PACKAGES := prometheus prometheus-alertmanager chromium
 
-.PHONY: lock install services services-down migrate demo-data run test test-tools bench lint
+.PHONY: lock install services services-down migrate demo-data run test test-tools unit bench lint
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV) || { scripts/ensure-packages python3-venv && python3 -m venv $(VENV); }
@@ -39,6 +39,11 @@ run: migrate
 
 test-tools:
 	scripts/ensure-packages $(TEST_PACKAGES)
+
+# The fast layer: the tests that need no service (pure functions, the ledger's transition
+# table, the import graph), in seconds.
+unit: install
+	$(PY) -m pytest -q tests/unit -p no:cacheprovider
 
 test: services test-tools lint
 	$(PY) manage.py check --fail-level WARNING

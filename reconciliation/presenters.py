@@ -50,6 +50,7 @@ JOB_EXTRA_FIELDS = (
     "schema_warnings",
     "inconclusive",
     "window",
+    "transient_count",
     "in_flight_count",
     "expired_count",
     "recheck_rule",
@@ -172,6 +173,7 @@ def job_summary(job: ReconciliationJob) -> dict[str, Any]:
     body["inconclusive"] = job.is_inconclusive
     body["window"] = job.window
     body["unreadable_value_count"] = job.unreadable_value_count
+    body["transient_count"] = job.transient_count
     body["in_flight_count"] = job.in_flight_count
     body["expired_count"] = job.expired_count
     body["recheck_rule"] = job.recheck_rule or None  # null: a job from before the rules

@@ -42,6 +42,7 @@ JOB_EXTRA_FIELDS = frozenset(
         "inconclusive",
         "window",
         # issue 18: how drift was told from differences in flight
+        "transient_count",  # issue 28: differences equal when read again
         "in_flight_count",
         "expired_count",
         "recheck_rule",

@@ -140,6 +140,12 @@ class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
         help_text="TIMESTAMP_RANGE: the {from, to} window checked (default: the last "
         "RECONCILIATION_INTERVAL_MINUTES plus 5 minutes, up to now); null otherwise.",
     )
+    transient_count = serializers.IntegerField(
+        read_only=True,
+        min_value=0,
+        help_text="Differences that were equal when read again (writes the pipeline copied "
+        "during the scan, or in flight and arrived): not in mismatch_count or drift.",
+    )
     in_flight_count = serializers.IntegerField(
         read_only=True,
         min_value=0,

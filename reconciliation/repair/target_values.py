@@ -16,6 +16,8 @@ from typing import Any
 from cassandra.util import Date, Duration, SortedSet, Time
 from psycopg.types.json import Json, Jsonb
 
+from reconciliation.engine.keys import strip_zeros
+
 INTEGER_UDTS = {"int2", "int4", "int8"}
 FLOAT_UDTS = {"float4", "float8"}
 TEXT_UDTS = {"text", "varchar", "bpchar", "name", "citext"}
@@ -69,7 +71,10 @@ def text_of(value: Any) -> str:
         spec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
         return value.isoformat(timespec=spec) + "Z"
     if isinstance(value, decimal.Decimal):
-        text = format(value.normalize(), "f")
+        # strip_zeros, not normalize(): that rounds to the context's 28 digits.
+        if value.is_finite() and value.is_zero():
+            return "0"
+        text = format(strip_zeros(value) if value.is_finite() else value, "f")
         return "0" if text in {"-0", "0"} else text
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()

@@ -105,3 +105,18 @@ def test_every_status_a_finding_can_give_is_a_move_runs_and_re_checks_may_make()
         if old is not None:
             assert allowed(old, new, Actor.RECHECK), (old, new)
         assert new in KEY_HOLDING_STATUSES
+
+
+def test_repair_writes_a_decimal_with_every_digit_the_source_holds() -> None:
+    # normalize() rounds to 28 digits: …679000 instead of …678901.5 (issue 28).
+    import decimal
+
+    from reconciliation.repair.target_values import TargetColumn, text_of, to_json, to_target
+
+    value = decimal.Decimal("1234567890123456789012345678901.50")
+    assert text_of(value) == "1234567890123456789012345678901.5"
+    assert to_json(value) == "1234567890123456789012345678901.5"
+    text_column = TargetColumn("amount", "text", "text")
+    assert to_target(value, text_column) == "1234567890123456789012345678901.5"
+    assert to_target(value, TargetColumn("amount", "numeric", "numeric")) == value
+    assert text_of(decimal.Decimal("-0.000")) == "0" and text_of(decimal.Decimal("1E+3")) == "1000"
