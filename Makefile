@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages the test suite needs beyond the services (Prometheus tools, Chromium).
 TEST_PACKAGES := prometheus prometheus-alertmanager chromium
 
-.PHONY: lock install services services-down migrate demo-data run test test-tools bench lint
+.PHONY: lock install services services-down pipeline pipeline-down migrate demo-data run test test-tools bench lint
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV) || { scripts/ensure-packages python3-venv && python3 -m venv $(VENV); }
@@ -27,6 +27,14 @@ services: install
 services-down:
 	scripts/services down
 
+# The CDC pipeline (Kafka, the Debezium Cassandra 5 agent, the sink) beside the services; logs
+# in .local/pipeline/. cdcrecon itself never needs it. `make run PIPELINE=1` and `make test` use it.
+pipeline: services
+	scripts/pipeline up
+
+pipeline-down:
+	scripts/pipeline down
+
 migrate: services
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
@@ -34,13 +42,14 @@ migrate: services
 demo-data: migrate
 	$(PY) manage.py load_demo_data
 
-run: migrate
-	scripts/run
+# PIPELINE=1: the demo tables are filled through the real pipeline (see README, Demo data).
+run: migrate $(if $(filter 1,$(PIPELINE)),pipeline)
+	PIPELINE=$(PIPELINE) scripts/run
 
 test-tools:
 	scripts/ensure-packages $(TEST_PACKAGES)
 
-test: services test-tools lint
+test: services pipeline test-tools lint
 	$(PY) manage.py check --fail-level WARNING
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
@@ -58,4 +67,4 @@ bench: services
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy cdcrecon reconciliation gdpr
+	$(VENV)/bin/mypy cdcrecon reconciliation gdpr pipeline

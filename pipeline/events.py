@@ -175,9 +175,9 @@ _SCALAR_CONVERTERS: dict[str, Any] = {
     "boolean": bool,
     "uuid": lambda v: uuid.UUID(str(v)),
     "timestamp with time zone": lambda v: EPOCH + dt.timedelta(milliseconds=int(v)),
-    "timestamp without time zone": lambda v: (
-        EPOCH + dt.timedelta(milliseconds=int(v))
-    ).replace(tzinfo=None),
+    "timestamp without time zone": lambda v: (EPOCH + dt.timedelta(milliseconds=int(v))).replace(
+        tzinfo=None
+    ),
     "date": lambda v: dt.date(1970, 1, 1) + dt.timedelta(days=int(v)),
     "time without time zone": lambda v: (
         dt.datetime.min + dt.timedelta(microseconds=int(v) // 1000)

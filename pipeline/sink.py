@@ -179,12 +179,17 @@ class Writer:
     def table(self, name: str, refresh: bool = False) -> TargetTable | None:
         if refresh or name not in self.tables:
             found = describe_table(self.conn, self.options.schema, name)
-            if found is not None and (WRITE_TS not in found.columns or EXPIRES_AT not in found.columns):
+            if found is not None and (
+                WRITE_TS not in found.columns or EXPIRES_AT not in found.columns
+            ):
                 ensure_bookkeeping(self.conn, self.options.schema, name)
                 found = describe_table(self.conn, self.options.schema, name)
             if found is None and name not in self.tables:
-                log.warning("sink: no table %s.%s in the target; its events are skipped",
-                            self.options.schema, name)
+                log.warning(
+                    "sink: no table %s.%s in the target; its events are skipped",
+                    self.options.schema,
+                    name,
+                )
             self.tables[name] = found
         return self.tables[name]
 
@@ -229,9 +234,7 @@ class Writer:
         key = {k: self._value(table, k, v) for k, v in event.key.items() if k in table.columns}
         if not key:
             return "skipped"
-        where = sql.SQL(" AND ").join(
-            sql.SQL("{} = %s").format(sql.Identifier(k)) for k in key
-        )
+        where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in key)
         statement = sql.SQL("DELETE FROM {} WHERE {} AND ({} IS NULL OR {} <= %s)").format(
             sql.Identifier(self.options.schema, table.name),
             where,
@@ -293,8 +296,13 @@ def _events(messages: Sequence[Message]) -> list[ChangeEvent]:
             if event is not None:
                 events.append(with_key(event, message.key()))
         except UndecodableEvent as exc:
-            log.error("sink: skipping %s[%s]@%s: %s", message.topic(), message.partition(),
-                      message.offset(), exc)
+            log.error(
+                "sink: skipping %s[%s]@%s: %s",
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                exc,
+            )
     return events
 
 
@@ -334,7 +342,9 @@ def run(options: SinkOptions, stop: threading.Event) -> None:
             print("sink: ready", flush=True)
         log.info("sink: assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
 
-    consumer.subscribe([topic_pattern(options.topic_prefix, options.keyspaces)], on_assign=on_assign)
+    consumer.subscribe(
+        [topic_pattern(options.topic_prefix, options.keyspaces)], on_assign=on_assign
+    )
     with psycopg.connect(options.target, autocommit=True) as conn:
         writer = Writer(conn, options)
         try:
