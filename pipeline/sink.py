@@ -241,8 +241,8 @@ class Writer:
             sql.Identifier(WRITE_TS),
             sql.Identifier(WRITE_TS),
         )
-        self.conn.execute(statement, [*key.values(), event.write_time_us])
-        return "deleted"
+        done = self.conn.execute(statement, [*key.values(), event.write_time_us])
+        return "deleted" if done.rowcount else "stale"
 
     def _upsert(self, table: TargetTable, event: ChangeEvent) -> str:
         values = self._columns_of(table, event)
@@ -275,8 +275,9 @@ class Writer:
             ),
             ts=sql.Identifier(WRITE_TS),
         )
-        self.conn.execute(statement, list(values.values()))
-        return "upserted"
+        done = self.conn.execute(statement, list(values.values()))
+        # 0 rows: the row holds a newer write (a replay, or a repair after this mutation).
+        return "upserted" if done.rowcount else "stale"
 
     def apply_batch(self, events: Sequence[ChangeEvent]) -> dict[str, int]:
         """All events in one transaction: either the whole batch is in PostgreSQL or none."""
@@ -334,12 +335,8 @@ def consumer_config(options: SinkOptions) -> dict[str, Any]:
 def run(options: SinkOptions, stop: threading.Event) -> None:
     """Consume until ``stop`` is set: batch, write in one transaction, then commit offsets."""
     consumer = Consumer(consumer_config(options))
-    ready = threading.Event()
 
     def on_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if not ready.is_set():
-            ready.set()
-            print("sink: ready", flush=True)
         log.info("sink: assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
 
     consumer.subscribe(
@@ -347,6 +344,9 @@ def run(options: SinkOptions, stop: threading.Event) -> None:
     )
     with psycopg.connect(options.target, autocommit=True) as conn:
         writer = Writer(conn, options)
+        # Subscribed and connected to both: a topic made later is found within seconds
+        # (topic.metadata.refresh.interval.ms) and read from its start.
+        print("sink: ready", flush=True)
         try:
             while not stop.is_set():
                 messages = consumer.consume(options.batch_size, timeout=0.5)
