@@ -129,8 +129,8 @@ def sink_factory(
 
     def make(**env: str) -> Sink:
         sink = Sink(cassandra_keyspace, target_db, tmp_path / f"sink-{len(sinks)}.log", env)
+        sinks.append(sink)  # stopped after the test even if it fails to start
         sink.start()
-        sinks.append(sink)
         return sink
 
     yield make
