@@ -117,3 +117,38 @@ def test_a_transform_bug_in_the_sink_is_a_column_transform_finding(
     assert findings["column_transform"]["evidence"]["columns"] == ["email"]
     assert findings["column_transform"]["count"] == 30
     assert "pipeline_gap" not in findings
+
+
+def test_rows_expired_by_ttl_stay_in_the_copy_and_are_explained_as_expired_not_a_fault(
+    cassandra, target, captured_table, sink_factory
+) -> None:
+    mapping = captured_table(CASSANDRA, POSTGRES)
+    sink_factory()
+    table = mapping.cassandra_table
+    insert = cassandra.prepare(f"INSERT INTO {table} (id, email, score) VALUES (?, ?, ?)")
+    with_ttl = cassandra.prepare(
+        f"INSERT INTO {table} (id, email, score) VALUES (?, ?, ?) USING TTL 12"
+    )
+    for i in range(10):
+        cassandra.execute(insert, (f"kept-{i}", f"{i}@example.com", i))
+        cassandra.execute(with_ttl, (f"ttl-{i}", f"t{i}@example.com", i))
+    wait_rows(target, mapping.postgres_table, 20)
+    # The copy knows when each row expires in Cassandra; PostgreSQL has no TTL of its own.
+    assert count_rows(target, mapping.postgres_table, "_cdc_expires_at IS NOT NULL") == 10
+    wait_until(
+        lambda: cassandra.execute(f"SELECT count(*) FROM {table}").one()["count"] == 10,
+        30,
+        "the TTL rows did not expire in Cassandra",
+    )
+    time.sleep(3)  # nothing arrives for an expiry: it is not in the commit log
+    assert count_rows(target, mapping.postgres_table) == 20
+
+    job = run_job(mapping)
+
+    assert job.mismatch_count == 10
+    assert set(statuses(mapping)) == {f"ttl-{i}" for i in range(10)}
+    findings = {f["rule"]: f for f in job_forensics(job)["findings"]}
+    assert "expired_in_cassandra" in findings, findings
+    assert findings["expired_in_cassandra"]["count"] == 10
+    assert "deletes_not_propagated" not in findings  # not a pipeline fault
+    assert "pipeline_gap" not in findings
