@@ -110,11 +110,16 @@ def wait_for_keyspace(keyspace: str, offset: int, timeout: float = 20) -> None:
 
 
 def wait_for_tables(keyspace: str, tables: Iterable[str], offset: int, timeout: float = 20) -> None:
-    """Wait until the agent captures each new table (its log says so); a table it missed
-    is picked up by restarting the agent, which loads the whole schema at start."""
+    """Wait until the agent captures each new table (its log says so). A table it missed, or
+    could not take in (one using a UDT created while it ran: "Unknown type"), is picked up by
+    restarting the agent, which loads the whole schema at start."""
     for table in tables:
-        pattern = rf"Table {re.escape(keyspace)}\.{re.escape(table)} detected to be added"
-        if not wait_for_log(pattern, offset, timeout):
+        name = rf"{re.escape(keyspace)}\.{re.escape(table)}"
+        if not wait_for_log(rf"Table {name} detected to be added", offset, timeout):
+            restart_connector()
+            return
+        time.sleep(0.5)  # the error, if any, follows the detection at once
+        if wait_for_log(rf"Error happened while adding table {name} ", offset, 0.5):
             restart_connector()
             return
 
