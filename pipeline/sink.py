@@ -38,6 +38,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,9 +175,12 @@ class Writer:
         self.conn = conn
         self.options = options
         self.tables: dict[str, TargetTable | None] = {}
+        self.missing_since: dict[str, float] = {}
         conn.execute(sql.SQL("SET {} = 'on'").format(sql.Identifier(*SINK_SETTING.split("."))))
 
     def table(self, name: str, refresh: bool = False) -> TargetTable | None:
+        if name in self.missing_since and time.monotonic() - self.missing_since[name] > 5:
+            refresh = True  # a table the target lacked may have been created since
         if refresh or name not in self.tables:
             found = describe_table(self.conn, self.options.schema, name)
             if found is not None and (
@@ -191,6 +195,10 @@ class Writer:
                     name,
                 )
             self.tables[name] = found
+            if found is None:
+                self.missing_since.setdefault(name, time.monotonic())
+            else:
+                self.missing_since.pop(name, None)
         return self.tables[name]
 
     def _value(self, table: TargetTable, column: str, raw: Any) -> Any:
@@ -280,7 +288,19 @@ class Writer:
         return "upserted" if done.rowcount else "stale"
 
     def apply_batch(self, events: Sequence[ChangeEvent]) -> dict[str, int]:
-        """All events in one transaction: either the whole batch is in PostgreSQL or none."""
+        """All events in one transaction: either the whole batch is in PostgreSQL or none.
+
+        A table dropped and created again since it was described (its columns or the
+        bookkeeping gone) fails the batch once; it is described afresh and the batch retried.
+        A second failure is raised: the offsets stay uncommitted and the batch is read again."""
+        try:
+            return self._apply_all(events)
+        except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable) as exc:
+            log.warning("sink: target changed under the sink (%s); describing it again", exc)
+            self.tables.clear()
+            return self._apply_all(events)
+
+    def _apply_all(self, events: Sequence[ChangeEvent]) -> dict[str, int]:
         counts: dict[str, int] = {}
         with self.conn.transaction():
             for event in events:
