@@ -375,7 +375,10 @@ def run(options: SinkOptions, stop: threading.Event) -> None:
                     error = m.error()
                     if error is None:
                         good.append(m)
-                    elif error.code() != KafkaError._PARTITION_EOF:
+                    elif error.code() not in (
+                        KafkaError._PARTITION_EOF,
+                        KafkaError.UNKNOWN_TOPIC_OR_PART,  # no topic of the keyspaces yet
+                    ):
                         log.warning("sink: %s", error)
                 if not good:
                     continue
