@@ -49,7 +49,7 @@ class ColumnSetGroupSerializer(serializers.Serializer[dict[str, Any]]):
 class FindingSerializer(serializers.Serializer[dict[str, Any]]):
     rule = serializers.CharField(
         help_text="The rule that produced it: in_flight, ttl_expired, hot_partition, "
-        "pipeline_gap, column_transform, deletes_not_propagated or ttl_churn."
+        "pipeline_gap, column_transform, expired_in_cassandra, deletes_not_propagated or ttl_churn."
     )
     message = serializers.CharField(help_text="The finding in plain words.")
     count = serializers.IntegerField(help_text="How many differences it explains.")

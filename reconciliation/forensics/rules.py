@@ -30,9 +30,13 @@ row's write time and TTL, the columns that differ) and returns a ``Forensics``:
       At least ``TRANSFORM_MIN`` DATA_MISMATCH, ``TRANSFORM_SHARE`` (80%) of which differ in
       exactly the same columns: a transform that gets those columns wrong.  Not claimed for a
       hot partition either (the rows of a few partitions share their history).
+  ``expired_in_cassandra``
+      MISSING_IN_CASSANDRA whose copy says its source row expired by TTL by now (the
+      pipeline's ``_cdc_expires_at`` bookkeeping column): an expiry is never in the commit log,
+      so CDC cannot delete the copy. Not a pipeline fault.
   ``deletes_not_propagated``
-      MISSING_IN_CASSANDRA: rows deleted (or expired by their TTL, which CDC never sees) in
-      Cassandra and still in PostgreSQL.
+      The other MISSING_IN_CASSANDRA: rows deleted (or expired by a TTL the copy does not
+      record) in Cassandra and still in PostgreSQL.
   ``ttl_churn``
       At least ``TTL_MIN`` differences, half or more of those with a source row carrying a
       TTL: rows that expire in Cassandra, whose copies the pipeline does not expire.
@@ -82,6 +86,8 @@ class Fact:
     differing: frozenset[str] | None = None
     in_flight: bool = False
     recheck_after: dt.datetime | None = None
+    #: MISSING_IN_CASSANDRA: when the copy says its source row expires by TTL (None: unknown).
+    copy_expires_at: dt.datetime | None = None
 
 
 @dataclass
@@ -295,8 +301,34 @@ def _column_transform(facts: Sequence[Fact]) -> Finding | None:
     )
 
 
-def _deletes(facts: Sequence[Fact]) -> Finding | None:
-    extra = sum(1 for f in facts if f.mismatch_type == MISSING_IN_CASSANDRA)
+def _copy_expired(fact: Fact, now: dt.datetime) -> bool:
+    return (
+        fact.mismatch_type == MISSING_IN_CASSANDRA
+        and fact.copy_expires_at is not None
+        and fact.copy_expires_at <= now
+    )
+
+
+def _expired_in_cassandra(facts: Sequence[Fact], now: dt.datetime) -> Finding | None:
+    expired = [f for f in facts if _copy_expired(f, now)]
+    if not expired:
+        return None
+    last = max(f.copy_expires_at for f in expired if f.copy_expires_at is not None)
+    return Finding(
+        "expired_in_cassandra",
+        f"{len(expired)} {MISSING_IN_CASSANDRA} are rows whose TTL ran out in Cassandra (the "
+        f"last at {_clock(last)} UTC, as their copies record): an expiry is not in the commit "
+        "log, so the pipeline cannot delete the copies. Not a pipeline fault.",
+        len(expired),
+        MISSING_IN_CASSANDRA,
+        evidence={"last_expired_at": last.isoformat()},
+    )
+
+
+def _deletes(facts: Sequence[Fact], now: dt.datetime) -> Finding | None:
+    extra = sum(
+        1 for f in facts if f.mismatch_type == MISSING_IN_CASSANDRA and not _copy_expired(f, now)
+    )
     if not extra:
         return None
     return Finding(
@@ -327,9 +359,13 @@ def _ttl_churn(facts: Sequence[Fact]) -> Finding | None:
 # -- the whole analysis ------------------------------------------------------------------------
 
 
-def analyse(facts: Sequence[Fact], *, expired: int = 0) -> Forensics:
+def analyse(
+    facts: Sequence[Fact], *, expired: int = 0, now: dt.datetime | None = None
+) -> Forensics:
     """Groups and findings over ``facts`` (module docstring); ``expired``: a job's
-    differences not counted because their source row's TTL ran out first."""
+    differences not counted because their source row's TTL ran out first; ``now``: the time
+    copies' TTLs are judged against (default: the current time)."""
+    now = now or dt.datetime.now(dt.UTC)
     times = [f.written_at for f in facts if f.written_at is not None]
     size = bucket_size(times)
     by_time = Counter(
@@ -348,7 +384,8 @@ def analyse(facts: Sequence[Fact], *, expired: int = 0) -> Forensics:
         hot,
         None if is_hot else _pipeline_gap(drift),
         None if is_hot else _column_transform(drift),
-        _deletes(drift),
+        _expired_in_cassandra(drift, now),
+        _deletes(drift, now),
         _ttl_churn(drift),
     ]
     return Forensics(

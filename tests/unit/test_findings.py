@@ -96,6 +96,21 @@ def test_rows_only_in_postgres_are_deletes_not_propagated() -> None:
     assert found[0].message.startswith("5 MISSING_IN_CASSANDRA: rows deleted or expired")
 
 
+def test_rows_only_in_postgres_whose_copies_say_they_expired_are_expired_not_lost_deletes() -> None:
+    now = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+    expired = [
+        Fact(MISSING_IN_CASSANDRA, (f"e{i}",), copy_expires_at=now - dt.timedelta(minutes=i))
+        for i in range(4)
+    ]
+    not_yet = Fact(MISSING_IN_CASSANDRA, ("later",), copy_expires_at=now + dt.timedelta(hours=1))
+    deleted = Fact(MISSING_IN_CASSANDRA, ("gone",))
+    found = {f.rule: f for f in analyse([*expired, not_yet, deleted], now=now).findings}
+    assert set(found) == {"expired_in_cassandra", "deletes_not_propagated"}
+    assert found["expired_in_cassandra"].count == 4
+    assert "Not a pipeline fault" in found["expired_in_cassandra"].message
+    assert found["deletes_not_propagated"].count == 2  # deleted, and one not expired yet
+
+
 def test_rows_with_a_ttl_are_ttl_churn_not_a_gap() -> None:
     facts = [
         Fact(MISSING_IN_POSTGRES, (f"s{i}",), T0 + dt.timedelta(seconds=i), ttl_seconds=3600 + i)
