@@ -19,7 +19,7 @@ from typing import Any
 from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
-from reconciliation.choices import AlertLevel, JobPhase, JobStatus, SegmentKind, ValidationStrategy
+from reconciliation.choices import JobPhase, JobStatus, SegmentKind, ValidationStrategy
 from reconciliation.engine import (
     NO_RECHECK,
     RECHECK_PROGRESS,
@@ -38,6 +38,7 @@ from reconciliation.jobs import staging
 from reconciliation.jobs.segments import job_differences, job_window
 from reconciliation.ledger.reads import heal_covered
 from reconciliation.ledger.record import record_findings
+from reconciliation.ledger.verdict import judge
 from reconciliation.models import Finding, ReconciliationJob, TableMapping
 
 MISMATCH_BATCH = 1000
@@ -160,13 +161,14 @@ def _complete(
     lag_budget = options.lag_budget_seconds if recheck_rule == WRITE_TIME else None
     # A run that examined nothing (an empty window, an empty table) is inconclusive: no
     # drift (not 0%), no alert level, so no gauge and no green badge.
-    conclusive = outcome.keys_examined > 0  # ROW_COUNT: the larger of its two counts
-    drift = outcome.drift_percentage if conclusive else None
-    # An estimate alerts only when even the lower bound of its 95% interval passes the
-    # threshold (as the Prometheus rules judge it).
-    estimate = job.validation_strategy == ValidationStrategy.SAMPLE
-    judged = outcome.drift_ci_low if estimate and outcome.drift_ci_low is not None else drift
-    level = mapping.alert_level_for(judged if drift is not None else None)
+    # ROW_COUNT: keys_examined is the larger of its two counts.
+    verdict = judge(
+        job.validation_strategy,
+        outcome.keys_examined,
+        outcome.drift_percentage,
+        (outcome.drift_ci_low, outcome.drift_ci_high),
+        mapping.thresholds,
+    )
     now = timezone.now()
     fields: dict[str, Any] = {
         "status": JobStatus.COMPLETED,
@@ -185,11 +187,11 @@ def _complete(
         "lag_budget_seconds": lag_budget,
         "source_rows_per_second": source_rows_per_second,
         "unreadable_value_count": outcome.unreadable_value_count,
-        "drift_percentage": drift,
-        "drift_ci_low": outcome.drift_ci_low if drift is not None else None,
-        "drift_ci_high": outcome.drift_ci_high if drift is not None else None,
-        "alert_level": level,
-        "alert_fired": level != AlertLevel.NONE,
+        "drift_percentage": verdict.drift_percentage,
+        "drift_ci_low": verdict.drift_ci_low,
+        "drift_ci_high": verdict.drift_ci_high,
+        "alert_level": verdict.alert_level,
+        "alert_fired": verdict.alert_fired,
         "schema_warnings": outcome.schema_warnings,
         "parameters": {**(job.parameters or {}), **outcome.parameters},
     }

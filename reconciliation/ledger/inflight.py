@@ -47,11 +47,11 @@ from reconciliation.engine import (
     Options,
     lag_verdict,
 )
-from reconciliation.engine.drift import drift_percentage, wilson_interval
 from reconciliation.engine.lag import EXPIRED, IN_FLIGHT
 from reconciliation.ledger.reads import compare_now, engine_for
 from reconciliation.ledger.record import refresh
 from reconciliation.ledger.transition import Actor, transition
+from reconciliation.ledger.verdict import recount
 from reconciliation.models import (
     Mismatch,
     MismatchQuerySet,
@@ -237,15 +237,17 @@ def _count_on_job(job_id: uuid.UUID, outcome: str, mapping: TableMapping) -> Non
         job.mismatch_count += 1
         fields = ["mismatch_count"]
         if job.status == JobStatus.COMPLETED and job.keys_examined:
-            job.drift_percentage = drift_percentage(job.mismatch_count, job.keys_examined)
-            judged = job.drift_percentage
+            verdict = recount(
+                job.validation_strategy,
+                job.mismatch_count,
+                job.keys_examined,
+                thresholds_for_table(job.table_name, mapping),
+            )
+            job.drift_percentage = verdict.drift_percentage
             if job.validation_strategy == ValidationStrategy.SAMPLE:
-                job.drift_ci_low, job.drift_ci_high = wilson_interval(
-                    job.mismatch_count, job.keys_examined
-                )
-                judged = job.drift_ci_low
-            job.alert_level = thresholds_for_table(job.table_name, mapping).alert_level(judged)
-            job.alert_fired = job.alert_fired or job.alert_level != "NONE"
+                job.drift_ci_low, job.drift_ci_high = verdict.drift_ci_low, verdict.drift_ci_high
+            job.alert_level = verdict.alert_level
+            job.alert_fired = job.alert_fired or verdict.alert_fired
             fields += ["drift_percentage", "drift_ci_low", "drift_ci_high"]
             fields += ["alert_level", "alert_fired"]
         job.save(update_fields=fields)
