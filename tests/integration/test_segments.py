@@ -334,8 +334,15 @@ def test_a_segment_run_again_writes_nothing_twice(users) -> None:
     assert sorted(bytes(d.key) for d in SegmentDifference.objects.filter(segment=segment)) == keys
     assert SegmentDifference.objects.filter(segment__job=job).count() == len(expected)
 
-    # The coordinator finds every segment DONE and only finalizes: one mismatch per key.
+    # The coordinator finds every segment DONE and only finalizes: one mismatch per key.  It
+    # runs here, or in the test worker when that took the job execute_segment queued again
+    # (nobody held its run lock then); either way it ends.
     run_in_process(job)
+    wait_until(
+        lambda: ReconciliationJob.objects.get(pk=job.pk).status != JobStatus.RUNNING,
+        60,
+        "the job's coordinator did not finish",
+    )
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED, job.error_message
     assert found(job) == expected
