@@ -1,8 +1,11 @@
-"""Every status and enumeration of the reconciliation app, as the guide names them."""
+"""Every status and enumeration of the reconciliation app, with its label; the names the
+engine and forensics share are ``reconciliation.vocabulary``'s."""
 
 from __future__ import annotations
 
 from django.db import models
+
+from reconciliation import vocabulary as names
 
 
 class JobType(models.TextChoices):
@@ -11,10 +14,10 @@ class JobType(models.TextChoices):
 
 
 class ValidationStrategy(models.TextChoices):
-    ROW_COUNT = "ROW_COUNT", "Row count"
-    CHECKSUM = "CHECKSUM", "Checksum (every row)"
-    TIMESTAMP_RANGE = "TIMESTAMP_RANGE", "Timestamp range"
-    SAMPLE = "SAMPLE", "Random sample"
+    ROW_COUNT = names.ROW_COUNT, "Row count"
+    CHECKSUM = names.CHECKSUM, "Checksum (every row)"
+    TIMESTAMP_RANGE = names.TIMESTAMP_RANGE, "Timestamp range"
+    SAMPLE = names.SAMPLE, "Random sample"
 
 
 class JobStatus(models.TextChoices):
@@ -41,9 +44,9 @@ class AlertLevel(models.TextChoices):
 
 
 class MismatchType(models.TextChoices):
-    MISSING_IN_POSTGRES = "MISSING_IN_POSTGRES", "Missing in PostgreSQL"
-    MISSING_IN_CASSANDRA = "MISSING_IN_CASSANDRA", "Missing in Cassandra"
-    DATA_MISMATCH = "DATA_MISMATCH", "Data mismatch"
+    MISSING_IN_POSTGRES = names.MISSING_IN_POSTGRES, "Missing in PostgreSQL"
+    MISSING_IN_CASSANDRA = names.MISSING_IN_CASSANDRA, "Missing in Cassandra"
+    DATA_MISMATCH = names.DATA_MISMATCH, "Data mismatch"
 
 
 class ResolutionStatus(models.TextChoices):
@@ -53,7 +56,7 @@ class ResolutionStatus(models.TextChoices):
     IGNORED = "IGNORED", "Ignored"
     # Found while its source row was younger than the table's CDC lag budget: not drift
     # (yet); re-checked once the budget has passed.
-    IN_FLIGHT = "IN_FLIGHT", "In flight (within the CDC lag budget)"
+    IN_FLIGHT = names.IN_FLIGHT, "In flight (within the CDC lag budget)"
     # Repaired from Cassandra by the table's repair policy (not by an operator).
     AUTO_REPAIRED = "AUTO_REPAIRED", "Repaired by policy"
 
@@ -78,9 +81,9 @@ class RepairPolicy(models.TextChoices):
 class RecheckRule(models.TextChoices):
     """How a job told drift from differences still in flight."""
 
-    WRITE_TIME = "WRITE_TIME", "Cassandra write times against the CDC lag budget"
-    FIXED_DELAY = "FIXED_DELAY", "A fixed re-check delay (no readable write times)"
-    NONE = "NONE", "No re-check"
+    WRITE_TIME = names.WRITE_TIME, "Cassandra write times against the CDC lag budget"
+    FIXED_DELAY = names.FIXED_DELAY, "A fixed re-check delay (no readable write times)"
+    NONE = names.NO_RECHECK, "No re-check"
 
 
 class SegmentKind(models.TextChoices):

@@ -12,11 +12,12 @@ from django.utils.safestring import SafeString
 
 from reconciliation.forensics.report import JobStillRunning, job_forensics, table_forensics
 from reconciliation.models import ReconciliationJob, TableMapping
+from reconciliation.vocabulary import DATA_MISMATCH, MISSING_IN_CASSANDRA, MISSING_IN_POSTGRES
 
 TYPE_COLOURS = {
-    "MISSING_IN_POSTGRES": "#c62828",
-    "MISSING_IN_CASSANDRA": "#6a1b9a",
-    "DATA_MISMATCH": "#ef6c00",
+    MISSING_IN_POSTGRES: "#c62828",
+    MISSING_IN_CASSANDRA: "#6a1b9a",
+    DATA_MISMATCH: "#ef6c00",
 }
 
 

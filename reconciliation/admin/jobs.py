@@ -49,6 +49,7 @@ from reconciliation.models import (
     Mismatch,
     ReconciliationJob,
     TableMapping,
+    Thresholds,
     thresholds_for_table,
 )
 from reconciliation.presenters import job_segment_counts, requested_by_name
@@ -160,15 +161,13 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
         return request.user.has_perm("reconciliation.add_reconciliationjob")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ReconciliationJob]:
-        config = settings.reconciliation
+        defaults = Thresholds.effective()
         return (
             super()
             .get_queryset(request)
             .annotate(
-                warning_at=_threshold_subquery("warning_threshold", config.drift_warning_threshold),
-                critical_at=_threshold_subquery(
-                    "critical_threshold", config.drift_critical_threshold
-                ),
+                warning_at=_threshold_subquery("warning_threshold", defaults.warning),
+                critical_at=_threshold_subquery("critical_threshold", defaults.critical),
             )
         )
 

@@ -39,7 +39,7 @@ from reconciliation.models import (
     ReconciliationJob,
     TableMapping,
 )
-from reconciliation.models.mappings import REPAIR_POLICY_FIELDS
+from reconciliation.models.mappings import REPAIR_POLICY_FIELDS, Thresholds
 from reconciliation.registry import TableNotFound, discover_key_columns
 
 
@@ -105,9 +105,8 @@ class TableMappingForm(forms.ModelForm):
                 data[name] = getattr(self.instance, name)
         keyspace, table = data.get("cassandra_keyspace"), data.get("cassandra_table")
         warning, critical = data.get("warning_threshold"), data.get("critical_threshold")
-        config = settings.reconciliation
-        effective_warning = config.drift_warning_threshold if warning is None else warning
-        effective_critical = config.drift_critical_threshold if critical is None else critical
+        effective = Thresholds.effective(warning, critical)
+        effective_warning, effective_critical = effective.warning, effective.critical
         if effective_warning > effective_critical:
             self.add_error(
                 "warning_threshold",

@@ -38,7 +38,6 @@ from reconciliation.models import (
     ReconciliationJob,
     TableMapping,
     Thresholds,
-    thresholds_for_table,
 )
 from reconciliation.repair.source_changes import canonical_equal
 
@@ -127,14 +126,8 @@ def _number(value: float) -> str:
 
 
 def thresholds_for(table_name: str, mappings: dict[str, TableMapping]) -> tuple[float, float]:
-    mapping = mappings.get(table_name)
-    if mapping is None:  # unregistered: the settings' defaults, without a query
-        thresholds = Thresholds(
-            settings.reconciliation.drift_warning_threshold,
-            settings.reconciliation.drift_critical_threshold,
-        )
-    else:
-        thresholds = thresholds_for_table(table_name, mapping)
+    mapping = mappings.get(table_name)  # unregistered: the settings' defaults, no query
+    thresholds = Thresholds.effective() if mapping is None else mapping.thresholds
     return thresholds.warning, thresholds.critical
 
 

@@ -39,6 +39,17 @@ from reconciliation.engine.lookups import StoredKeys, recheck_keys, stored_keys
 from reconciliation.engine.row_count import count_range
 from reconciliation.engine.row_count import outcome as row_count_outcome
 from reconciliation.engine.terms import (
+    Connect,
+    Difference,
+    KeyReading,
+    Options,
+    Outcome,
+    Progress,
+    Report,
+)
+from reconciliation.engine.timestamp_range import parameters as window_parameters
+from reconciliation.engine.timestamp_range import window as checked_window
+from reconciliation.vocabulary import (
     CHECKSUM,
     DATA_MISMATCH,
     FIXED_DELAY,
@@ -50,16 +61,7 @@ from reconciliation.engine.terms import (
     STRATEGIES,
     TIMESTAMP_RANGE,
     WRITE_TIME,
-    Connect,
-    Difference,
-    KeyReading,
-    Options,
-    Outcome,
-    Progress,
-    Report,
 )
-from reconciliation.engine.timestamp_range import parameters as window_parameters
-from reconciliation.engine.timestamp_range import window as checked_window
 
 __all__ = [
     "CHECKSUM",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from reconciliation.engine.core import Engine, strategy
 from reconciliation.engine.keydiff import full_diff
-from reconciliation.engine.terms import CHECKSUM, Outcome
+from reconciliation.engine.terms import Outcome
+from reconciliation.vocabulary import CHECKSUM
 
 
 @strategy(CHECKSUM)

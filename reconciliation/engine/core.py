@@ -35,14 +35,7 @@ from cassandra.cluster import Session
 from reconciliation.engine.canonical import Converter, column_canonicalizer
 from reconciliation.engine.cassandra import CassandraTable, token_segments
 from reconciliation.engine.keys import BadKey, split_key
-from reconciliation.engine.lag import (
-    EXPIRED,
-    IN_FLIGHT,
-    READ_AGAIN,
-    LagVerdict,
-    lag_verdict,
-)
-from reconciliation.engine.lag import FIXED_DELAY as NEEDS_DELAY
+from reconciliation.engine.lag import EXPIRED, READ_AGAIN, LagVerdict, lag_verdict
 from reconciliation.engine.merge import Diff, agree
 from reconciliation.engine.postgres import PostgresTable
 from reconciliation.engine.readable import primary_key_text
@@ -50,12 +43,6 @@ from reconciliation.engine.records import MARSHAL_VERSION, Codec, SourceWrite, s
 from reconciliation.engine.schema import TableSpec, discover_layout
 from reconciliation.engine.spill import Spool
 from reconciliation.engine.terms import (
-    DATA_MISMATCH,
-    FIXED_DELAY,
-    MISSING_IN_CASSANDRA,
-    MISSING_IN_POSTGRES,
-    NO_RECHECK,
-    WRITE_TIME,
     Connect,
     Difference,
     KeyReading,
@@ -65,6 +52,15 @@ from reconciliation.engine.terms import (
     Report,
 )
 from reconciliation.engine.unreadable import count_unreadable, is_unreadable
+from reconciliation.vocabulary import (
+    DATA_MISMATCH,
+    FIXED_DELAY,
+    IN_FLIGHT,
+    MISSING_IN_CASSANDRA,
+    MISSING_IN_POSTGRES,
+    NO_RECHECK,
+    WRITE_TIME,
+)
 
 VERDICT_BATCH = 500
 
@@ -324,7 +320,7 @@ class Engine:
                     verdict = self._lag_verdict(c_row, p_rows, written, self.reads_began_at)
                     if verdict.kind == READ_AGAIN:
                         again.append(key)
-                    elif verdict.kind == NEEDS_DELAY and delay > 0:
+                    elif verdict.kind == FIXED_DELAY and delay > 0:
                         later.add(key)
                     else:
                         self._decide(verdicts, verdict, key, c_row, p_rows, written)

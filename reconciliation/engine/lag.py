@@ -28,14 +28,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciliation.engine.records import SourceWrite
+from reconciliation.vocabulary import FIXED_DELAY, IN_FLIGHT, MISSING_IN_CASSANDRA, written_within
 
-MISSING_IN_CASSANDRA = "MISSING_IN_CASSANDRA"
-
-IN_FLIGHT = "IN_FLIGHT"
+# The verdicts besides IN_FLIGHT and FIXED_DELAY (the vocabulary's: a status, a re-check rule).
 EXPIRED = "EXPIRED"
 DRIFT = "DRIFT"
 READ_AGAIN = "READ_AGAIN"
-FIXED_DELAY = "FIXED_DELAY"
 
 #: Added to write time + budget before an in-flight difference is read again (clock skew
 #: between Cassandra's writers and this host, and the re-check's own scheduling).
@@ -65,13 +63,13 @@ def lag_verdict(
     write_us, expires = written
     wrote = write_us / 1_000_000
     fresh = waited_for is None or write_us > waited_for
-    if fresh and wrote + budget > now:
+    if fresh and written_within(wrote, budget, now):
         recheck_after = min(wrote, now) + budget + MARGIN_SECONDS
         if expires is not None and expires <= recheck_after:
             return LagVerdict(EXPIRED)
         return LagVerdict(IN_FLIGHT, recheck_after)
     if expires is not None and expires <= now:
         return LagVerdict(EXPIRED)
-    if fresh and wrote + budget > reads_began_at:
+    if fresh and written_within(wrote, budget, reads_began_at):
         return LagVerdict(READ_AGAIN)
     return LagVerdict(DRIFT)

@@ -10,7 +10,8 @@ from reconciliation.engine.cassandra import split_range
 from reconciliation.engine.core import Engine, plan_segments, strategy
 from reconciliation.engine.drift import row_count_drift
 from reconciliation.engine.records import MAX_TOKEN, MIN_TOKEN
-from reconciliation.engine.terms import ROW_COUNT, Outcome
+from reconciliation.engine.terms import Outcome
+from reconciliation.vocabulary import ROW_COUNT
 
 
 def count_range(engine: Engine, token_range: tuple[int, int], pieces: int = 8) -> int:

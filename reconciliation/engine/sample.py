@@ -17,7 +17,8 @@ from reconciliation.engine.keydiff import full_diff
 from reconciliation.engine.merge import agree
 from reconciliation.engine.readable import primary_key_text
 from reconciliation.engine.spill import Spool
-from reconciliation.engine.terms import SAMPLE, Outcome
+from reconciliation.engine.terms import Outcome
+from reconciliation.vocabulary import SAMPLE
 
 
 @strategy(SAMPLE)

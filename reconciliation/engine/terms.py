@@ -1,7 +1,7 @@
-"""The engine's terms: the names it speaks in (strategies, mismatch types, re-check rules),
-what a run is told (``Options``) and what it gives back (``Difference``, ``KeyReading``,
-``Outcome``).  Plain data, so every strategy module and every caller can use them without
-the engine itself."""
+"""The engine's terms: what a run is told (``Options``) and what it gives back
+(``Difference``, ``KeyReading``, ``Outcome``); the names it speaks in (strategies, mismatch
+types, re-check rules) are ``reconciliation.vocabulary``'s.  Plain data, so every strategy
+module and every caller can use them without the engine itself."""
 
 from __future__ import annotations
 
@@ -13,21 +13,6 @@ from typing import Any
 import psycopg
 
 from reconciliation.engine.cassandra import ReadLimiter
-
-ROW_COUNT = "ROW_COUNT"
-CHECKSUM = "CHECKSUM"
-TIMESTAMP_RANGE = "TIMESTAMP_RANGE"
-SAMPLE = "SAMPLE"
-STRATEGIES = (ROW_COUNT, CHECKSUM, TIMESTAMP_RANGE, SAMPLE)
-
-MISSING_IN_POSTGRES = "MISSING_IN_POSTGRES"
-MISSING_IN_CASSANDRA = "MISSING_IN_CASSANDRA"
-DATA_MISMATCH = "DATA_MISMATCH"
-
-#: How a job tells drift from differences still in flight (``Engine.recheck_rule``).
-WRITE_TIME = "WRITE_TIME"
-FIXED_DELAY = "FIXED_DELAY"
-NO_RECHECK = "NONE"
 
 Connect = Callable[[], psycopg.Connection]
 

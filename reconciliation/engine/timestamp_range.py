@@ -14,7 +14,8 @@ import datetime as dt
 from reconciliation.engine.core import Engine, strategy
 from reconciliation.engine.keydiff import full_diff
 from reconciliation.engine.schema import SchemaError, Window
-from reconciliation.engine.terms import TIMESTAMP_RANGE, Outcome
+from reconciliation.engine.terms import Outcome
+from reconciliation.vocabulary import TIMESTAMP_RANGE
 
 
 def iso(value: dt.datetime) -> str:

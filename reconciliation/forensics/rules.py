@@ -53,10 +53,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-MISSING_IN_POSTGRES = "MISSING_IN_POSTGRES"
-MISSING_IN_CASSANDRA = "MISSING_IN_CASSANDRA"
-DATA_MISMATCH = "DATA_MISMATCH"
-IN_FLIGHT = "IN_FLIGHT"
+from reconciliation.vocabulary import (
+    DATA_MISMATCH,
+    MISSING_IN_CASSANDRA,
+    MISSING_IN_POSTGRES,
+)
 
 HOT_MIN = 10
 HOT_SHARE = 0.8

@@ -38,6 +38,16 @@ class Thresholds:
     warning: float
     critical: float
 
+    @classmethod
+    def effective(cls, warning: float | None = None, critical: float | None = None) -> Thresholds:
+        """A table's own thresholds where it sets them, else RECONCILIATION_DRIFT_WARNING_
+        THRESHOLD / _CRITICAL_THRESHOLD: the one fallback."""
+        conf = settings.reconciliation
+        return cls(
+            conf.drift_warning_threshold if warning is None else warning,
+            conf.drift_critical_threshold if critical is None else critical,
+        )
+
     def alert_level(self, drift_percentage: float | None) -> str:
         """The one definition of an alert level: strictly above a threshold."""
         if drift_percentage is None:
@@ -54,10 +64,7 @@ def thresholds_for_table(name: str, mapping: TableMapping | None = None) -> Thre
     RECONCILIATION_DRIFT_{WARNING,CRITICAL}_THRESHOLD (also for an unregistered table)."""
     if mapping is None:
         mapping = TableMapping.objects.filter(name=name).first()
-    conf = settings.reconciliation
-    if mapping is None:
-        return Thresholds(conf.drift_warning_threshold, conf.drift_critical_threshold)
-    return mapping.thresholds
+    return Thresholds.effective() if mapping is None else mapping.thresholds
 
 
 #: The repair policy's fields (checked together by ``TableMapping.clean``; the admin form
@@ -221,15 +228,7 @@ class TableMapping(models.Model):
 
     @property
     def thresholds(self) -> Thresholds:
-        conf = settings.reconciliation
-        return Thresholds(
-            conf.drift_warning_threshold
-            if self.warning_threshold is None
-            else self.warning_threshold,
-            conf.drift_critical_threshold
-            if self.critical_threshold is None
-            else self.critical_threshold,
-        )
+        return Thresholds.effective(self.warning_threshold, self.critical_threshold)
 
     @property
     def effective_warning_threshold(self) -> float:

@@ -69,6 +69,7 @@ from reconciliation.models import (
     TableMapping,
 )
 from reconciliation.repair.manual import RepairFailed, repair_mismatch
+from reconciliation.vocabulary import written_within
 
 logger = logging.getLogger(__name__)
 
@@ -207,15 +208,15 @@ class _Run:
     def _eligible(self) -> Iterator[Mismatch]:
         """The open differences the policy may act on, oldest first (the others counted)."""
         allowed = set(self.mapping.repair_types)
-        min_age = dt.timedelta(seconds=self.mapping.repair_min_age)
-        now = timezone.now()
+        min_age = self.mapping.repair_min_age
+        now = timezone.now().timestamp()
         pending = Mismatch.objects.filter(
             table_name=self.mapping.name, resolution_status=ResolutionStatus.PENDING
         ).order_by("first_seen_at", "pk")
         for mismatch in pending.iterator(chunk_size=500):
             if mismatch.mismatch_type not in allowed:
                 self.not_eligible[NotEligible.TYPE_NOT_ALLOWED] += 1
-            elif now - _since(mismatch) < min_age:
+            elif written_within(_since(mismatch).timestamp(), min_age, now):
                 self.not_eligible[NotEligible.TOO_YOUNG] += 1
             else:
                 yield mismatch
@@ -234,8 +235,8 @@ class _Run:
             mismatch.postgres_checksum,
         )
         written = now.source_write_time
-        recent = written is not None and (
-            timezone.now().timestamp() - written / 1e6 < self.mapping.repair_min_age
+        recent = written is not None and written_within(
+            written / 1e6, self.mapping.repair_min_age, timezone.now().timestamp()
         )
         if changed or recent:
             if not self.dry_run:
