@@ -1,4 +1,4 @@
-"""The forensics rules (reconciliation/findings.py): each planted cause gives its finding and
+"""The forensics rules (reconciliation/forensics/rules.py, windows.py): each planted cause gives its finding and
 no other."""
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from reconciliation.forensics.rules import (
     MISSING_IN_POSTGRES,
     Fact,
     analyse,
-    bucket_size,
-    narrowest_window,
 )
+from reconciliation.forensics.windows import bucket_size, narrowest_window
 
 T0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
 rng = random.Random(7)
