@@ -42,6 +42,7 @@ from reconciliation.connections import (
     target_connection,
 )
 from reconciliation.engine import Options, StoredKeys, stored_keys
+from reconciliation.engine.codecs import POSTGRES_TO_CQL_TYPES
 from reconciliation.engine.identifiers import cql_column, cql_table
 from reconciliation.engine.keys import BadKey, format_key, split_key
 from reconciliation.keyparse import parse_key_for_columns
@@ -73,26 +74,6 @@ RETRY_ATTEMPTS = 3
 # An erasure must not be acknowledged by a single replica that may then be lost.
 WEAK_CONSISTENCY_LEVELS = {"ONE", "LOCAL_ONE", "TWO"}
 
-# When Cassandra is down, the key's types are read from the target instead, as CQL types.
-POSTGRES_TO_CQL_TYPES = {
-    "text": "text",
-    "character varying": "text",
-    "character": "text",
-    "smallint": "smallint",
-    "integer": "int",
-    "bigint": "bigint",
-    "numeric": "decimal",
-    "real": "float",
-    "double precision": "double",
-    "boolean": "boolean",
-    "uuid": "uuid",
-    "date": "date",
-    "timestamp with time zone": "timestamp",
-    "timestamp without time zone": "timestamp",
-    "time without time zone": "time",
-    "bytea": "blob",
-    "inet": "inet",
-}
 
 _NAME = re.compile(TABLE_NAME_PATTERN)
 

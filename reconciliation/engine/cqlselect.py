@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from reconciliation.engine.codecs import CODECS
 from reconciliation.engine.cqltypes import CqlType
 from reconciliation.engine.identifiers import cql_column
 from reconciliation.engine.keys import BadKey, parse_key_part
@@ -30,11 +31,9 @@ def select_column(column: Column) -> str:
     """How a scan or lookup selects a column: timestamps as epoch milliseconds, uuids as
     their 16 bytes (both their compare forms: no driver object is built per value)."""
     name = cql_column(column.name)
-    kind = column.cql_type.name
-    if kind == "timestamp":
-        return f"blobasbigint(timestampasblob({name}))"
-    if kind in {"uuid", "timeuuid"}:
-        return f"{kind}asblob({name})"
+    codec = CODECS.get(column.cql_type.name)
+    if codec is not None and codec.cassandra_select is not None:
+        return codec.cassandra_select.format(name)
     return name
 
 

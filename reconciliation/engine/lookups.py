@@ -3,15 +3,14 @@ and where "the same row" is in each store (repair, GDPR erasure).  Read-only."""
 
 from __future__ import annotations
 
-import datetime as dt
 import marshal
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cassandra.cluster import Session
 
+from reconciliation.engine.codecs import CODECS
 from reconciliation.engine.core import Engine
 from reconciliation.engine.schema import TableSpec
 from reconciliation.engine.terms import Connect, Difference, Options
@@ -71,10 +70,6 @@ def _driver_key(engine: Engine, values: Sequence[Any]) -> tuple[Any, ...]:
     # driver code path accepts.
     key = []
     for column, value in zip(engine.layout.key, values, strict=True):
-        kind = column.cql_type.name
-        if kind == "timestamp" and isinstance(value, int):
-            value = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=value)
-        elif kind in {"uuid", "timeuuid"} and isinstance(value, bytes):
-            value = uuid.UUID(bytes=value)
-        key.append(value)
+        codec = CODECS.get(column.cql_type.name)
+        key.append(value if codec is None else codec.bind_selected(value))
     return tuple(key)

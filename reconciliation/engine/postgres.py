@@ -13,21 +13,18 @@ import decimal
 import functools
 import json
 import marshal
-import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import set_json_loads
 
-from reconciliation.engine.cqltypes import CqlType
-from reconciliation.engine.readable import display_value
+from reconciliation.engine.codecs import CODECS
+from reconciliation.engine.codecs.lookup import IMPOSSIBLE, KeyFilter
 from reconciliation.engine.records import MARSHAL_VERSION
 from reconciliation.engine.schema import Column, Layout, Window
-from reconciliation.engine.unreadable import is_unreadable
 
 Connect = Callable[[], psycopg.Connection]
 
@@ -290,132 +287,11 @@ def _select(column: Column, alias: str | None = None) -> sql.Composable:
     return name if template is None else sql.SQL(template).format(name)
 
 
-IMPOSSIBLE = object()  # a key value that no row of this column can equal
-_INT8 = 2**63
-# The largest epoch milliseconds PostgreSQL's interval arithmetic takes without overflow.
-_MAX_MS = 9_000_000_000_000_000
-# Day numbers PostgreSQL's date holds (4713 BC to 5874897 AD).
-_MIN_DAYS, _MAX_DAYS = -2_440_000, 2_140_000_000
-_TEXT_PG = frozenset({"text", "varchar", "bpchar", "name"})
-
-
-@dataclass(frozen=True)
-class KeyFilter:
-    """A lookup predicate for one key column: ``template`` over ``{c}`` (the column) and
-    ``{x}`` (the key's text parameter), and ``param`` from a compare form to that text (or
-    ``IMPOSSIBLE``).  Every target value equal to the key under the engine's key equality
-    satisfies it; it may also let others through (the engine checks the key bytes)."""
-
-    template: str
-    param: Callable[[Any], Any]
-
-    def predicate(self, column: sql.Composable, value: sql.Composable) -> sql.Composable:
-        return sql.SQL(self.template).format(c=column, x=value)
-
-
-def _guard(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def param(value: Any) -> Any:
-        if value is None or is_unreadable(value):
-            return IMPOSSIBLE
-        try:
-            return convert(value)
-        except (TypeError, ValueError, ArithmeticError, OverflowError):
-            return IMPOSSIBLE
-
-    return param
-
-
-def _int_param(limit: int | None) -> Callable[[Any], Any]:
-    def param(value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return IMPOSSIBLE
-        if limit is not None and not -limit <= value < limit:
-            return IMPOSSIBLE
-        return str(value)
-
-    return _guard(param)
-
-
-def _float_param(value: Any) -> Any:
-    if isinstance(value, str):  # NaN, Infinity, -Infinity
-        return value
-    if not isinstance(value, float) or math.isinf(value):
-        return IMPOSSIBLE
-    return repr(value)
-
-
-def _ms_param(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > _MAX_MS:
-        return IMPOSSIBLE
-    return str(value)
-
-
-def _days_param(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return IMPOSSIBLE
-    return str(value) if _MIN_DAYS <= value <= _MAX_DAYS else IMPOSSIBLE
-
-
-def _display_param(name: str) -> Callable[[Any], Any]:
-    ctype = CqlType(name)
-    return _guard(lambda v: str(display_value(ctype, v)))
-
-
-_MS_RANGE = (
-    "{c} >= {epoch} + {x}::int8 * interval '1 millisecond' AND "
-    "{c} < {epoch} + ({x}::int8 + 1) * interval '1 millisecond'"
-)
-
-
 def key_filter(column: Column) -> KeyFilter | None:
-    """The lookup predicate of a key column (None: no predicate serves every equal form)."""
-    cql, pg = column.cql_type.name, column.pg_type
-    if not column.pg_native:
+    """The lookup predicate of a key column, its codec's for the target's type (None: no
+    predicate serves every equal form)."""
+    codec = CODECS.get(column.cql_type.name)
+    if not column.pg_native or codec is None:
         return None
-    if cql in {"text", "varchar", "ascii"} and pg in _TEXT_PG:
-        cast = "bpchar" if pg == "bpchar" else "text"
-        return KeyFilter(
-            "{c} = {x}::" + cast, _guard(lambda v: v if isinstance(v, str) else IMPOSSIBLE)
-        )
-    if cql in {"tinyint", "smallint", "int", "bigint", "varint", "counter"}:
-        if pg in {"int2", "int4", "int8"}:
-            return KeyFilter("{c} = {x}::int8", _int_param(_INT8))
-        if pg == "numeric":
-            return KeyFilter("{c} = {x}::numeric", _int_param(None))
-        return None
-    if cql == "decimal" and pg == "numeric":
-        return KeyFilter(
-            "{c} = {x}::numeric", _guard(lambda v: v if isinstance(v, str) else IMPOSSIBLE)
-        )
-    if cql == "float" and pg == "float4":
-        return KeyFilter("{c} = {x}::float4", _guard(_float_param))
-    if cql == "double" and pg == "float8":
-        return KeyFilter("{c} = {x}::float8", _guard(_float_param))
-    if cql == "boolean" and pg == "bool":
-        return KeyFilter(
-            "{c} = {x}::bool",
-            _guard(lambda v: "true" if v is True else ("false" if v is False else IMPOSSIBLE)),
-        )
-    if cql in {"uuid", "timeuuid"} and pg == "uuid":
-        return KeyFilter("{c} = {x}::uuid", _display_param(cql))
-    if cql in {"uuid", "timeuuid"} and pg in _TEXT_PG:
-        # Every text Python's uuid.UUID() reads (any case, braces, urn:uuid:, no hyphens)
-        # ends in the same 32 hex digits once everything else is dropped.
-        return KeyFilter(
-            "right(lower(regexp_replace({c}::text, '[^0-9A-Fa-f]', '', 'g')), 32) = {x}",
-            _guard(lambda v: v.hex() if isinstance(v, bytes) else IMPOSSIBLE),
-        )
-    if cql == "timestamp" and pg in {"timestamptz", "timestamp"}:
-        epoch = "'epoch'::timestamptz" if pg == "timestamptz" else "'epoch'::timestamp"
-        return KeyFilter(_MS_RANGE.replace("{epoch}", epoch), _guard(_ms_param))
-    if cql == "date" and pg == "date":
-        return KeyFilter("{c} = DATE '1970-01-01' + {x}::int4", _guard(_days_param))
-    if cql == "time" and pg == "time":
-        return KeyFilter("{c} = {x}::time", _display_param("time"))
-    if cql == "blob" and pg == "bytea":
-        return KeyFilter("{c} = decode({x}, 'hex')", _guard(lambda v: bytes(v).hex()))
-    if cql == "inet" and pg == "inet":
-        return KeyFilter(
-            "{c} = {x}::inet", _guard(lambda v: v if isinstance(v, str) else IMPOSSIBLE)
-        )
-    return None
+    found: KeyFilter | None = codec.key_filters.get(column.pg_type)
+    return found

@@ -5,75 +5,16 @@ and its SHA-256 checksum, and the key texts (``key_text``, ``primary_key_text``)
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import hashlib
 import json
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-# The compare forms count from these epochs and pack floats so: one definition, in canonical.
-from reconciliation.engine.canonical import (
-    _EPOCH,
-    _EPOCH_ORDINAL,
-    _FLOAT32,
-    column_canonicalizer,
-)
+from reconciliation.engine.canonical import column_canonicalizer
+from reconciliation.engine.codecs import CODECS
 from reconciliation.engine.cqltypes import CqlType
 from reconciliation.engine.keys import format_key
 from reconciliation.engine.unreadable import is_unreadable
-
-# -- the canonical (readable, documented) form --------------------------------------------------
-
-
-def _shortest_float32(value: float) -> float:
-    for digits in range(6, 10):
-        shortest = float(f"{value:.{digits}g}")
-        if _FLOAT32.unpack(_FLOAT32.pack(shortest))[0] == value:
-            return shortest
-    return value
-
-
-def _display_timestamp(ms: int) -> str:
-    try:
-        return (_EPOCH + dt.timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + "Z"
-    except OverflowError:
-        return str(ms)
-
-
-def _display_date(days: int) -> str:
-    try:
-        return dt.date.fromordinal(days + _EPOCH_ORDINAL).isoformat()
-    except (ValueError, OverflowError):
-        return str(days)
-
-
-def _display_time(micros: int) -> str:
-    seconds, micro = divmod(micros, 1_000_000)
-    minutes, second = divmod(seconds, 60)
-    hour, minute = divmod(minutes, 60)
-    return f"{hour:02d}:{minute:02d}:{second:02d}.{micro:06d}"
-
-
-def _display_decimal(text: str) -> str:
-    try:
-        number = decimal.Decimal(text)
-    except ArithmeticError:
-        return text
-    return format(number, "f") if number.is_finite() else text
-
-
-_SIMPLE_DISPLAY: dict[str, Callable[[Any], Any]] = {
-    "decimal": _display_decimal,
-    "float": lambda v: _shortest_float32(v) if isinstance(v, float) else v,
-    "uuid": lambda v: str(uuid.UUID(bytes=v)),
-    "timeuuid": lambda v: str(uuid.UUID(bytes=v)),
-    "timestamp": _display_timestamp,
-    "date": _display_date,
-    "time": _display_time,
-    "blob": lambda v: v.hex(),
-}
 
 
 def key_text(value: Any) -> str:
@@ -92,10 +33,9 @@ def display_value(ctype: CqlType, value: Any) -> Any:
     if value is None or is_unreadable(value):
         return value
     name = ctype.name
-    if name in _SIMPLE_DISPLAY:
-        if name == "decimal" or not isinstance(value, str):
-            return _SIMPLE_DISPLAY[name](value)
-        return value  # NaN / Infinity of a float
+    codec = CODECS.get(name)
+    if codec is not None:
+        return codec.display(value)
     if name in {"list", "vector", "set"}:
         return [display_value(ctype.params[0], v) for v in value]
     if name == "tuple":

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from reconciliation.engine.codecs import CODECS
 from reconciliation.engine.cqltypes import CqlType, UnsupportedType, parse_cql_type
 from reconciliation.engine.identifiers import cql_name
 
@@ -170,19 +171,10 @@ def read_as(cql_type: CqlType, pg_type: str, native: bool, server_version: int) 
     (cheaper to send and to parse than the value), as its own type, or as text."""
     if not native:
         return "text"
-    if cql_type.name in {"uuid", "timeuuid"} and pg_type == "uuid":
-        return "@bytes"
-    if cql_type.name == "timestamp" and pg_type in {"timestamptz", "timestamp"}:
-        # extract(epoch) is exact (numeric) from PostgreSQL 14 on.
-        return "@ms" if server_version >= 140000 else pg_type
-    if cql_type.name == "date" and pg_type == "date":
-        return "@days"  # a day number: infinity and years past 9999 stay readable
-    if cql_type.name == "duration" and pg_type == "interval":
-        return "@interval"  # months, days and time kept apart
-    if cql_type.name == "float" and pg_type == "float4":
-        return "@f32"  # as float8: the exact 32-bit value, no rounding in Python
-    if cql_type.name == "decimal" and pg_type == "numeric":
-        return "@decimal" if server_version >= 130000 else pg_type  # trim_scale()
+    codec = CODECS.get(cql_type.name)
+    form = codec.postgres_forms.get(pg_type) if codec is not None else None
+    if form is not None and server_version >= form[1]:
+        return form[0]
     return pg_type
 
 

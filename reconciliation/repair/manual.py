@@ -46,7 +46,7 @@ from reconciliation.connections import (
     consistency_level,
     target_connection,
 )
-from reconciliation.engine import Options, stored_keys
+from reconciliation.engine import Options, StoredKeys, stored_keys
 from reconciliation.engine.identifiers import UnsafeIdentifier, cql_column, cql_table
 from reconciliation.engine.keys import BadKey
 from reconciliation.engine.schema import is_excluded
@@ -63,6 +63,7 @@ from reconciliation.registry import (
 from reconciliation.repair.source_changes import (
     SchemaProblem,
     canonical_source_row,
+    column_types,
     source_changes,
 )
 from reconciliation.repair.target_values import (
@@ -280,9 +281,15 @@ def _repair_in_stores(
             "bad_key", progress.cassandra_error, {"primary_key_value": [str(exc)]}
         ) from exc
 
-    source_row = _read_source_row(session, mapping, key_values, progress)
+    # The rows equal to the key under the engine's one key equality, as each store spells
+    # its key (a decimal key Cassandra keeps as 1.10, a uuid the target keeps upper-case):
+    # read and write those rows, never a second one spelt the canonical way.
+    stored = stored_spellings(mapping, session, mismatch.primary_key_value)
+    source_key = list(stored.cassandra[0]) if stored and stored.cassandra else key_values
+    source_row = _read_source_row(session, mapping, source_key, progress)
     try:
         source_now = canonical_source_row(session, mapping, cql_types, source_row)
+        types = column_types(session, mapping, cql_types)
     except (DriverException, NoHostAvailable) as exc:
         raise _cassandra_failed(progress, exc) from exc
     except SchemaProblem as exc:
@@ -295,12 +302,11 @@ def _repair_in_stores(
             target_columns = target_column_types(conn, mapping)
             columns = compared_columns(mapping, cql_types, target_columns)
             target_key = [
-                to_target(v, target_columns[c])
+                to_target(v, target_columns[c], types.get(c))
                 for c, v in zip(mapping.key_columns, key_values, strict=True)
             ]
-            # The row the engine paired, as the target spells its key (one key equality).
-            stored = target_spelling(mapping, session, mismatch.primary_key_value)
-            target_key = list(stored) if stored is not None else target_key
+            target_stored = stored.postgres[0] if stored and stored.postgres else None
+            target_key = list(target_stored) if target_stored is not None else target_key
             progress.before = _lock_target_row(conn, mapping, target_key)
             progress.changed_columns = source_changes(mismatch, source_now, columns)
             if refuse_source_changes and progress.changed_columns:
@@ -311,9 +317,12 @@ def _repair_in_stores(
                     f"{', '.join(progress.changed_columns)}); nothing was written.",
                 )
             if source_row is not None:
-                values = {c: to_target(source_row.get(c), target_columns[c]) for c in columns}
-                if stored is not None:  # update that row, not a second one spelt our way
-                    values.update(zip(mapping.key_columns, stored, strict=True))
+                values = {
+                    c: to_target(source_row.get(c), target_columns[c], types.get(c))
+                    for c in columns
+                }
+                if target_stored is not None:  # update that row, not one spelt our way
+                    values.update(zip(mapping.key_columns, target_stored, strict=True))
                 progress.after = _upsert(conn, mapping, values)
                 progress.action = "upserted"
                 progress.postgres_status = StoreStatus.SUCCESS
@@ -339,19 +348,16 @@ def _repair_in_stores(
         raise RepairFailed("target_write_failed", message) from exc
 
 
-def target_spelling(
-    mapping: TableMapping, session: Session, key_text: str
-) -> tuple[Any, ...] | None:
-    """The key values of the target row equal to ``key_text`` under the engine's key
-    equality, as stored (``engine.stored_keys``); None when there is none or the
-    lookup fails (the caller then uses the canonical values)."""
+def stored_spellings(mapping: TableMapping, session: Session, key_text: str) -> StoredKeys | None:
+    """The key values of the rows equal to ``key_text`` under the engine's key equality, as
+    each store keeps them (``engine.stored_keys``); None when the lookup fails (the caller
+    then uses the canonical values)."""
     try:
         options = Options(consistency=consistency_level())
-        found = stored_keys(mapping.spec, session, target_connection, options, key_text)
+        return stored_keys(mapping.spec, session, target_connection, options, key_text)
     except Exception:  # a lookup aid only: never the reason a repair fails
-        logger.warning("Looking up the target's key for %r failed", key_text, exc_info=True)
+        logger.warning("Looking up the stored keys of %r failed", key_text, exc_info=True)
         return None
-    return found.postgres[0] if found.postgres else None
 
 
 def _session(progress: _Progress) -> Session:

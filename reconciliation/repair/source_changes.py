@@ -11,7 +11,7 @@ from typing import Any
 from cassandra.cluster import Session
 
 from reconciliation.choices import MismatchType
-from reconciliation.engine.cqltypes import UnsupportedType, parse_cql_type
+from reconciliation.engine.cqltypes import CqlType, UnsupportedType, parse_cql_type
 from reconciliation.engine.readable import to_canonical
 from reconciliation.engine.schema import cassandra_udts
 from reconciliation.models import Mismatch, TableMapping
@@ -31,27 +31,43 @@ class SourceRow:
     values: dict[str, Any]
 
 
+def column_types(
+    session: Session, mapping: TableMapping, cql_types: Mapping[str, str]
+) -> dict[str, CqlType]:
+    """The parsed CQL type of every column (the keyspace's UDTs read only when a column
+    needs them); ``SchemaProblem`` naming a column whose type cdcrecon cannot compare."""
+    udts: dict[str, tuple[list[str], list[str]]] | None = None
+    types: dict[str, CqlType] = {}
+    for name, type_text in cql_types.items():
+        try:
+            try:
+                types[name] = parse_cql_type(type_text, udts)
+            except UnsupportedType:
+                if udts is not None:
+                    raise
+                udts = cassandra_udts(session, mapping.cassandra_keyspace)
+                types[name] = parse_cql_type(type_text, udts)
+        except (UnsupportedType, ValueError) as exc:
+            raise SchemaProblem(
+                f"Column {name!r} ({type_text or 'unknown type'}) cannot be compared: {exc}"
+            ) from exc
+    return types
+
+
 def canonical_source_row(
     session: Session, mapping: TableMapping, cql_types: Mapping[str, str], row: Row | None
 ) -> SourceRow | None:
     if row is None:
         return None
-    udts: dict[str, tuple[list[str], list[str]]] | None = None
+    types = column_types(session, mapping, {name: cql_types.get(name, "") for name in row})
     values: dict[str, Any] = {}
     for name, value in row.items():
-        type_text = cql_types.get(name, "")
         try:
-            try:
-                ctype = parse_cql_type(type_text, udts)
-            except UnsupportedType:
-                if udts is not None:
-                    raise
-                udts = cassandra_udts(session, mapping.cassandra_keyspace)
-                ctype = parse_cql_type(type_text, udts)
-            values[name] = to_canonical(ctype, value)
-        except (UnsupportedType, ValueError, TypeError) as exc:
+            values[name] = to_canonical(types[name], value)
+        except (ValueError, TypeError) as exc:
             raise SchemaProblem(
-                f"Column {name!r} ({type_text or 'unknown type'}) cannot be compared: {exc}"
+                f"Column {name!r} ({cql_types.get(name) or 'unknown type'}) cannot be "
+                f"compared: {exc}"
             ) from exc
     return SourceRow(values)
 

@@ -324,7 +324,7 @@ def test_primary_key_text_is_plain_for_one_column_and_a_json_array_for_several()
     )
 )
 def test_a_decimals_compare_form_is_the_exact_number_in_plain_digits(number) -> None:
-    from reconciliation.engine.canonical import _decimal_form
+    from reconciliation.engine.codecs.numbers import decimal_form as _decimal_form
 
     form = _decimal_form(number)
 
