@@ -7,9 +7,11 @@ from rest_framework.routers import SimpleRouter
 
 from reconciliation.api.forensics import JobForensicsView, TableForensicsView
 from reconciliation.api.history import MismatchHistoryView
+from reconciliation.api.mismatches import MismatchViewSet
 from reconciliation.api.repair import repair_mismatch_view
 from reconciliation.api.tables import TableViewSet
-from reconciliation.api.views import MismatchViewSet, ReconciliationJobViewSet, TriggerView
+from reconciliation.api.trigger import TriggerView
+from reconciliation.api.views import ReconciliationJobViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("reconciliation/jobs", ReconciliationJobViewSet, basename="job")
