@@ -23,7 +23,8 @@ strategy has its module: ``row_count``, ``checksum``, ``timestamp_range``, ``sam
 
 # The strategy modules join the engine's runners (``core.RUNNERS``) as they are imported.
 from reconciliation.engine import checksum, row_count, sample, timestamp_range  # noqa: F401
-from reconciliation.engine.core import RECHECK_PROGRESS, Engine, Verdicts
+from reconciliation.engine.core import Engine
+from reconciliation.engine.judging import RECHECK_PROGRESS, Verdicts
 from reconciliation.engine.keydiff import (
     Plan,
     RangeResult,

@@ -58,8 +58,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from reconciliation.engine.cassandra import split_range
-from reconciliation.engine.core import VERDICT_BATCH, Engine, Verdicts, plan_segments
+from reconciliation.engine.core import Engine, plan_segments
 from reconciliation.engine.drift import drift_percentage
+from reconciliation.engine.judging import VERDICT_BATCH, Verdicts
 from reconciliation.engine.merge import Diff, PassCounts, Record, merge_by_token
 from reconciliation.engine.records import MAX_TOKEN, MIN_TOKEN
 from reconciliation.engine.schema import Window

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import random
 
-from reconciliation.engine.core import VERDICT_BATCH, Engine, strategy
+from reconciliation.engine.core import Engine, strategy
 from reconciliation.engine.drift import drift_percentage, wilson_interval
+from reconciliation.engine.judging import VERDICT_BATCH
 from reconciliation.engine.keydiff import full_diff
 from reconciliation.engine.merge import agree
 from reconciliation.engine.readable import primary_key_text
