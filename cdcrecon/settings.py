@@ -314,6 +314,8 @@ SPECTACULAR_SETTINGS = {
         "StoreStatusEnum": "gdpr.models.StoreStatus",
         "MismatchTypeEnum": "reconciliation.choices.MismatchType",
         "RepairPolicyEnum": "reconciliation.choices.RepairPolicy",
+        "RepairSummaryStatusEnum": "reconciliation.choices.RepairRunStatus",
+        "RepairRunStateEnum": "reconciliation.choices.RepairRunState",
     },
 }
 

@@ -23,6 +23,7 @@ from reconciliation.locks import repair_policy_lock
 from reconciliation.models import AutoRepairAction, ReconciliationJob, TableMapping
 from reconciliation.repair import manual, runs
 from reconciliation.repair.policy import run_policy
+from tests.integration.conftest import target_writes as writes
 from tests.integration.test_auto_repair import (
     DIFFERENT,
     MISSING,
@@ -37,38 +38,6 @@ from tests.integration.test_auto_repair import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPAIRABLE = len(MISSING) + len(DIFFERENT)  # the default policy leaves EXTRA alone
-
-
-@pytest.fixture
-def write_log(target: Any) -> Any:
-    """``write_log(mapping)``: log every write to the mapping's target table (a trigger of
-    its own) in a table whose name it returns; both dropped after the test."""
-    made: list[str] = []
-
-    def make(mapping: TableMapping) -> str:
-        table, log = mapping.postgres_table, f"{mapping.postgres_table}_writes"
-        made.append(log)
-        target.execute(f"CREATE TABLE public.{log} (id text, op text)")
-        target.execute(
-            f"CREATE FUNCTION public.{log}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            f"INSERT INTO public.{log} VALUES (COALESCE(NEW.id, OLD.id), TG_OP); RETURN NULL; "
-            "END $$"
-        )
-        target.execute(
-            f"CREATE TRIGGER {log} AFTER INSERT OR UPDATE OR DELETE ON public.{table} "
-            f"FOR EACH ROW EXECUTE FUNCTION public.{log}()"
-        )
-        return log
-
-    yield make
-    for log in made:
-        target.execute(f"DROP TABLE IF EXISTS public.{log}")
-        target.execute(f"DROP FUNCTION IF EXISTS public.{log}() CASCADE")
-
-
-def writes(target: Any, log: str) -> dict[str, int]:
-    rows = target.execute(f"SELECT id, count(*) FROM public.{log} GROUP BY id").fetchall()
-    return dict(rows)
 
 
 def die_during_repair(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
@@ -257,3 +226,22 @@ def test_the_reaper_abandons_a_lost_attempt_once_the_run_is_interrupted_and_no_r
     assert resumed is not None and resumed["status"] == "done"
     job.refresh_from_db()
     assert (job.repair_run["abandoned_audit_entries"], job.repair_run["deliveries"]) == (1, 2)
+
+
+def test_the_schema_documents_the_run_on_the_job(client) -> None:
+    schema = client.get("/api/schema/?format=json").json()
+
+    components = schema["components"]["schemas"]
+    job = components["Job"]["properties"]["repair_run"]
+    assert job["readOnly"] is True and job.get("nullable") is True, job
+    reference = job.get("$ref") or job["allOf"][0]["$ref"]
+    run = components[reference.rsplit("/", 1)[-1]]["properties"]
+    assert {"status", "made", "total", "started_at", "last_progress_at"} <= set(run)
+    assert run["status"]["allOf"] == [{"$ref": "#/components/schemas/RepairRunStateEnum"}]
+    assert components["RepairRunStateEnum"]["enum"] == ["running", "interrupted", "done"]
+    summary = components["RepairSummary"]["properties"]["status"]  # its name unchanged
+    assert summary["allOf"] == [{"$ref": "#/components/schemas/RepairSummaryStatusEnum"}]
+    assert (
+        "ABANDONED"
+        in components["RepairRun"]["properties"]["abandoned_audit_entries"]["description"]
+    )
