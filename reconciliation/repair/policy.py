@@ -118,7 +118,7 @@ def run_policy(job_id: Any) -> dict[str, Any] | None:
     summary = _empty_summary(mapping, started)
     if not settings.reconciliation.auto_repair_enabled:
         summary["status"] = RepairRunStatus.KILL_SWITCH
-        return _save(job, summary)
+        return _save(job, summary, runs.stop_lost_run(job, mapping))
     with repair_policy_lock(mapping.pk) as mine:
         if not mine:
             runs.refuse_if_resuming(job)  # this job's own run, unfinished: ResumeLater

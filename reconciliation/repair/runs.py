@@ -236,6 +236,21 @@ def begin(job: ReconciliationJob, mapping: TableMapping) -> Progress:
     return progress
 
 
+def stop_lost_run(job: ReconciliationJob, mapping: TableMapping) -> Progress | None:
+    """The kill switch met a lost run of this job: its lost attempts abandoned, the run to
+    be recorded done with the kill switch's summary.  None: no unfinished run, or one that
+    holds the table's lock (alive elsewhere)."""
+    run = ReconciliationJob.objects.values_list("repair_run", flat=True).get(pk=job.pk)
+    if not run or run.get("status") == RepairRunState.DONE:
+        return None
+    with repair_policy_lock(mapping.pk) as mine:
+        if not mine:
+            return None
+        abandoned = abandon_open_entries(job.pk, mapping.name)
+    run["abandoned_audit_entries"] = int(run.get("abandoned_audit_entries") or 0) + abandoned
+    return Progress(job.pk, run)
+
+
 def eligible_count(mapping: TableMapping, now: dt.datetime) -> int:
     """The open differences the policy would act on now (of an allowed type, old enough:
     the same rule as the run's, counted by the database)."""

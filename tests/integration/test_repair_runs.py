@@ -10,6 +10,7 @@ leaves.  tests/integration/test_repair_run_worker_killed.py does it with a real 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -23,6 +24,7 @@ from reconciliation.locks import repair_policy_lock
 from reconciliation.models import AutoRepairAction, ReconciliationJob, TableMapping
 from reconciliation.repair import manual, runs
 from reconciliation.repair.policy import run_policy
+from reconciliation.tasks import reap_stalled_jobs
 from tests.integration.conftest import target_writes as writes
 from tests.integration.test_auto_repair import (
     DIFFERENT,
@@ -213,7 +215,8 @@ def test_the_reaper_abandons_a_lost_attempt_once_the_run_is_interrupted_and_no_r
         assert runs.sweep_interrupted(later) == []  # a run of the table is alive
     assert len(open_entries(job)) == 1
 
-    assert runs.sweep_interrupted(later) == [str(job.pk)]
+    age_the_run(job, runs.visibility_timeout() + 5)
+    assert reap_stalled_jobs() == []  # beat's reaper task: no job to fail, but it sweeps
 
     assert not open_entries(job)
     (entry,) = AuditLogEntry.objects.filter(
@@ -245,3 +248,21 @@ def test_the_schema_documents_the_run_on_the_job(client) -> None:
         "ABANDONED"
         in components["RepairRun"]["properties"]["abandoned_audit_entries"]["description"]
     )
+
+
+def test_the_kill_switch_ends_a_lost_run_and_abandons_its_attempt(
+    table_pair, cassandra, target, monkeypatch, settings
+) -> None:
+    mapping = plant(table_pair, cassandra, target, repair_policy="on", repair_min_age_seconds=0)
+    job = lose_a_run(monkeypatch, mapping, after=1)
+    settings.RECONCILIATION = dataclasses.replace(
+        settings.RECONCILIATION, auto_repair_enabled=False
+    )
+
+    summary = run_policy(job.pk)
+
+    assert summary is not None and summary["status"] == "kill_switch"
+    job.refresh_from_db()
+    assert (job.repair_run["status"], job.repair_run["abandoned_audit_entries"]) == ("done", 1)
+    assert job.repair_run["made"] == 1  # what the lost run did before it died
+    assert not open_entries(job)
