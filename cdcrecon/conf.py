@@ -192,6 +192,32 @@ def load_reconciliation_settings(env: environ.Env) -> ReconciliationSettings:
     )
 
 
+#: How long the broker waits for a delivered task's acknowledgement before giving it to
+#: another worker (kombu's Redis ``visibility_timeout``; Celery's default is one hour).
+DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 300
+
+
+def load_broker_transport_options(env: environ.Env) -> dict[str, int]:
+    """The Redis broker's transport options (``CELERY_BROKER_TRANSPORT_OPTIONS``).
+
+    ``CELERY_VISIBILITY_TIMEOUT_SECONDS``: a task whose worker died (acks_late: not yet
+    acknowledged) is given to another worker that long after it was delivered.  The workers
+    look for such tasks every tenth of it (between 1 and 30 s), so a lost repair run resumes
+    within about 1.1 times the timeout once a worker is up.  A task still running after the
+    timeout is delivered a second time: every task is safe to run twice (run locks).
+    """
+    name = "CELERY_VISIBILITY_TIMEOUT_SECONDS"
+    timeout = read_variable(
+        env, name, "a whole number of seconds >= 1", env.int, DEFAULT_VISIBILITY_TIMEOUT_SECONDS
+    )
+    require_valid(timeout >= 1, name, timeout, "a whole number of seconds >= 1")
+    return {
+        "visibility_timeout": timeout,
+        "unacked_restore_interval": max(1, min(30, timeout // 10)),
+        "unacked_restore_throttle": 1,  # every sweep scans: the interval alone sets the pace
+    }
+
+
 class _Settings:
     """Attribute access to the parsed settings objects stored on django.conf.settings."""
 

@@ -17,6 +17,7 @@ from cdcrecon import security
 from cdcrecon.conf import (
     CassandraSettings,
     TargetSettings,
+    load_broker_transport_options,
     load_reconciliation_settings,
     read_variable,
     require_valid,
@@ -174,6 +175,9 @@ RECONCILIATION = load_reconciliation_settings(env)
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = None
+# A task whose worker died is redelivered after CELERY_VISIBILITY_TIMEOUT_SECONDS (default
+# 300), not after Celery's hour (cdcrecon.conf.load_broker_transport_options).
+CELERY_BROKER_TRANSPORT_OPTIONS = load_broker_transport_options(env)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -310,6 +314,8 @@ SPECTACULAR_SETTINGS = {
         "StoreStatusEnum": "gdpr.models.StoreStatus",
         "MismatchTypeEnum": "reconciliation.choices.MismatchType",
         "RepairPolicyEnum": "reconciliation.choices.RepairPolicy",
+        "RepairSummaryStatusEnum": "reconciliation.choices.RepairRunStatus",
+        "RepairRunStateEnum": "reconciliation.choices.RepairRunState",
     },
 }
 

@@ -17,6 +17,9 @@ class StoreStatus(models.TextChoices):
     NOT_FOUND = "NOT_FOUND", "Not found"
     FAILED = "FAILED", "Failed"
     SKIPPED = "SKIPPED", "Not touched"
+    #: A repair attempt whose run was lost (its worker died) before it completed: whether
+    #: the target was written is unknown; the resumed run re-read both stores instead.
+    ABANDONED = "ABANDONED", "Abandoned (the run was lost)"
 
 
 class AuditLogEntry(models.Model):

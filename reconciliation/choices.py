@@ -134,6 +134,14 @@ class RepairRunStatus(models.TextChoices):
     FAILED = "failed", "Stopped: a store went away mid-run"
 
 
+class RepairRunState(models.TextChoices):
+    """Where a run of a table's repair policy is, as its job shows it (``repair_run``)."""
+
+    RUNNING = "running", "Running"
+    INTERRUPTED = "interrupted", "Interrupted: no progress for longer than the visibility timeout"
+    DONE = "done", "Done"
+
+
 class RepairCap(models.TextChoices):
     """The cap a repair policy run stopped at."""
 

@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce
 from reconciliation.choices import JobStatus, JobType, SegmentKind, SegmentStatus
 from reconciliation.models import JobFinding, JobSegment, Mismatch, ReconciliationJob
 from reconciliation.models.segments import segment_counts
+from reconciliation.repair.runs import run_view
 
 JOB_FIELDS = (
     "job_id",
@@ -57,6 +58,7 @@ JOB_EXTRA_FIELDS = (
     "lag_budget_seconds",
     "source_rows_per_second",
     "repair_summary",
+    "repair_run",
 )
 MISMATCH_SUMMARY_FIELDS = (
     "mismatch_id",
@@ -180,6 +182,7 @@ def job_summary(job: ReconciliationJob) -> dict[str, Any]:
     body["lag_budget_seconds"] = job.lag_budget_seconds
     body["source_rows_per_second"] = job.source_rows_per_second
     body["repair_summary"] = job.repair_summary  # null: no repair policy ran after it
+    body["repair_run"] = run_view(job.repair_run)  # running, interrupted, done; or null
     return body
 
 

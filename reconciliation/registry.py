@@ -65,6 +65,18 @@ def get_mapping(name: str) -> TableMapping:
     return mapping
 
 
+def peek_mapping(name: str) -> TableMapping:
+    """The mapping called ``name`` without registering anything: the stored row, else the
+    unsaved mapping the first use would register by convention (``pk`` None, key columns
+    blank until a job reads them from Cassandra); ``UnknownTable`` for any other name."""
+    mapping = TableMapping.objects.filter(name=name).first()
+    if mapping is not None:
+        return mapping
+    if name not in settings.reconciliation.tables:
+        raise UnknownTable(name)
+    return conventional_mapping(name)
+
+
 def register_configured_tables() -> list[TableMapping]:
     return [get_mapping(name) for name in settings.reconciliation.tables]
 

@@ -11,8 +11,10 @@ only enqueue; ``jobs.queue`` sends these by name).
   differences in flight): beat's periodic tasks.
 
 All acknowledge late and are redelivered if their worker process dies (settings:
-``CELERY_TASK_ACKS_LATE``, ``CELERY_TASK_REJECT_ON_WORKER_LOST``); running any of them
-twice is harmless (``jobs.slots``: run locks).
+``CELERY_TASK_ACKS_LATE``, ``CELERY_TASK_REJECT_ON_WORKER_LOST``); when the whole worker
+dies, the broker gives the task to another worker after ``CELERY_VISIBILITY_TIMEOUT_SECONDS``
+(default 300).  Running any of them twice is harmless (``jobs.slots``: run locks; a repair
+run resumes, or waits while another delivery of it is alive: ``repair.runs``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from reconciliation.jobs.runner import NO_SLOT
 from reconciliation.jobs.slots import slot_wait_seconds
 from reconciliation.ledger import inflight
 from reconciliation.repair import policy as autorepair
+from reconciliation.repair import runs as repair_runs
 
 
 @shared_task(
@@ -61,16 +64,22 @@ def run_segment(segment_id: int) -> str:
 
 
 @shared_task(
+    bind=True,
     name=queue.AUTO_REPAIR,
     acks_late=True,
     reject_on_worker_lost=True,
+    max_retries=None,
     soft_time_limit=settings.reconciliation.job_time_limit_seconds,
     time_limit=settings.reconciliation.job_time_limit_seconds + 60,
 )
-def auto_repair(job_id: str) -> dict[str, object] | None:
-    """Run the table's repair policy after job ``job_id``; its summary."""
+def auto_repair(self: Any, job_id: str) -> dict[str, object] | None:
+    """Run (or resume) the table's repair policy after job ``job_id``; its summary.  While
+    another delivery of this run holds the table's lock, try again a little later."""
     ensure_app_database()  # a PostgreSQL restart since the last task left a dead connection
-    return autorepair.run_policy(job_id)
+    try:
+        return autorepair.run_policy(job_id)
+    except repair_runs.ResumeLater as exc:
+        raise self.retry(countdown=exc.seconds) from None
 
 
 @shared_task(name=queue.RUN_SCHEDULED, acks_late=True)
@@ -81,9 +90,11 @@ def run_scheduled_reconciliation() -> list[str]:
 
 @shared_task(name=queue.REAP_STALLED, acks_late=True)
 def reap_stalled_jobs() -> list[str]:
-    """Beat's periodic task: fail RUNNING jobs whose heartbeat stopped (and drop the
-    staging tables no job will read again)."""
+    """Beat's periodic task: fail RUNNING jobs whose heartbeat stopped, close the lost
+    attempts of interrupted repair runs as ABANDONED (and drop the staging tables no job
+    will read again)."""
     reaped = [str(job.pk) for job in schedule.reap_stalled_jobs()]
+    repair_runs.sweep_interrupted()
     schedule.drop_stale_staging()
     return reaped
 

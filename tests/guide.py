@@ -51,6 +51,8 @@ JOB_EXTRA_FIELDS = frozenset(
         "source_rows_per_second",
         # issue 19: what the table's repair policy did after the job
         "repair_summary",
+        # issue 28 item 5: where that run is while it works (running, interrupted, done)
+        "repair_run",
     }
 )
 

@@ -3,7 +3,9 @@
 knox keeps only a SHA-512 digest of each token (and its first 15 characters, to find the
 row), so a copy of the database cannot be used to call the API.  Tokens expire after
 ``API_TOKEN_TTL_HOURS`` (``REST_KNOX["TOKEN_TTL"]``; 0: never).  They are listed and revoked
-in the admin (*Knox, Auth tokens*) and issued by ``manage.py create_api_token USER``.
+in the admin (*Knox, Auth tokens*) and issued by ``manage.py create_api_token USER``
+(``-r``/``--reset``: the user's earlier tokens are revoked, as DRF's ``drf_create_token -r``
+regenerates its one token).
 
 Every failed token attempt counts with django-axes, under the pseudo-username
 ``(API token)`` and the client's IP: after ``AXES_FAILURE_LIMIT`` failures that IP's token
@@ -19,6 +21,7 @@ from axes.handlers.proxy import AxesProxyHandler
 from axes.helpers import get_client_ip_address, get_cool_off
 from django.contrib.auth.signals import user_login_failed
 from django.core.cache import cache
+from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -53,6 +56,15 @@ def issue_token(user: Any, ttl: dt.timedelta | None | object = ...) -> tuple[Aut
     expiry = knox_settings.TOKEN_TTL if ttl is ... else ttl
     instance, token = AuthToken.objects.create(user=user, expiry=expiry)
     return instance, token
+
+
+def reset_token(user: Any, ttl: dt.timedelta | None | object = ...) -> tuple[AuthToken, str, int]:
+    """Revoke every token ``user`` has and issue one new one, in one transaction: its row,
+    the token itself (shown once) and how many earlier tokens were revoked."""
+    with transaction.atomic():
+        revoked, _ = AuthToken.objects.filter(user=user).delete()
+        instance, token = issue_token(user, ttl)
+    return instance, token, revoked
 
 
 def _lockout_key(request: HttpRequest) -> str:

@@ -53,7 +53,7 @@ from reconciliation.models import (
     thresholds_for_table,
 )
 from reconciliation.presenters import job_segment_counts, requested_by_name
-from reconciliation.repair.policy import describe_summary
+from reconciliation.repair.runs import describe_run
 
 #: Set by the job page's Resume button: come back to the job's page, not the list.
 FROM_JOB_PAGE = "_from_job_page"
@@ -228,11 +228,9 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
         ]
         return f"{text} (caps now: {', '.join(caps)})" if caps else text
 
-    @admin.display(description="what it did")
+    @admin.display(description="the run: where it is, what it did")
     def repair_policy_run(self, obj: ReconciliationJob) -> str:
-        if not obj.repair_summary:
-            return "No repair policy ran after this job."
-        return describe_summary(obj.repair_summary)
+        return describe_run(obj.repair_run, obj.repair_summary)
 
     @admin.display(description="differences acted on")
     def repair_actions(self, obj: ReconciliationJob) -> SafeString | str:

@@ -15,15 +15,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cdcrecon.conf import MAX_SAMPLE_SIZE, TABLE_NAME_PATTERN
+from reconciliation.api.repair_runs import RepairRunSerializer, RepairSummarySerializer
 from reconciliation.choices import (
     JobPhase,
     JobStatus,
     JobType,
     MismatchType,
     RecheckRule,
-    RepairCap,
-    RepairPolicy,
-    RepairRunStatus,
     ResolutionStatus,
     ValidationStrategy,
 )
@@ -44,51 +42,6 @@ __all__ = ["JOB_DETAIL_MISMATCH_LIMIT", "JOB_MODEL_FIELDS", "iso"]
 
 
 # --- jobs ---------------------------------------------------------------------------------
-
-
-class RepairSummarySerializer(serializers.Serializer[dict[str, Any]]):
-    """What a table's repair policy did after a job (``reconciliation.repair.policy``)."""
-
-    policy = serializers.ChoiceField(choices=RepairPolicy.choices)
-    dry_run = serializers.BooleanField(help_text="True: nothing was written to either store.")
-    status = serializers.ChoiceField(
-        choices=RepairRunStatus.choices,
-        help_text="done; kill_switch (RECONCILIATION_AUTO_REPAIR_ENABLED=false: nothing "
-        "done); busy (another run of this table's policy was in progress); stopped (the "
-        "table's policy was switched off mid-run); failed (a store went away mid-run: what "
-        "was repaired stays repaired, see error).",
-    )
-    types = serializers.ListField(
-        child=serializers.ChoiceField(choices=MismatchType.choices),
-        help_text="The mismatch types the policy may repair.",
-    )
-    min_age_seconds = serializers.FloatField()
-    max_per_run = serializers.IntegerField()
-    max_per_hour = serializers.IntegerField()
-    eligible = serializers.IntegerField(
-        help_text="Open differences of an allowed type and old enough."
-    )
-    repaired = serializers.IntegerField(help_text="Repaired from Cassandra (AUTO_REPAIRED).")
-    would_repair = serializers.IntegerField(help_text="dry_run: what it would have repaired.")
-    skipped = serializers.DictField(
-        child=serializers.IntegerField(),
-        help_text="Eligible but left alone, by reason: equal_now (closed, both stores agree), "
-        "changed_since_detection (left open for the next run), no_longer_open.",
-    )
-    failed = serializers.IntegerField(help_text="Repairs that failed (still open).")
-    deferred = serializers.IntegerField(help_text="Eligible, left for later by a cap.")
-    not_eligible = serializers.DictField(
-        child=serializers.IntegerField(),
-        help_text="Open differences not eligible, by reason (type_not_allowed, too_young).",
-    )
-    capped = serializers.ChoiceField(
-        choices=RepairCap.choices,
-        allow_null=True,
-        help_text="The cap the run stopped at, or null.",
-    )
-    error = serializers.CharField(required=False, help_text="status failed: why.")
-    started_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField()
 
 
 class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
@@ -185,6 +138,7 @@ class JobSerializer(serializers.ModelSerializer[ReconciliationJob]):
         allow_null=True,
         help_text="What the table's repair policy did after this job; null when none ran.",
     )
+    repair_run = RepairRunSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = ReconciliationJob

@@ -3,7 +3,10 @@ tables and the settings an operator tunes on them (the CDC lag budget, the repai
 the source read-rate cap).
 
 A table's identity (its name, keyspace, tables, keys) is registered with
-``manage.py register_tables`` and read-only here.  A PATCH is checked by the model's own
+``manage.py register_tables`` and read-only here.  A table named in RECONCILIATION_TABLES
+that no job has registered yet is shown with its defaults and the identity its first job
+would give it (``registered: false``); a PATCH registers it with that identity first (in
+the same transaction: a rejected PATCH registers nothing).  A PATCH is checked by the model's own
 rules (``TableMapping.full_clean``: the admin form runs the same), so a bad value is a 400
 naming its field, whichever way it came in; a field the API does not know, or may not
 change, is a 400 too rather than silently ignored.
@@ -14,18 +17,26 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import mixins, serializers, viewsets
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from cdcrecon.api.errors import ApiError
 from reconciliation.api.permissions import CanChangeTables, CanViewTables
 from reconciliation.api.serializers import ErrorSerializer
 from reconciliation.choices import MismatchType, RepairPolicy
 from reconciliation.models import TableMapping
 from reconciliation.models.mappings import REPAIR_POLICY_FIELDS
+from reconciliation.registry import UnknownTable, get_mapping, peek_mapping
 
 TAG = "reconciliation"
 
@@ -67,6 +78,11 @@ class TableSerializer(serializers.ModelSerializer[TableMapping]):
         help_text="The minimum age the policy uses: its own, else the table's CDC lag "
         "budget, else 600.",
     )
+    registered = serializers.SerializerMethodField(
+        help_text="False for a table reconciled by convention (RECONCILIATION_TABLES) that "
+        "no job or PATCH has registered yet: its first job (or a PATCH) registers it with the "
+        "identity shown; its key columns are read from Cassandra then."
+    )
 
     class Meta:
         model = TableMapping
@@ -75,8 +91,13 @@ class TableSerializer(serializers.ModelSerializer[TableMapping]):
             *TUNABLE_FIELDS,
             "repair_types",
             "effective_repair_min_age_seconds",
+            "registered",
         )
         read_only_fields = IDENTITY_FIELDS
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_registered(self, table: TableMapping) -> bool:
+        return table.pk is not None
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -117,7 +138,8 @@ class TableViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet[TableMapping],
 ):
-    """The registered tables, and their tunable settings."""
+    """The registered tables (and those reconciled by convention), and their tunable
+    settings."""
 
     queryset = TableMapping.objects.order_by("name")
     serializer_class = TableSerializer
@@ -130,6 +152,17 @@ class TableViewSet(
             return [IsAuthenticated(), CanChangeTables()]
         return super().get_permissions()
 
+    def get_object(self) -> TableMapping:
+        """The stored table, else the one RECONCILIATION_TABLES reconciles by convention:
+        shown as its first job would register it, registered by a PATCH."""
+        name = self.kwargs[self.lookup_field]
+        try:
+            table = get_mapping(name) if self.action == "partial_update" else peek_mapping(name)
+        except UnknownTable as exc:
+            raise ApiError("not_found", str(exc), status.HTTP_404_NOT_FOUND) from None
+        self.check_object_permissions(self.request, table)
+        return table
+
     @extend_schema(
         operation_id="list_tables",
         summary="List the registered tables",
@@ -140,7 +173,7 @@ class TableViewSet(
 
     @extend_schema(
         operation_id="get_table",
-        summary="Get a registered table",
+        summary="Get a table (registered, or reconciled by convention)",
         parameters=[OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH)],
         responses={200: TableSerializer, **{c: ErrorSerializer for c in (401, 403, 404)}},
     )
@@ -151,7 +184,9 @@ class TableViewSet(
         operation_id="update_table",
         summary="Change a table's lag budget, repair policy or read-rate cap",
         description="Only the fields sent change. A bad value is a 400 naming its field "
-        "(the admin form applies the same rules).",
+        "(the admin form applies the same rules). A table reconciled by convention that no "
+        "job has registered yet is registered first, as its first job would; a rejected "
+        "PATCH registers nothing. An unknown name is a 404 listing the known tables.",
         parameters=[OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH)],
         responses={
             200: TableSerializer,
@@ -160,4 +195,5 @@ class TableViewSet(
         },
     )
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().partial_update(request, *args, **kwargs)
+        with transaction.atomic():  # a 400 also undoes the registration get_object made
+            return super().partial_update(request, *args, **kwargs)

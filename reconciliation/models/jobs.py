@@ -106,6 +106,12 @@ class ReconciliationJob(models.Model):
         help_text="What the table's repair policy did after this job (eligible, repaired, "
         "skipped and why, failed).",
     )
+    repair_run = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The repair policy's run after this job while it works and once done "
+        "(progress, deliveries, abandoned audit entries): reconciliation.repair.runs.",
+    )
     drift_ci_low = models.FloatField(
         null=True, blank=True, help_text="SAMPLE: lower bound of the 95% Wilson interval (%)."
     )

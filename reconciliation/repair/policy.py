@@ -29,7 +29,9 @@ a table's policy to off stops a run of it at its next batch (``stopped``).
 
 A run killed in the middle loses nothing: every repair made so far is committed and
 audited, the rest stays PENDING, and the redelivered task carries on (this job's repairs
-already made count towards its cap).
+already made count towards its cap).  While it works, the job shows the run's progress;
+a lost run is shown interrupted, resumed by the broker's redelivery, and its lost
+attempt's audit entry marked ABANDONED (``reconciliation.repair.runs``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -68,6 +71,7 @@ from reconciliation.models import (
     ReconciliationJob,
     TableMapping,
 )
+from reconciliation.repair import runs
 from reconciliation.repair.manual import RepairFailed, repair_mismatch
 from reconciliation.vocabulary import written_within
 
@@ -107,18 +111,22 @@ def run_policy(job_id: Any) -> dict[str, Any] | None:
     job = ReconciliationJob.objects.filter(pk=job_id).first()
     if job is None or not should_run(job):
         return None
+    if runs.is_done(job):  # a late redelivery: the run already ended
+        return job.repair_summary
     mapping = TableMapping.objects.get(name=job.table_name)
     started = timezone.now()
     summary = _empty_summary(mapping, started)
     if not settings.reconciliation.auto_repair_enabled:
         summary["status"] = RepairRunStatus.KILL_SWITCH
-        return _save(job, summary)
+        return _save(job, summary, runs.stop_lost_run(job, mapping))
     with repair_policy_lock(mapping.pk) as mine:
         if not mine:
+            runs.refuse_if_resuming(job)  # this job's own run, unfinished: ResumeLater
             logger.info("The repair policy of %s is running elsewhere", mapping.name)
             summary["status"] = RepairRunStatus.BUSY
             return _save(job, summary)
-        run = _Run(job, mapping)
+        progress = runs.begin(job, mapping)  # or resume it, abandoning its lost attempt
+        run = _Run(job, mapping, progress)
         try:
             run.go()
         except Exception as exc:  # a store went away: what was done stays done
@@ -127,7 +135,7 @@ def run_policy(job_id: Any) -> dict[str, Any] | None:
             summary.update(status=RepairRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         else:
             summary.update(run.summary())
-    return _save(job, summary)
+        return _save(job, summary, progress)
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -142,8 +150,10 @@ class _Verdict:
 
 
 class _Run:
-    def __init__(self, job: ReconciliationJob, mapping: TableMapping) -> None:
-        self.job, self.mapping = job, mapping
+    def __init__(
+        self, job: ReconciliationJob, mapping: TableMapping, progress: runs.Progress
+    ) -> None:
+        self.job, self.mapping, self.progress = job, mapping, progress
         self.dry_run = mapping.repair_policy == RepairPolicy.DRY_RUN
         self.counts = (
             AutoRepairResult.REPAIRED if not self.dry_run else AutoRepairResult.WOULD_REPAIR
@@ -269,6 +279,11 @@ class _Run:
         return _Verdict(AutoRepairResult.REPAIRED, "", result.note, result.audit_entry)
 
     def _record(self, mismatch: Mismatch, verdict: _Verdict) -> None:
+        with transaction.atomic():  # the job's progress moves with the action
+            self._create_action(mismatch, verdict)
+            self.progress.step(verdict.result)
+
+    def _create_action(self, mismatch: Mismatch, verdict: _Verdict) -> None:
         AutoRepairAction.objects.create(
             job=self.job,
             mismatch=mismatch,
@@ -348,36 +363,15 @@ def _empty_summary(mapping: TableMapping, started: dt.datetime) -> dict[str, Any
     }
 
 
-def _save(job: ReconciliationJob, summary: dict[str, Any]) -> dict[str, Any]:
+def _save(
+    job: ReconciliationJob, summary: dict[str, Any], progress: runs.Progress | None = None
+) -> dict[str, Any]:
     summary["finished_at"] = timezone.now().isoformat()
-    ReconciliationJob.objects.filter(pk=job.pk).update(repair_summary=summary)
+    fields: dict[str, Any] = {"repair_summary": summary}
+    if progress is not None:  # the run is done with its summary, in one update
+        fields["repair_run"] = progress.finished(summary["finished_at"])
+        job.repair_run = fields["repair_run"]
+    ReconciliationJob.objects.filter(pk=job.pk).update(**fields)
     job.repair_summary = summary
     logger.info("Repair policy after job %s (%s): %s", job.pk, job.table_name, summary)
     return summary
-
-
-def describe_summary(summary: dict[str, Any]) -> str:
-    """One line for people: what a policy run did."""
-    policy = f"{summary.get('policy')}"
-    if summary.get("status") == RepairRunStatus.KILL_SWITCH:
-        return f"{policy}, switched off by RECONCILIATION_AUTO_REPAIR_ENABLED=false"
-    if summary.get("status") == RepairRunStatus.BUSY:
-        return f"{policy}, not run: another run of this table's policy was in progress"
-    done = "would repair" if summary.get("dry_run") else "repaired"
-    count = summary.get("would_repair" if summary.get("dry_run") else "repaired", 0)
-    skipped = summary.get("skipped") or {}
-    parts = [
-        f"{policy}: {summary.get('eligible', 0)} eligible, {done} {count}",
-        "skipped " + (", ".join(f"{n} {why}" for why, n in skipped.items()) or "0"),
-        f"failed {summary.get('failed', 0)}",
-    ]
-    if summary.get("capped"):
-        parts.append(
-            f"stopped at the {summary['capped'].replace('_', ' ')} cap, "
-            f"{summary.get('deferred', 0)} left for later"
-        )
-    if summary.get("status") == RepairRunStatus.STOPPED:
-        parts.append(f"stopped: the policy was switched off, {summary.get('deferred', 0)} left")
-    if summary.get("status") == RepairRunStatus.FAILED:
-        parts.append(f"stopped: {summary.get('error')}")
-    return "; ".join(parts)

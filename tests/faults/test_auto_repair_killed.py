@@ -3,7 +3,7 @@ acks_late + reject_on_worker_lost): every repair made before the kill is committ
 column by column and recorded as the policy's action; every other difference is still open
 (at most one audit entry is left "started", that of the row being repaired at the kill);
 and the redelivered task carries on from there and finishes the repair, nothing written or
-audited twice.
+audited twice, the killed attempt's entry closed as ABANDONED.
 
 The worker's main process is stopped (SIGSTOP) for the instant of the kill, so that the
 redelivered run cannot start before the test has looked at what the killed one left; it is
@@ -89,7 +89,7 @@ def repair_state(driver: Driver, job_id: str, table: str) -> dict[str, Any]:
 def completed_entries(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     by_mismatch: dict[str, list[dict[str, Any]]] = {}
     for entry in state["audit"]:
-        if entry["completed"]:
+        if entry["completed"] and entry["postgres_status"] != "ABANDONED":
             by_mismatch.setdefault(entry["mismatch_id"], []).append(entry)
     return by_mismatch
 
@@ -244,7 +244,10 @@ def test_a_worker_killed_mid_repair_leaves_every_repair_audited_and_the_redelive
     assert summary["skipped"] == ({"equal_now": len(closed_equal)} if closed_equal else {}), summary
     assert (summary["failed"], summary["deferred"], summary["capped"]) == (0, 0, None), summary
     assert summary["eligible"] == PLANTED == len(final["actions"]), summary
-    # The killed attempt's entry stays "started" (the audit log is append-only); it is the
-    # only one, and nothing was audited as completed twice (checked above, per mismatch).
-    still_started = started_entries(final)
-    assert [e["id"] for e in still_started] == [e["id"] for e in started], still_started
+    # The killed attempt's entry is closed as ABANDONED by the resumed run (the audit log is
+    # append-only: completed, not removed); nothing is left started, and nothing was audited
+    # as completed twice (checked above, per mismatch).
+    assert not started_entries(final), started_entries(final)
+    abandoned = [e for e in final["audit"] if e["postgres_status"] == "ABANDONED"]
+    assert [e["id"] for e in abandoned] == [e["id"] for e in started], abandoned
+    assert all(e["action"] == "abandoned" and e["completed"] for e in abandoned), abandoned

@@ -1,11 +1,12 @@
-"""Fixtures for the integration tests: API clients holding given permissions.
+"""Fixtures for the integration tests: API clients holding given permissions; a log of the
+writes made to a target table.
 
 The Celery broker and worker fixtures are in tests/conftest.py (the e2e tests use them too).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -63,3 +64,37 @@ def operator(api_client: Callable[..., APIClient]) -> APIClient:
 @pytest.fixture
 def superuser_api(api_client: Callable[..., APIClient]) -> APIClient:
     return api_client(superuser=True)
+
+
+@pytest.fixture
+def write_log(target: Any) -> Iterator[Callable[[Any], str]]:
+    """``write_log(mapping)``: log every write to the mapping's target table (a trigger of
+    its own) in a table whose name it returns (``target_writes`` counts them per key); both
+    are dropped after the test."""
+    made: list[str] = []
+
+    def make(mapping: Any) -> str:
+        table, log = mapping.postgres_table, f"{mapping.postgres_table}_writes"
+        made.append(log)
+        target.execute(f"CREATE TABLE public.{log} (id text, op text)")
+        target.execute(
+            f"CREATE FUNCTION public.{log}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"INSERT INTO public.{log} VALUES (COALESCE(NEW.id, OLD.id), TG_OP); RETURN NULL; "
+            "END $$"
+        )
+        target.execute(
+            f"CREATE TRIGGER {log} AFTER INSERT OR UPDATE OR DELETE ON public.{table} "
+            f"FOR EACH ROW EXECUTE FUNCTION public.{log}()"
+        )
+        return log
+
+    yield make
+    for log in made:
+        target.execute(f"DROP TABLE IF EXISTS public.{log}")
+        target.execute(f"DROP FUNCTION IF EXISTS public.{log}() CASCADE")
+
+
+def target_writes(target: Any, log: str) -> dict[str, int]:
+    """How many writes ``write_log``'s table ``log`` saw, per key (the ``id`` column)."""
+    rows = target.execute(f"SELECT id, count(*) FROM public.{log} GROUP BY id").fetchall()
+    return dict(rows)

@@ -59,6 +59,7 @@ def test_it_lists_jobs_in_the_guides_envelope_with_the_guides_fields_and_progres
             "lag_budget_seconds": None,
             "source_rows_per_second": None,  # made by a factory: never read Cassandra
             "repair_summary": None,  # no repair policy ran after it
+            "repair_run": None,  # nor started
         }
     ]
 

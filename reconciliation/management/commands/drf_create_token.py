@@ -1,4 +1,5 @@
-"""``manage.py drf_create_token USER``: the name the design doc uses; same as create_api_token."""
+"""``manage.py drf_create_token [-r] USER``: the name the design doc (and Django REST
+framework) uses; the same command as create_api_token, ``-r``/``--reset`` included."""
 
 from __future__ import annotations
 

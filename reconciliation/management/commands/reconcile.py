@@ -36,7 +36,7 @@ from reconciliation.jobs.after import run_after_job
 from reconciliation.models import ReconciliationJob
 from reconciliation.presenters import job_detail
 from reconciliation.registry import UnknownTable, get_mapping
-from reconciliation.repair.policy import describe_summary
+from reconciliation.repair.runs import describe_summary
 
 BAD_ARGUMENTS = 2
 FAILED = 1
