@@ -21,6 +21,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from reconciliation.api.arrival import ArrivalSerializer
 from reconciliation.api.permissions import CanChangeTables, CanViewTables
 from reconciliation.api.serializers import ErrorSerializer
 from reconciliation.choices import MismatchType, RepairPolicy
@@ -67,6 +68,12 @@ class TableSerializer(serializers.ModelSerializer[TableMapping]):
         help_text="The minimum age the policy uses: its own, else the table's CDC lag "
         "budget, else 600.",
     )
+    arrival_last_day = ArrivalSerializer(
+        source="*",
+        read_only=True,
+        help_text="How long the CDC pipeline took to copy the writes seen in flight, over "
+        "the last 24 hours (p50/p99 seconds from the write to the read that found the copy).",
+    )
 
     class Meta:
         model = TableMapping
@@ -75,6 +82,7 @@ class TableSerializer(serializers.ModelSerializer[TableMapping]):
             *TUNABLE_FIELDS,
             "repair_types",
             "effective_repair_min_age_seconds",
+            "arrival_last_day",
         )
         read_only_fields = IDENTITY_FIELDS
 
