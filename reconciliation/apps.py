@@ -7,7 +7,7 @@ class ReconciliationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from reconciliation import metrics
+        from reconciliation import arrivals, metrics
         from reconciliation.signals import sync_schedule_after_migrate
 
         # Sent once per app after `migrate` (and `flush`); sender=self runs it once.
@@ -18,3 +18,4 @@ class ReconciliationConfig(AppConfig):
         )
         # The scrape-time collector behind /metrics (registered once per registry).
         metrics.register()
+        arrivals.register()  # cdc_reconciliation_arrival_seconds, beside it

@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from cdcrecon.conf import settings
+from reconciliation import arrivals
 from reconciliation.admin.common import (
     JobOptionsForm,
     job_options_page,
@@ -161,7 +162,13 @@ class TableMappingAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled", "scheduled_strategy"]
     search_fields = ["name", "cassandra_table", "postgres_table"]
-    readonly_fields = ["partition_key_columns", "clustering_columns", "created_at", "updated_at"]
+    readonly_fields = [
+        "partition_key_columns",
+        "clustering_columns",
+        "arrival_last_day",
+        "created_at",
+        "updated_at",
+    ]
     actions = ["reconcile_now"]
     fieldsets = [
         (None, {"fields": ["name", "enabled", "scheduled_strategy"]}),
@@ -180,6 +187,7 @@ class TableMappingAdmin(admin.ModelAdmin):
                     "warning_threshold",
                     "critical_threshold",
                     "cdc_lag_budget_seconds",
+                    "arrival_last_day",
                 ]
             },
         ),
@@ -264,6 +272,14 @@ class TableMappingAdmin(admin.ModelAdmin):
         text = f"{obj.effective_warning_threshold:g}% / {obj.effective_critical_threshold:g}%"
         defaults = obj.warning_threshold is None and obj.critical_threshold is None
         return f"{text} (default)" if defaults else text
+
+    @admin.display(description="arrivals (last 24 h)")
+    def arrival_last_day(self, obj: TableMapping) -> str:
+        if not obj.pk:
+            return "-"
+        return arrivals.describe(
+            arrivals.last_day([obj.name]).get(obj.name, arrivals.ArrivalStats())
+        )
 
     @admin.display(description="last job")
     def last_job(self, obj: TableMapping) -> SafeString | str:

@@ -31,6 +31,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cdcrecon.api.errors import ApiError
+from reconciliation.api.arrival import ArrivalSerializer
 from reconciliation.api.permissions import CanChangeTables, CanViewTables
 from reconciliation.api.serializers import ErrorSerializer
 from reconciliation.choices import MismatchType, RepairPolicy
@@ -83,6 +84,12 @@ class TableSerializer(serializers.ModelSerializer[TableMapping]):
         "no job or PATCH has registered yet: its first job (or a PATCH) registers it with the "
         "identity shown; its key columns are read from Cassandra then."
     )
+    arrival_last_day = ArrivalSerializer(
+        source="*",
+        read_only=True,
+        help_text="How long the CDC pipeline took to copy the writes seen in flight, over "
+        "the last 24 hours (p50/p99 seconds from the write to the read that found the copy).",
+    )
 
     class Meta:
         model = TableMapping
@@ -92,6 +99,7 @@ class TableSerializer(serializers.ModelSerializer[TableMapping]):
             "repair_types",
             "effective_repair_min_age_seconds",
             "registered",
+            "arrival_last_day",
         )
         read_only_fields = IDENTITY_FIELDS
 

@@ -7,7 +7,8 @@ mismatch_count, drift or alert.  Once due, ``recheck_due`` reads each such key a
 both stores through the ledger's lookups (``ledger.compare_now``) and settles it:
 
 * equal now: closed AUTO_RESOLVED ("arrived within the CDC lag"), one more *transient* on
-  the job that found it;
+  the job that found it; its history event keeps the seconds from the write to this read
+  (``arrivals``: the arrival histogram);
 * the source row is gone and it had a TTL (gone on both sides, or only the target's copy
   left): it expired before it was copied; closed AUTO_RESOLVED, one more *expired*;
 * written again since (a newer write time, still within the budget): stays IN_FLIGHT with
@@ -38,6 +39,7 @@ from dataclasses import dataclass, replace
 from django.db import transaction
 from django.utils import timezone
 
+from reconciliation.arrivals import arrival_seconds
 from reconciliation.choices import JobStatus, ResolutionStatus, ValidationStrategy
 from reconciliation.connections import consistency_level
 from reconciliation.engine import (
@@ -150,6 +152,7 @@ def _settle(
                 if outcome == HEALED
                 else "the source row's TTL ran out before it was copied: not a difference"
             )
+            arrived = arrival_seconds(locked.source_write_time, now) if outcome == HEALED else None
             transition(
                 locked,
                 ResolutionStatus.AUTO_RESOLVED,
@@ -157,6 +160,7 @@ def _settle(
                 reason=f"Re-checked after the CDC lag budget: {why}.",
                 fields={"resolved_at": now, "resolved_by": None},
                 now=now,
+                event={"arrival_seconds": arrived},
             )
         else:
             assert finding is not None

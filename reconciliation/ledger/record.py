@@ -16,9 +16,11 @@ from django.utils import timezone
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from reconciliation.arrivals import arrival_seconds
 from reconciliation.ledger.statuses import (
     AUTO_RESOLVED,
     IGNORED,
+    IN_FLIGHT,
     KEY_HOLDING_STATUSES,
     REAPPEARED,
     REOPENED,
@@ -227,11 +229,15 @@ def _close_equal(
             UPDATE {table} AS m
             SET resolution_status = %(closed)s, resolved_at = %(now)s, resolved_by_id = NULL
             FROM due WHERE m.mismatch_id = due.mismatch_id
-            RETURNING m.mismatch_id, due.resolution_status AS was
+            RETURNING m.mismatch_id, due.resolution_status AS was, m.source_write_time
         )
         INSERT INTO {history} (mismatch_id, from_status, to_status, at, actor_kind, actor,
-                               job_id, reason)
-        SELECT mismatch_id, was, %(closed)s, %(now)s, %(kind)s, %(actor)s, %(job)s, %(reason)s
+                               job_id, reason, arrival_seconds)
+        SELECT mismatch_id, was, %(closed)s, %(now)s, %(kind)s, %(actor)s, %(job)s, %(reason)s,
+               -- an in-flight difference found equal arrived (``arrivals``)
+               CASE WHEN was = %(in_flight)s THEN
+                   GREATEST(0, EXTRACT(EPOCH FROM %(now)s - source_write_time))::float8
+               END
         FROM closed
         """
     ).format(table=table, history=history, by_key=by_key)
@@ -244,6 +250,7 @@ def _close_equal(
                 "job": job.pk,
                 "keys": keys,
                 "closed": str(AUTO_RESOLVED),
+                "in_flight": str(IN_FLIGHT),
                 "now": now,
                 "kind": actor.kind,
                 "actor": actor.name,
@@ -288,6 +295,7 @@ def apply_reading(mismatch: Mismatch, finding: Finding | None, actor: Actor) -> 
         if finding is None:
             outcome = "closed"
             if locked.holds_key:
+                arrived = locked.resolution_status == IN_FLIGHT  # the copy came (``arrivals``)
                 transition(
                     locked,
                     AUTO_RESOLVED,
@@ -295,6 +303,11 @@ def apply_reading(mismatch: Mismatch, finding: Finding | None, actor: Actor) -> 
                     reason=f"Re-checked by {actor.name}: the rows are equal now; closed.",
                     fields={"resolved_at": now, "resolved_by": actor.user},
                     now=now,
+                    event={
+                        "arrival_seconds": arrival_seconds(locked.source_write_time, now)
+                        if arrived
+                        else None
+                    },
                 )
         else:
             same = (finding.cassandra_checksum, finding.postgres_checksum) == (

@@ -72,6 +72,7 @@ def transition(
     fields: dict[str, Any] | None = None,
     now: dt.datetime | None = None,
     from_status: str | None = None,
+    event: dict[str, Any] | None = None,
 ) -> None:
     """Move ``mismatch`` from the status it was loaded with to ``to``, by ``actor``.
 
@@ -80,6 +81,7 @@ def transition(
     raises ``StatusChanged`` (another worker or operator moved it first).  The instance is
     updated in place.  Staying in the same status writes the fields and no event.
     ``from_status``: the status it was loaded with, when the instance was changed since.
+    ``event``: more fields of the history event (an arrival's ``arrival_seconds``).
     """
     old = from_status or mismatch.resolution_status
     check(old, to, actor.kind)
@@ -98,6 +100,7 @@ def transition(
                 actor=actor.name,
                 job_id=actor.job_id,
                 reason=reason,
+                **(event or {}),
             )
     for name, value in values.items():
         setattr(mismatch, name, value)

@@ -42,10 +42,21 @@ class MismatchEvent(models.Model):
         db_constraint=False,
     )
     reason = models.TextField(blank=True, default="")
+    #: IN_FLIGHT -> AUTO_RESOLVED because the rows were equal (the copy arrived): the seconds
+    #: from the source row's write time to the read that found it equal (``arrivals``).
+    arrival_seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["at", "pk"]
-        indexes = [models.Index(fields=["mismatch", "at"], name="mismatch_event_timeline")]
+        indexes = [
+            models.Index(fields=["mismatch", "at"], name="mismatch_event_timeline"),
+            # The arrival histogram and its last day's percentiles (few rows: arrivals only).
+            models.Index(
+                fields=["at"],
+                condition=models.Q(arrival_seconds__isnull=False),
+                name="mismatch_event_arrivals",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mismatch_id}: {self.from_status or 'new'} -> {self.to_status}"

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reconciliation', '0011_mismatch_history'),
+        ('reconciliation', '0012_arrival_seconds'),
     ]
 
     operations = [
