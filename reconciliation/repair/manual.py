@@ -19,26 +19,23 @@ completed after, with the target row before and after and each changed column.  
 repair raises ``RepairFailed`` and leaves the mismatch PENDING.
 
 Used by the admin action, by ``POST /reconciliation/mismatches/{id}/repair`` and by the
-tables' repair policies (``reconciliation.repair.policy``).
+tables' repair policies (``reconciliation.repair.policy``).  The SQL on the target row is in
+``target_rows``, the audit entry in ``audit``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from cassandra import DriverException
 from cassandra.cluster import NoHostAvailable, Session
 from django.db import transaction
-from django.utils import timezone
-from psycopg import sql
-from psycopg.rows import dict_row
 
-from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
+from gdpr.models import AuditLogEntry, StoreStatus
 from reconciliation.choices import MismatchType, ResolutionStatus
 from reconciliation.connections import (
     StoreUnavailable,
@@ -49,7 +46,6 @@ from reconciliation.connections import (
 from reconciliation.engine import Options, StoredKeys, stored_keys
 from reconciliation.engine.identifiers import UnsafeIdentifier, cql_column, cql_table
 from reconciliation.engine.keys import BadKey
-from reconciliation.engine.schema import is_excluded
 from reconciliation.keyparse import parse_key_for_columns
 from reconciliation.ledger.transition import Actor
 from reconciliation.models import AlreadyResolved, Mismatch, TableMapping
@@ -60,20 +56,23 @@ from reconciliation.registry import (
     ensure_key_columns,
     get_mapping,
 )
+from reconciliation.repair.audit import Progress, audit_attempt
 from reconciliation.repair.source_changes import (
     SchemaProblem,
     canonical_source_row,
     column_types,
     source_changes,
 )
-from reconciliation.repair.target_values import (
-    CannotConvert,
-    TargetColumn,
-    to_json,
-    to_target,
+from reconciliation.repair.target_rows import (
+    Row,
+    compared_columns,
+    delete_target_row,
+    lock_target_row,
+    target_column_types,
+    upsert_target_row,
 )
+from reconciliation.repair.target_values import CannotConvert, to_target
 
-Row = dict[str, Any]
 logger = logging.getLogger(__name__)
 
 
@@ -97,22 +96,6 @@ class RepairResult:
     before: Row | None
     after: Row | None
     audit_entry: AuditLogEntry
-
-
-@dataclass
-class _Progress:
-    """How far an attempt got, for the audit entry (also written when it fails)."""
-
-    started_at: dt.datetime = field(default_factory=timezone.now)
-    cassandra_status: str = StoreStatus.PENDING
-    cassandra_error: str = ""
-    postgres_status: str = StoreStatus.SKIPPED
-    postgres_error: str = ""
-    before: Row | None = None
-    after: Row | None = None
-    action: str = ""
-    changed_columns: list[str] | None = None
-    note: str = ""
 
 
 # --------------------------------------------------------------------------------------
@@ -147,8 +130,8 @@ def repair_mismatch(
     if current.resolution_status != ResolutionStatus.PENDING:
         raise RepairFailed("already_resolved", str(AlreadyResolved(current)))
     mapping = _mapping_for(current)
-    progress = _Progress()
-    entry = _audit(mapping, current, user, progress, context, entry=None)
+    progress = Progress()
+    entry = audit_attempt(mapping, current, user, progress, context, entry=None)
     failure: RepairFailed | None = None
     with transaction.atomic():
         locked = Mismatch.objects.select_for_update().get(pk=mismatch.pk)
@@ -161,7 +144,7 @@ def repair_mismatch(
             failure = exc
         else:
             locked.close(actor or Actor.operator(user), status, progress.note)
-        _audit(mapping, locked, user, progress, context, entry=entry)
+        audit_attempt(mapping, locked, user, progress, context, entry=entry)
         if failure is None and on_repaired is not None:
             on_repaired(locked, entry, progress.note)
     if failure is not None:
@@ -190,74 +173,12 @@ def _mapping_for(mismatch: Mismatch) -> TableMapping:
         ) from exc
 
 
-def _audit(
-    mapping: TableMapping,
-    mismatch: Mismatch,
-    user: Any,
-    progress: _Progress,
-    context: Mapping[str, Any] | None,
-    entry: AuditLogEntry | None,
-) -> AuditLogEntry:
-    """Write the attempt's audit entry (``entry`` None: the attempt is starting) or
-    complete it."""
-    details: dict[str, Any] = {
-        "before": progress.before,
-        "after": progress.after,
-        "columns": column_changes(progress.before, progress.after),
-        "mismatch_id": str(mismatch.mismatch_id),
-        "mismatch_type": mismatch.mismatch_type,
-        "target": f"{mapping.postgres_schema}.{mapping.postgres_table}",
-        "action": progress.action or ("started" if entry is None else "failed"),
-        "source_changed_columns": progress.changed_columns,
-        **(context or {}),
-    }
-    fields: dict[str, Any] = {
-        "completed_at": None if entry is None else timezone.now(),
-        "cassandra_status": progress.cassandra_status,
-        "cassandra_error": progress.cassandra_error,
-        "postgres_status": progress.postgres_status if entry is not None else StoreStatus.PENDING,
-        "postgres_error": progress.postgres_error,
-        "details": details,
-    }
-    if entry is None:
-        return AuditLogEntry.objects.create(
-            action=AuditAction.REPAIR,
-            requester=_username(user),
-            reason=f"repair of mismatch {mismatch.mismatch_id}",
-            keyspace=mapping.cassandra_keyspace,
-            table=mapping.cassandra_table,
-            primary_key=mismatch.primary_key_value,
-            requested_at=progress.started_at,
-            **fields,
-        )
-    AuditLogEntry.objects.filter(pk=entry.pk).update(**fields)
-    for name, value in fields.items():
-        setattr(entry, name, value)
-    return entry
-
-
-def column_changes(before: Row | None, after: Row | None) -> dict[str, dict[str, Any]]:
-    """The target row's columns a repair changed, each ``{"before": …, "after": …}`` (a
-    column absent on one side is None there)."""
-    old, new = before or {}, after or {}
-    return {
-        column: {"before": old.get(column), "after": new.get(column)}
-        for column in [*old, *(c for c in new if c not in old)]
-        if old.get(column) != new.get(column)
-    }
-
-
-def _username(user: Any) -> str:
-    getter = getattr(user, "get_username", None)
-    return str(getter()) if callable(getter) and getter() else "unknown"
-
-
 # --------------------------------------------------------------------------------------
 # Reading the source and writing the target
 
 
 def _repair_in_stores(
-    mapping: TableMapping, mismatch: Mismatch, progress: _Progress, refuse_source_changes: bool
+    mapping: TableMapping, mismatch: Mismatch, progress: Progress, refuse_source_changes: bool
 ) -> None:
     session = _session(progress)
     try:
@@ -307,7 +228,7 @@ def _repair_in_stores(
             ]
             target_stored = stored.postgres[0] if stored and stored.postgres else None
             target_key = list(target_stored) if target_stored is not None else target_key
-            progress.before = _lock_target_row(conn, mapping, target_key)
+            progress.before = lock_target_row(conn, mapping, target_key)
             progress.changed_columns = source_changes(mismatch, source_now, columns)
             if refuse_source_changes and progress.changed_columns:
                 progress.postgres_status = StoreStatus.SKIPPED
@@ -323,11 +244,11 @@ def _repair_in_stores(
                 }
                 if target_stored is not None:  # update that row, not one spelt our way
                     values.update(zip(mapping.key_columns, target_stored, strict=True))
-                progress.after = _upsert(conn, mapping, values)
+                progress.after = upsert_target_row(conn, mapping, values)
                 progress.action = "upserted"
                 progress.postgres_status = StoreStatus.SUCCESS
             else:
-                deleted = _delete(conn, mapping, target_key)
+                deleted = delete_target_row(conn, mapping, target_key)
                 progress.action = "deleted" if deleted else "already_absent"
                 progress.postgres_status = StoreStatus.SUCCESS if deleted else StoreStatus.NOT_FOUND
             progress.note = _note(mismatch, progress, columns, target_name)
@@ -360,7 +281,7 @@ def stored_spellings(mapping: TableMapping, session: Session, key_text: str) -> 
         return None
 
 
-def _session(progress: _Progress) -> Session:
+def _session(progress: Progress) -> Session:
     try:
         return cassandra_session()
     except StoreUnavailable as exc:
@@ -368,14 +289,14 @@ def _session(progress: _Progress) -> Session:
         raise RepairFailed("cassandra_unavailable", str(exc)) from exc
 
 
-def _cassandra_failed(progress: _Progress, exc: Exception) -> RepairFailed:
+def _cassandra_failed(progress: Progress, exc: Exception) -> RepairFailed:
     message = f"Reading from Cassandra failed: {exc}"
     progress.cassandra_status, progress.cassandra_error = StoreStatus.FAILED, message
     return RepairFailed("cassandra_unavailable", message)
 
 
 def _read_source_row(
-    session: Session, mapping: TableMapping, key_values: Sequence[Any], progress: _Progress
+    session: Session, mapping: TableMapping, key_values: Sequence[Any], progress: Progress
 ) -> Row | None:
     try:
         where = " AND ".join(f"{cql_column(c)} = ?" for c in mapping.key_columns)
@@ -393,84 +314,7 @@ def _read_source_row(
     return dict(row) if row is not None else None
 
 
-def target_column_types(conn: psycopg.Connection, mapping: TableMapping) -> dict[str, TargetColumn]:
-    rows = conn.execute(
-        "SELECT column_name, data_type, udt_name FROM information_schema.columns "
-        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
-        (mapping.postgres_schema, mapping.postgres_table),
-    ).fetchall()
-    if not rows:
-        raise SchemaProblem(
-            f"PostgreSQL table {mapping.postgres_schema}.{mapping.postgres_table} does not exist."
-        )
-    return {name: TargetColumn(name, data_type, udt) for name, data_type, udt in rows}
-
-
-def compared_columns(
-    mapping: TableMapping, cql_types: Mapping[str, str], target_columns: Mapping[str, TargetColumn]
-) -> list[str]:
-    """The columns a repair writes: key columns first, then the shared, non-excluded ones."""
-    missing_keys = [c for c in mapping.key_columns if c not in target_columns]
-    if missing_keys:
-        raise SchemaProblem(
-            f"Key column(s) {', '.join(missing_keys)} missing in PostgreSQL table "
-            f"{mapping.postgres_schema}.{mapping.postgres_table}."
-        )
-    excluded = list(mapping.excluded_columns or [])
-    others = sorted(
-        c
-        for c in cql_types
-        if c in target_columns and c not in mapping.key_columns and not is_excluded(c, excluded)
-    )
-    return [*mapping.key_columns, *others]
-
-
-def _table(mapping: TableMapping) -> sql.Composable:
-    return sql.Identifier(mapping.postgres_schema, mapping.postgres_table)
-
-
-def _key_condition(mapping: TableMapping) -> sql.Composable:
-    return sql.SQL(" AND ").join(
-        sql.SQL("{} = %s").format(sql.Identifier(c)) for c in mapping.key_columns
-    )
-
-
-def _lock_target_row(conn: psycopg.Connection, mapping: TableMapping, key: list[Any]) -> Row | None:
-    query = sql.SQL("SELECT * FROM {} WHERE {} FOR UPDATE").format(
-        _table(mapping), _key_condition(mapping)
-    )
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query, key).fetchone()
-    return to_json(row) if row is not None else None
-
-
-def _upsert(conn: psycopg.Connection, mapping: TableMapping, values: dict[str, Any]) -> Row:
-    columns = list(values)
-    non_key = [c for c in columns if c not in mapping.key_columns] or mapping.key_columns
-    query = sql.SQL(
-        "INSERT INTO {table} ({columns}) VALUES ({values}) "
-        "ON CONFLICT ({keys}) DO UPDATE SET {updates} RETURNING *"
-    ).format(
-        table=_table(mapping),
-        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        values=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
-        keys=sql.SQL(", ").join(map(sql.Identifier, mapping.key_columns)),
-        updates=sql.SQL(", ").join(
-            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in non_key
-        ),
-    )
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query, list(values.values())).fetchone()
-    assert row is not None  # RETURNING of an upsert always yields the row
-    return to_json(row)
-
-
-def _delete(conn: psycopg.Connection, mapping: TableMapping, key: list[Any]) -> bool:
-    query = sql.SQL("DELETE FROM {} WHERE {}").format(_table(mapping), _key_condition(mapping))
-    return conn.execute(query, key).rowcount > 0
-
-
-def _note(mismatch: Mismatch, progress: _Progress, columns: Sequence[str], target: str) -> str:
+def _note(mismatch: Mismatch, progress: Progress, columns: Sequence[str], target: str) -> str:
     changed = progress.changed_columns
     if progress.action == "upserted":
         text = (

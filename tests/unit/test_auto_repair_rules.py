@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 
 from reconciliation.choices import AutoRepairResult, RepairCap
 from reconciliation.models import TableMapping
-from reconciliation.repair.manual import column_changes
+from reconciliation.repair.audit import column_changes
 from reconciliation.repair.runs import describe_summary
 
 
