@@ -27,11 +27,8 @@ from reconciliation.admin.common import (
     mismatch_list_url,
     start_jobs,
 )
-from reconciliation.admin.views import (
-    badge,
-    drift_badge,
-    overview_view,
-)
+from reconciliation.admin.overview import overview_view
+from reconciliation.admin.views import badge, drift_badge
 from reconciliation.choices import JobStatus, ResolutionStatus
 from reconciliation.connections import StoreUnavailable, cassandra_session, target_connection
 from reconciliation.engine.identifiers import UnsafeIdentifier
