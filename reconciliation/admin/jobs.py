@@ -1,5 +1,5 @@
-"""The reconciliation job admin: counts, drift against thresholds, progress, segments, run
-again, resume."""
+"""The reconciliation job admin: counts, drift against thresholds, progress, segments, what
+the repair policy did.  Its actions (run again, resume) are ``admin.job_actions``."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponseRedirect
-from django.template.response import TemplateResponse
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -26,17 +25,14 @@ from django.utils.safestring import SafeString
 from cdcrecon.conf import settings
 from reconciliation.admin.common import (
     MISMATCH_PREVIEW_LIMIT,
-    JobOptionsForm,
     ReadOnlyChangeFormMixin,
     TableNameFilter,
-    job_options_page,
-    job_url,
     link,
     mismatch_list_url,
-    start_jobs,
 )
 from reconciliation.admin.forensics import job_panel
-from reconciliation.admin.segments import resume, segments_context
+from reconciliation.admin.job_actions import FROM_JOB_PAGE, JobActions
+from reconciliation.admin.segments import segments_context
 from reconciliation.admin.views import (
     badge,
     drift_badge,
@@ -55,9 +51,6 @@ from reconciliation.models import (
 from reconciliation.presenters import job_segment_counts, requested_by_name
 from reconciliation.repair.runs import describe_run
 
-#: Set by the job page's Resume button: come back to the job's page, not the list.
-FROM_JOB_PAGE = "_from_job_page"
-
 
 def _threshold_subquery(field: str, default: float) -> Coalesce:
     return Coalesce(
@@ -72,7 +65,7 @@ REPAIR_ACTIONS_SHOWN = 50
 
 
 @admin.register(ReconciliationJob)
-class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
+class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, JobActions):
     # The signal columns (status, drift, alert, mismatches) first: they stay on screen at
     # 1366 px beside the filter panel; the details follow and may scroll.
     list_display = [
@@ -386,66 +379,3 @@ class ReconciliationJobAdmin(ReadOnlyChangeFormMixin, admin.ModelAdmin):
             rows,
             footer,
         )
-
-    @admin.action(description="Run again…", permissions=["trigger"])
-    def run_again_now(
-        self, request: HttpRequest, queryset: QuerySet[ReconciliationJob]
-    ) -> TemplateResponse | None:
-        """Start each selected job's table again: same strategy unless another is chosen;
-        the window and sample size prefilled from the job (one job selected), editable."""
-        latest: dict[str, ReconciliationJob] = {}
-        for old in queryset.order_by("-started_at"):
-            latest.setdefault(old.table_name, old)
-        if "apply" in request.POST:
-            form = JobOptionsForm(request.POST, blank_strategy_label="Same as the job")
-            if form.is_valid():
-                defaults = {name: job.validation_strategy for name, job in latest.items()}
-                start_jobs(self, request, form, defaults)
-                return None
-        else:
-            initial: dict[str, Any] = {}
-            if len(latest) == 1:
-                (old,) = latest.values()
-                parameters = old.parameters or {}
-                initial = {
-                    "window_from": parameters.get("from"),
-                    "window_to": parameters.get("to"),
-                    "sample_size": parameters.get("sample_size"),
-                }
-            form = JobOptionsForm(initial=initial, blank_strategy_label="Same as the job")
-        return job_options_page(
-            self,
-            request,
-            form,
-            title="Run again",
-            intro="Start these tables again now (the latest selected job of each):",
-            targets=[
-                f"{job.table_name}: {job.validation_strategy} of "
-                f"{job.started_at:%Y-%m-%d %H:%M} UTC"
-                + (f" (window {_window(job)})" if _window(job) else "")
-                for job in latest.values()
-            ],
-        )
-
-    @admin.action(
-        description="Resume failed jobs (redo unfinished segments)", permissions=["trigger"]
-    )
-    def resume_failed_jobs(
-        self, request: HttpRequest, queryset: QuerySet[ReconciliationJob]
-    ) -> HttpResponseRedirect | None:
-        """Resume each selected FAILED job: its unfinished segments run again, the finished
-        ones are kept (``reconciliation.jobs.resume_job``, as the API's resume).  A message
-        per job; from the job's page (its Resume button), back to that page."""
-        jobs = list(queryset.order_by("-started_at"))
-        for job in jobs:
-            resume(self, request, job)
-        if request.POST.get(FROM_JOB_PAGE) and len(jobs) == 1:
-            return HttpResponseRedirect(job_url(jobs[0].pk))
-        return None
-
-
-def _window(job: ReconciliationJob) -> str:
-    parameters = job.parameters or {}
-    if not (parameters.get("from") or parameters.get("to")):
-        return ""
-    return f"{parameters.get('from') or '…'} – {parameters.get('to') or '…'}"
