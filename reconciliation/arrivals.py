@@ -35,7 +35,8 @@ from django.utils import timezone
 from prometheus_client.core import REGISTRY, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from reconciliation.metrics import PREFIX, SCRAPE_STATEMENT_TIMEOUT_MS
+from reconciliation.metrics import PREFIX
+from reconciliation.metrics_snapshot import SCRAPE_STATEMENT_TIMEOUT_MS
 from reconciliation.models import MismatchEvent, TableMapping
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from gdpr.models import AuditAction, AuditLogEntry, StoreStatus
 from reconciliation.choices import JobStatus, MismatchType, ResolutionStatus, ValidationStrategy
 from reconciliation.jobs import create_job, run_in_process
-from reconciliation.metrics import read_snapshot
+from reconciliation.metrics_snapshot import read_snapshot
 from reconciliation.models import (
     AutoRepairAction,
     Mismatch,

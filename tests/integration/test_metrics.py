@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from reconciliation import metrics
+from reconciliation import metrics, metrics_snapshot
 from reconciliation.choices import JobStatus, MismatchType, ValidationStrategy
 from reconciliation.models import Mismatch, ReconciliationJob, TableMapping
 from tests.monitoring_support import Samples, parse_samples, sample
@@ -217,7 +217,7 @@ def test_a_database_that_cannot_answer_gives_metrics_up_0_not_a_failed_scrape(
 
     mapping("obs_users")
     assert sample(scrape(client), f"{P}_metrics_up") == 1
-    monkeypatch.setattr(metrics, "SCRAPE_STATEMENT_TIMEOUT_MS", 300)
+    monkeypatch.setattr(metrics_snapshot, "SCRAPE_STATEMENT_TIMEOUT_MS", 300)
     # Another session holds the job table locked: the scrape's query hits its timeout.
     with psycopg.connect(current_database_url()) as blocker:
         blocker.execute(f"LOCK TABLE {ReconciliationJob._meta.db_table} IN ACCESS EXCLUSIVE MODE")
