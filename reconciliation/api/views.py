@@ -25,13 +25,9 @@ from cdcrecon.api.errors import ApiError
 from cdcrecon.api.pagination import JobPagination
 from reconciliation.api.common import TAG, PagedListMixin
 from reconciliation.api.common import error_responses as _errors
+from reconciliation.api.job_serializers import JobDetailSerializer, JobSerializer
 from reconciliation.api.permissions import CanTriggerJobs, CanViewJobs
-from reconciliation.api.serializers import (
-    JOB_MODEL_FIELDS,
-    JobDetailSerializer,
-    JobSerializer,
-    ResumeConflictSerializer,
-)
+from reconciliation.api.serializers import ResumeConflictSerializer
 from reconciliation.filtersets import ReconciliationJobFilterSet
 from reconciliation.jobs import (
     JobAlreadyRunning,
@@ -39,7 +35,7 @@ from reconciliation.jobs import (
     resume_job,
 )
 from reconciliation.models import ReconciliationJob
-from reconciliation.presenters import with_segment_counts
+from reconciliation.presenters import JOB_MODEL_FIELDS, with_segment_counts
 
 
 @extend_schema(tags=[TAG])
