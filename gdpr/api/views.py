@@ -1,4 +1,5 @@
-"""The GDPR endpoints: erase one record, read the audit log.  Logic lives in gdpr.erasure."""
+"""The GDPR endpoints: erase one record, read the audit log.  Logic lives in gdpr.erasure
+(and the request's checks in gdpr.record)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from gdpr.api.serializers import (
     ErasureRequestSerializer,
     ErasureResultSerializer,
 )
-from gdpr.erasure import UnknownRecordTable, erase_record, find_mapping, is_complete_erasure
+from gdpr.erasure import erase_record, is_complete_erasure
 from gdpr.filtersets import AuditLogFilterSet
 from gdpr.models import AuditLogEntry
+from gdpr.record import UnknownRecordTable, find_mapping
 from reconciliation.connections import StoreUnavailable
 from reconciliation.engine.keys import BadKey
 
