@@ -203,10 +203,14 @@ class CassandraTable:
         window: Window | None = None,
         *,
         on_segment_done: Callable[[int], None] | None = None,
+        selectors: Sequence[str] | None = None,
     ) -> Generator[list[tuple[Any, ...]], None, None]:
         """Pages of rows ``(token, *compared columns[, *write-time summary])`` over
-        ``segments``, in token order."""
-        statement = self._range_query(f"{self.token_expr}, {self.selected}", window)
+        ``segments``, in token order; ``selectors``: rows ``(token, *selectors)`` instead (a
+        scan by byte form, ``rowhash.cassandra_selectors``: write times are read with the
+        few keys that differ, not for every row)."""
+        selected = self.selected if selectors is None else ", ".join(selectors)
+        statement = self._range_query(f"{self.token_expr}, {selected}", window)
         extra = [] if window is None else [window.start, window.end]
         yield from self._ordered_pages(
             [self._bind(statement, [s, e, *extra], self.page_size) for s, e in segments],
@@ -358,17 +362,29 @@ class CassandraTable:
         the key's bytes (the engine's key equality)."""
         return [rows[0] if rows else None for rows in self.lookup_all(keys, key_of)]
 
+    def lookup_statement_of(self, selectors: Sequence[str]) -> PreparedStatement:
+        """A lookup by key that selects ``(token, *selectors)``."""
+        where = " AND ".join(f"{cql_column(c.name)} = ?" for c in self.layout.key)
+        return self._prepare(
+            f"SELECT {self.token_expr}, {', '.join(selectors)} FROM {self.table} WHERE {where}"
+        )
+
     def lookup_all(
-        self, keys: Sequence[Sequence[Any]], key_of: Callable[[tuple[Any, ...]], bytes]
+        self,
+        keys: Sequence[Sequence[Any]],
+        key_of: Callable[[tuple[Any, ...]], bytes],
+        statement: PreparedStatement | None = None,
     ) -> list[list[tuple[Any, ...]]]:
         """``lookup``, with every row equal to each key (Cassandra may hold 1.1 and 1.10 as
-        two keys that the key equality calls one)."""
+        two keys that the key equality calls one); ``statement``: another lookup's
+        (``lookup_statement_of``)."""
+        statement = statement or self.lookup_statement
         statements: list[BoundStatement] = []
         positions: list[int] = []
         for index, key in enumerate(keys):
             for values in self.driver_keys(key):
                 try:
-                    statements.append(self._bind(self.lookup_statement, values))
+                    statements.append(self._bind(statement, values))
                 except (TypeError, ValueError, struct.error, OverflowError):
                     continue  # not a valid Cassandra key: it cannot be there
                 positions.append(index)

@@ -39,6 +39,7 @@ from reconciliation.engine.merge import agree
 from reconciliation.engine.postgres import PostgresTable
 from reconciliation.engine.readable import primary_key_text
 from reconciliation.engine.records import MARSHAL_VERSION, Codec, SourceWrite, source_write
+from reconciliation.engine.rowhash import Scan
 from reconciliation.engine.schema import TableSpec, discover_layout
 from reconciliation.engine.terms import (
     Connect,
@@ -115,6 +116,9 @@ class Engine(Judging):
         )
         self.postgres = PostgresTable(connect, self.layout)
         self.codec = Codec(self.layout, source_writes=self.cassandra.write_times)
+        self.scan = Scan(
+            self.layout, self.codec, self.cassandra, self.postgres, enabled=options.byte_forms
+        )
         self.unreadable_values = 0  # in the rows reported
         self.reads_began_at = options.reads_began_at or time.time()
 

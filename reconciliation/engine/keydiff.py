@@ -61,7 +61,7 @@ from reconciliation.engine.cassandra import split_range
 from reconciliation.engine.core import Engine, plan_segments
 from reconciliation.engine.drift import drift_percentage
 from reconciliation.engine.judging import VERDICT_BATCH, Verdicts
-from reconciliation.engine.merge import Diff, PassCounts, Record, merge_by_token
+from reconciliation.engine.merge import Diff, PassCounts, Record, agree, merge_by_token
 from reconciliation.engine.records import MAX_TOKEN, MIN_TOKEN
 from reconciliation.engine.schema import Window
 from reconciliation.engine.spill import SortedRuns, Spool
@@ -128,6 +128,10 @@ def stage_records(
 ) -> Iterator[Record]:
     """Records ``(token, key bytes, row hash)`` of the target rows in ``blocks`` (all of
     them for None), in the window if any, in no particular order."""
+    if engine.scan.hashed:  # the target computed each row's byte-form digest (rowhash.py)
+        with engine.postgres.snapshot(window, blocks, hashed=True) as rows:
+            yield from map(engine.scan.postgres_record, rows)
+        return
     record = engine.codec.postgres_record
     with engine.postgres.snapshot(window, blocks) as rows:
         for token, key, row in map(record, rows):
@@ -157,19 +161,25 @@ def compare_range(
     start, end = token_range
     if pieces is None:
         pieces = split_range(start, end, engine.options.parallel * 2)
-    record = engine.codec.cassandra_record
-    pages = engine.cassandra.stream(pieces, window, on_segment_done=on_piece_done)
+    scan = engine.scan
+    record = scan.cassandra_record
+    pages = engine.cassandra.stream(
+        pieces, window, on_segment_done=on_piece_done, selectors=scan.cassandra_selectors
+    )
+    # By byte form the source's records carry row hashes already; otherwise its row bytes
+    # are hashed to meet the staged hashes.
+    digest = None if scan.hashed else row_digest
     counts = PassCounts()
     differences = Spool()
     try:
         if engine.codec.pairs_by_token:  # Cassandra's own order: no sort
             source = (record(row) for page in pages for row in page)
-            merge_by_token(source, staged, differences, counts, row_digest)
+            merge_by_token(source, staged, differences, counts, digest)
         else:  # key-hash pairing: the source is sorted by key hash too
             with SortedRuns(engine.options.run_size) as sorted_source:
                 for page in pages:
                     sorted_source.extend([record(row) for row in page])
-                merge_by_token(sorted_source.merged(), staged, differences, counts, row_digest)
+                merge_by_token(sorted_source.merged(), staged, differences, counts, digest)
     except BaseException:
         pages.close()
         differences.close()
@@ -185,7 +195,9 @@ def conclude(
     with Spool() as spool:
         batches = iter(differences)
         while batch := list(itertools.islice(batches, VERDICT_BATCH)):
-            if not engine.rereads_everything:
+            if engine.scan.hashed:
+                batch = _decoded(engine, batch)
+            elif not engine.rereads_everything:
                 # judge reports (most of) these from the pass's rows without reading again:
                 # give it the target's rows themselves (a key the pass saw on the source
                 # only stays so: judge resolves it for a window, as it always has).
@@ -197,6 +209,32 @@ def conclude(
                 ]
             spool.extend(batch)
         return engine.judge(spool, resolve_one_sided=window is not None)
+
+
+def _decoded(engine: Engine, batch: list[Diff]) -> list[Diff]:
+    """A scan by byte form kept hashes only: both sides of each key are read back, decoded,
+    with the source row's write time, to be judged by the full type rules.  A key the pass
+    saw on both sides that agrees now, with both sides' hashes what the pass saw, differs in
+    representation only (a decimal's scale, a time's nanoseconds): it is no difference.  Any
+    other goes to the verdict as read now (in flight, or arrived since the pass)."""
+    keys = [d[0] for d in batch]
+    c_rows, p_rows, writes = engine.read_both(keys)
+    now = list(zip(batch, c_rows, p_rows, writes, strict=True))
+    agreeing = [
+        d[0] for d, c_row, rows, _ in now if d[1] is not None and d[2] and agree(c_row, rows)
+    ]
+    unchanged: set[bytes] = set()
+    if agreeing:
+        c_hashes, p_hashes = engine.scan.hashes_now(agreeing)
+        seen = {d[0]: (d[1], d[2]) for d, _, _, _ in now}
+        unchanged = {
+            key
+            for key, c_hash, p_hash in zip(agreeing, c_hashes, p_hashes, strict=True)
+            if seen[key] == (c_hash, p_hash)
+        }
+    return [
+        (d[0], c_row, rows, written) for d, c_row, rows, written in now if d[0] not in unchanged
+    ]
 
 
 def outcome(counts: PassCounts, verdicts: Verdicts) -> Outcome:

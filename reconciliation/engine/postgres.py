@@ -51,6 +51,9 @@ class PostgresTable:
         self.table = sql.Identifier(spec.postgres_schema, spec.postgres_table)
         self.selected = sql.SQL(", ").join(_select(c) for c in layout.columns)
         self.types = [_COPY_TYPES.get(c.pg_read_as, c.pg_oid) for c in layout.columns]
+        self.hashed_selected: sql.Composable | None = None  # set by the engine (rowhash.py)
+        self.hashed_types: list[int | str] = []
+        self.hashed_from: sql.Composable | None = None  # the cells a row hash computes once
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
@@ -87,17 +90,27 @@ class PostgresTable:
 
     @contextmanager
     def snapshot(
-        self, window: Window | None = None, blocks: tuple[int, int | None] | None = None
+        self,
+        window: Window | None = None,
+        blocks: tuple[int, int | None] | None = None,
+        *,
+        hashed: bool = False,
     ) -> Iterator[Iterator[tuple[Any, ...]]]:
         """The rows (compared columns, layout order) of one REPEATABLE READ snapshot: the
         whole table, or the rows stored in ``blocks`` ``[first, end)`` (no end: to the
-        table's end)."""
+        table's end).  ``hashed``: the key, the row's byte-form digest and the decoded
+        columns (``hashed_selected``, ``rowhash.py``)."""
+        selected = self.hashed_selected if hashed else self.selected
+        assert selected is not None
+        lateral = (self.hashed_from if hashed else None) or sql.SQL("")
         statement = sql.SQL(
-            "COPY (SELECT {cols} FROM {table}{where}) TO STDOUT (FORMAT BINARY)"
-        ).format(cols=self.selected, table=self.table, where=self._where(window, blocks))
+            "COPY (SELECT {cols} FROM {table}{lateral}{where}) TO STDOUT (FORMAT BINARY)"
+        ).format(
+            cols=selected, table=self.table, lateral=lateral, where=self._where(window, blocks)
+        )
         with self._connection() as conn, conn.cursor() as cur:
             with cur.copy(statement) as copy:
-                copy.set_types(self.types)
+                copy.set_types(self.hashed_types if hashed else self.types)
                 yield iter(copy.rows())
 
     def count(self, window: Window | None = None) -> int:
@@ -137,6 +150,7 @@ class PostgresTable:
         key_of: Callable[[tuple[Any, ...]], bytes],
         *,
         raw_key: bool = False,
+        columns: Sequence[sql.Composable] | None = None,
     ) -> list[list[tuple[Any, ...]]]:
         """The current rows for each key, given as compare forms (a list: a target without a
         primary key may hold duplicates), in one query per call.
@@ -147,6 +161,7 @@ class PostgresTable:
         the key's bytes (the engine's one key equality, ``records.py``).  When no key column
         has such a predicate (keys kept as jsonb, say) the table is scanned.  With
         ``raw_key`` each row ends with its key columns as stored (for repair and erasure).
+        ``columns``: select these (over the table as ``t``) instead of the compared columns.
         """
         if not keys:
             return []
@@ -159,7 +174,7 @@ class PostgresTable:
             found_filter = key_filter(c)
             if found_filter is not None:
                 filters.append((i, found_filter))
-        selected = [_select(c, "t") for c in self.layout.columns]
+        selected = list(columns or [_select(c, "t") for c in self.layout.columns])
         width = len(selected)
         if raw_key:
             selected += [sql.Identifier("t", c.name) for c in self.layout.key]
@@ -279,6 +294,16 @@ _COPY_TYPES: dict[str, int | str] = {
     "@f32": "float8",
     "text": "text",
 }
+
+
+def select_column(column: Column, alias: str | None = None) -> sql.Composable:
+    """How the target's SELECT reads a column (its compare form, its type, or text)."""
+    return _select(column, alias)
+
+
+def copy_type(column: Column) -> int | str:
+    """The binary COPY type of a column as ``select_column`` reads it."""
+    return _COPY_TYPES.get(column.pg_read_as, column.pg_oid)
 
 
 def _select(column: Column, alias: str | None = None) -> sql.Composable:

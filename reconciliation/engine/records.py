@@ -52,7 +52,7 @@ from reconciliation.engine.fastpaths import (
     postgres_inline,
 )
 from reconciliation.engine.readable import display_row, display_value, row_checksum
-from reconciliation.engine.schema import Layout
+from reconciliation.engine.schema import Column, Layout
 from reconciliation.engine.unreadable import invalid
 
 MIN_TOKEN = -(2**63)
@@ -214,6 +214,7 @@ class Codec:
         )
         self._types = [c.cql_type for c in layout.columns]
         self._token = fast_token_function(layout)
+        self.token_function = self._token
         self.pairs_by_token = self._token is not None
         self._safe_cassandra = [
             column_canonicalizer(c.cql_type)
@@ -250,6 +251,11 @@ class Codec:
 
         return record
 
+    def safe_converter(self, side: str, index: int) -> Converter:
+        """Column ``index``'s converter that accepts any value (the slow path's)."""
+        converters = self._safe_cassandra if side == "cassandra" else self._safe_postgres
+        return converters[index]
+
     def order(self, key: bytes, compare_forms: Sequence[Any], cassandra_token: Any) -> int:
         """A record's merge order (token, or key hash)."""
         if self._token is None:
@@ -280,23 +286,10 @@ class Codec:
             "_key_order": key_order,
             "_MIN_TOKEN": MIN_TOKEN,
         }
-        expressions = []
-        for index, column in enumerate(self.layout.columns):
-            value = f"v{index}"
-            if side == "cassandra":
-                inline = cassandra_inline(column.cql_type)
-                convert = cassandra_converter(column.cql_type)
-            else:
-                pg_type = column.pg_read_as
-                inline = postgres_inline(column.cql_type, pg_type)
-                convert = postgres_converter(column.cql_type, pg_type)
-            if inline is not None and not column.cql_type.is_collection:
-                expressions.append(f"(None if {value} is None else {inline.format(v=value)})")
-            elif convert is not None:
-                namespace[f"c{index}"] = convert  # handles NULL itself
-                expressions.append(f"c{index}({value})")
-            else:
-                expressions.append(value)
+        expressions = [
+            column_expression(side, column, f"v{index}", f"c{index}", namespace)
+            for index, column in enumerate(self.layout.columns)
+        ]
         names = ", ".join(f"v{i}" for i in range(len(expressions)))
         raw = "None"
         if side == "cassandra" and self.source_writes:
@@ -359,6 +352,26 @@ class Codec:
 
     def display(self, key: bytes, row: bytes) -> dict[str, Any]:
         return display_row(self.names, self.values(key, row))
+
+
+def column_expression(
+    side: str, column: Column, value: str, converter: str, namespace: dict[str, Any]
+) -> str:
+    """The expression of a compiled record builder that turns ``value`` (a store's value of
+    ``column``, as its scan selects it) into its compare form: the fast path written inline,
+    or a call of the column's converter (put in ``namespace`` as ``converter``)."""
+    if side == "cassandra":
+        inline = cassandra_inline(column.cql_type)
+        convert = cassandra_converter(column.cql_type)
+    else:
+        inline = postgres_inline(column.cql_type, column.pg_read_as)
+        convert = postgres_converter(column.cql_type, column.pg_read_as)
+    if inline is not None and not column.cql_type.is_collection:
+        return f"(None if {value} is None else {inline.format(v=value)})"
+    if convert is not None:
+        namespace[converter] = convert  # handles NULL itself
+        return f"{converter}({value})"
+    return value
 
 
 def _identity(value: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from reconciliation.engine.codecs import CODECS
+from reconciliation.engine.codecs.byteforms import byte_form as byte_form_of
 from reconciliation.engine.cqltypes import CqlType, UnsupportedType, parse_cql_type
 from reconciliation.engine.identifiers import cql_name
 
@@ -77,6 +78,14 @@ class Column:
     # How the target's SELECT delivers it: its typname, "text", or an "@…" compare form
     # computed by PostgreSQL (see postgres.py).
     pg_read_as: str = ""
+    # The SQL over "{}" that gives the target value's exact byte form (the codec's), or ""
+    # when the column is decoded and compared value by value (``byte_form``).
+    pg_bytes: str = ""
+
+    @property
+    def hashed(self) -> bool:
+        """Compared by its byte form: both stores can give the same exact bytes for it."""
+        return bool(self.pg_bytes)
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,16 @@ class Layout:
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def hashed_values(self) -> tuple[Column, ...]:
+        """The value columns a scan compares by their byte form (``Column.hashed``)."""
+        return tuple(c for c in self.values if c.hashed)
+
+    @property
+    def decoded_values(self) -> tuple[Column, ...]:
+        """The value columns a scan decodes and compares value by value."""
+        return tuple(c for c in self.values if not c.hashed)
 
     @property
     def partition(self) -> tuple[Column, ...]:
@@ -178,6 +197,14 @@ def read_as(cql_type: CqlType, pg_type: str, native: bool, server_version: int) 
     return pg_type
 
 
+def byte_form(cql_type: CqlType, pg_type: str, native: bool, server_version: int) -> str:
+    """The SQL over "{}" of a target column's exact byte form (its codec's), or "" when the
+    column has none here: the values are then decoded and compared one by one."""
+    found = byte_form_of(cql_type) if native else None
+    form = found[1].get(pg_type) if found is not None else None
+    return form[0] if form is not None and server_version >= form[1] else ""
+
+
 def discover_layout(session: Session, conn: psycopg.Connection, spec: TableSpec) -> Layout:
     """The compared columns of ``spec``, or SchemaError when the tables cannot be compared."""
     source = cassandra_columns(session, spec)
@@ -220,6 +247,7 @@ def discover_layout(session: Session, conn: psycopg.Connection, spec: TableSpec)
             pg["format"],
             pg["native"],
             read_as(types[name], pg["typname"], pg["native"], version),
+            byte_form(types[name], pg["typname"], pg["native"], version),
         )
 
     keys = set(spec.key_columns)

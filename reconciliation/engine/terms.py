@@ -38,6 +38,9 @@ class Options:
     lag_budget_seconds: float = 0.0
     # Read each source row's write time and TTL in the pass (False: the bench's baseline).
     write_times: bool = True
+    # Compare equal rows by their byte forms, without decoding them (``rowhash.py``); off:
+    # every value is decoded in the scan, as a table with many differences prefers.
+    byte_forms: bool = True
     # When the job's reads began (epoch seconds; None: when the engine was made).
     reads_began_at: float | None = None
     # The read-rate cap on the source (``reconciliation.ratelimit``; None: no cap).

@@ -124,6 +124,33 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+# From this share of differing keys in a table's last run, a run decodes every row in its
+# scan (with write times) instead of comparing byte forms and reading the differing keys
+# again: reading many keys one by one costs more than decoding them all (a pipeline outage).
+HIGH_DIFFERENCE_SHARE = 0.02
+
+
+def expects_few_differences(job: ReconciliationJob) -> bool:
+    """Whether the table's last completed run before ``job`` found few differing keys
+    (fewer than ``HIGH_DIFFERENCE_SHARE`` of those it examined; no such run: yes).  The same
+    answer for every piece of the job: a table has one job running at a time."""
+    previous = (
+        ReconciliationJob.objects.filter(
+            table_name=job.table_name, status=JobStatus.COMPLETED, started_at__lt=job.started_at
+        )
+        .exclude(pk=job.pk)
+        .order_by("-started_at")
+        .values("keys_examined", "mismatch_count", "transient_count", "in_flight_count")
+        .first()
+    )
+    if previous is None or not previous["keys_examined"]:
+        return True
+    differing = sum(
+        previous[f] or 0 for f in ("mismatch_count", "transient_count", "in_flight_count")
+    )
+    return differing < HIGH_DIFFERENCE_SHARE * previous["keys_examined"]
+
+
 def engine_options(job: ReconciliationJob, mapping: TableMapping | None = None) -> Options:
     """The engine's options for ``job``: its window or sample size, its table's CDC lag
     budget, its read-rate caps (``ratelimit.caps_for``), and the settings."""
@@ -142,4 +169,5 @@ def engine_options(job: ReconciliationJob, mapping: TableMapping | None = None) 
         window_to=_parse_time(parameters.get("to")),
         interval_minutes=conf.interval_minutes,
         source_limiter=caps_for(mapping) if mapping is not None else None,
+        byte_forms=expects_few_differences(job),
     )

@@ -10,6 +10,11 @@ A ``Codec`` gathers, for one CQL type, every rule the product applies to its val
 - ``lenient``: canonical text (what cdcrecon itself wrote) back to a driver value;
 - ``target``: a driver value into a target column of a given PostgreSQL type (repair's
   write; ``CannotConvert`` when it has no faithful form there);
+- its exact byte form, for comparing equal rows without decoding them: ``cassandra_bytes``
+  selects a cell's serialized bytes as a blob, ``byte_forms`` gives, per PostgreSQL type
+  (and the server version it needs), the SQL that yields the same bytes from the target's
+  value.  A byte form is *injective*: two values with equal bytes are equal, so a row whose
+  hashes agree is equal; one whose hashes differ is decoded and judged by the rules above;
 - the fast paths of a scan: how Cassandra selects it (``cassandra_select``), its driver
   value's compare form (``cassandra_fast``, ``None`` when the value already is one), how
   the target reads a column of each PostgreSQL type (``postgres_forms``) and the
@@ -182,6 +187,11 @@ class Codec:
     # (None: it is one); a read it lacks takes the general ``compare``.
     postgres_fast: Mapping[str, Converter | None] = field(default_factory=dict)
     postgres_inline: Mapping[str, str] = field(default_factory=dict)
+    # The exact byte form (see the module's docstring): a CQL template over "{}" selecting
+    # the serialized cell as a blob, and per PostgreSQL type (SQL over "{}" yielding the same
+    # bytea, the server version it needs).
+    cassandra_bytes: str | None = None
+    byte_forms: Mapping[str, tuple[str, int]] = field(default_factory=dict)
     # The target's lookup predicate of a key column, by its PostgreSQL type (``lookup.py``);
     # a type it lacks is found by a scan of the range instead.
     key_filters: Mapping[str, Any] = field(default_factory=dict)

@@ -221,8 +221,27 @@ def _decimal_target(value: Any, udt: str) -> Any:
     return into_target(value, udt)
 
 
+# Cassandra serialises these integers as big-endian two's complement of their width, as
+# PostgreSQL's int2send / int4send / int8send do (tinyint has no 1-byte PostgreSQL type).
+_INTEGER_BYTES = {"smallint": "int2", "int": "int4", "bigint": "int8"}
+
+
+# Numbers by their text, where no binary form is shared: Cassandra's CAST(x AS text) (Java's
+# BigInteger / BigDecimal toString) and PostgreSQL's text of the same number agree for equal
+# values in plain notation; a value Cassandra writes otherwise (1E-7, 1.10) is decoded.
+AS_TEXT = "textasblob(cast({} as text))"
+_TEXT_OF_NUMBER = ("convert_to({}::text, 'UTF8')", 0)
+_TEXT_OF_NUMERIC = ("convert_to(trim_scale({})::text, 'UTF8')", 130000)
+
+
 def _integer_codec(kind: str) -> Codec:
+    pg = _INTEGER_BYTES.get(kind)
+    by_text = {t: _TEXT_OF_NUMBER for t in ("int2", "int4", "int8")}
     return Codec(
+        cassandra_bytes=f"{kind}asblob({{}})" if pg else (AS_TEXT if kind != "counter" else None),
+        byte_forms={pg: (f"{pg}send({{}})", 0)}
+        if pg
+        else ({**by_text, "numeric": _TEXT_OF_NUMERIC} if kind != "counter" else {}),
         names=(kind,),
         compare=integer_form,
         cassandra_fast=None,
@@ -258,6 +277,8 @@ CODECS = (
         display=_display_decimal,
         target=_decimal_target,
         postgres_forms={"numeric": ("@decimal", 130000)},  # trim_scale()
+        cassandra_bytes=AS_TEXT,
+        byte_forms={"numeric": _TEXT_OF_NUMERIC},
         postgres_fast={"numeric": decimal_form, "@decimal": None},
         postgres_inline={"numeric": "decimal_form({v})"},
         key_filters={"numeric": KeyFilter("{c} = {x}::numeric", guard(strings))},
@@ -273,6 +294,8 @@ CODECS = (
         display=_shortest_float32,
         # as float8: the exact 32-bit value, no rounding in Python
         postgres_forms={"float4": ("@f32", 0)},
+        cassandra_bytes="floatasblob({})",  # IEEE 754 big-endian, as float4send
+        byte_forms={"float4": ("float4send({})", 0)},
         postgres_fast={"float4": round_float32, "@f32": finite_or_special},
         postgres_inline={"float4": "round_float32({v})", "@f32": _FINITE},
         key_filters={"float4": KeyFilter("{c} = {x}::float4", guard(float_param))},
@@ -286,6 +309,8 @@ CODECS = (
         parse=_parse_float("double"),
         lenient=float,
         postgres_fast={"float8": finite_or_special, "float4": finite_or_special},
+        cassandra_bytes="doubleasblob({})",
+        byte_forms={"float8": ("float8send({})", 0)},
         postgres_inline={"float8": _FINITE},
         key_filters={"float8": KeyFilter("{c} = {x}::float8", guard(float_param))},
         postgres_types=("double precision",),

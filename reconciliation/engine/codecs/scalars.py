@@ -147,6 +147,8 @@ def _from_bytes(value: Any) -> Any:
 
 def _uuid_codec(kind: str) -> Codec:
     return Codec(
+        cassandra_bytes=kind + "asblob({})",
+        byte_forms={"uuid": ("uuid_send({})", 0)},
         names=(kind,),
         compare=_uuid,
         cassandra_fast=attrgetter("bytes"),
@@ -177,6 +179,9 @@ def _uuid_codec(kind: str) -> Codec:
 
 def _text_codec(kind: str) -> Codec:
     return Codec(
+        # UTF-8 (ascii is a subset); bpchar pads, citext folds: those are decoded
+        cassandra_bytes=kind + "asblob({})",
+        byte_forms=dict.fromkeys(("text", "varchar"), ("convert_to({}, 'UTF8')", 0)),
         names=(kind,),
         compare=_text,
         cassandra_fast=None,
@@ -192,6 +197,8 @@ CODECS = (
     *(_text_codec(kind) for kind in TEXT_TYPES),
     Codec(
         names=("boolean",),
+        cassandra_bytes="booleanasblob({})",
+        byte_forms={"bool": ("boolsend({})", 0)},
         compare=_boolean,
         cassandra_fast=None,
         parse=_parse_boolean,
@@ -209,6 +216,8 @@ CODECS = (
     _uuid_codec("timeuuid"),
     Codec(
         names=("blob",),
+        cassandra_bytes="{}",  # a blob is its bytes
+        byte_forms={"bytea": ("{}", 0)},
         compare=blob_form,
         cassandra_fast=None,
         parse=_parse_blob,
@@ -223,6 +232,15 @@ CODECS = (
     ),
     Codec(
         names=("inet",),
+        # 4 or 16 address bytes; an inet with a netmask (10.0.0.1/24) equals no address
+        cassandra_bytes="inetasblob({})",
+        byte_forms={
+            "inet": (
+                "CASE WHEN masklen({0}) = CASE family({0}) WHEN 4 THEN 32 ELSE 128 END "
+                "THEN substring(inet_send({0}) FROM 5) WHEN {0} IS NOT NULL THEN '\\x00'::bytea END",
+                0,
+            )
+        },
         compare=_inet,
         cassandra_fast=_inet,
         parse=_parse_inet,

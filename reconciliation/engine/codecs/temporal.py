@@ -218,6 +218,17 @@ CODECS = (
         compare=_timestamp,
         cassandra_fast=_timestamp,  # in a collection: a datetime (naive UTC) or an int
         cassandra_select="blobasbigint(timestampasblob({}))",  # no datetime per value
+        # 8 bytes: epoch milliseconds (exact from PostgreSQL 14; sub-milliseconds cut, as
+        # compared); ±infinity is one byte no Cassandra timestamp has.
+        cassandra_bytes="timestampasblob({})",
+        byte_forms={
+            pg: (
+                "CASE WHEN isfinite({0}) THEN int8send(floor(extract(epoch FROM {0}) * 1000)::int8)"
+                " WHEN {0} IS NOT NULL THEN '\\x00'::bytea END",
+                140000,
+            )
+            for pg in ("timestamptz", "timestamp")
+        },
         bind_selected=_from_ms,
         parse=_parse_timestamp,
         lenient=_lenient_timestamp,
@@ -250,6 +261,15 @@ CODECS = (
         display=_display_date,
         # a day number: infinity and years past 9999 stay readable
         postgres_forms={"date": ("@days", 0)},
+        # 4 bytes: the day number + 2^31, unsigned
+        cassandra_bytes="dateasblob({})",
+        byte_forms={
+            "date": (
+                "CASE WHEN isfinite({0}) THEN substring(int8send(({0} - DATE '1970-01-01')::int8"
+                " + 2147483648) FROM 5) WHEN {0} IS NOT NULL THEN '\\x00'::bytea END",
+                0,
+            )
+        },
         postgres_fast={"@days": finite_days, "date": lambda v: v.toordinal() - EPOCH_ORDINAL},
         postgres_inline={"@days": "finite_days({v})", "date": "({v}.toordinal() - EPOCH_ORDINAL)"},
         key_filters={"date": KeyFilter("{c} = DATE '1970-01-01' + {x}::int4", guard(days_param))},
@@ -264,6 +284,10 @@ CODECS = (
         lenient=dt.time.fromisoformat,
         display=_display_time,
         postgres_fast={"time": micros_of},
+        # 8 bytes: nanoseconds since midnight (a Cassandra time with sub-microsecond digits
+        # has no equal bytes: it is decoded and compared at microseconds)
+        cassandra_bytes="timeasblob({})",
+        byte_forms={"time": ("int8send((extract(epoch FROM {}) * 1000000000)::int8)", 140000)},
         postgres_inline={"time": "micros_of({v})"},
         key_filters={"time": KeyFilter("{c} = {x}::time", guard(lambda v: str(_display_time(v))))},
         postgres_types=("time without time zone",),
