@@ -7,11 +7,9 @@ handing over at most ``PAGES_AHEAD`` pages through a bounded queue, and the rows
 yielded segment after segment, so the caller sees the whole table in token order while
 holding at most ``parallel × PAGES_AHEAD × page_size`` rows.
 
-Timestamps are selected as ``blobAsBigint(timestampAsBlob(c))``: their compare form (epoch
-milliseconds), readable whatever the year (the driver cannot make a ``datetime`` past 9999).
-Uuids are selected as ``uuidAsBlob(c)``: their 16 bytes, the compare form, without the
-``uuid.UUID`` the driver would otherwise build per value (a pure-Python constructor that
-cost a few seconds of the driver's event-loop thread per million rows).
+Each column is selected as its codec says (``cqlselect.select_column``: a timestamp as epoch
+milliseconds, a uuid as its 16 bytes, no driver object per value); a scan by byte form
+selects its own columns (``stream(selectors=…)``, ``rowhash.py``).
 
 **Write times.**  With ``write_times``, each row also brings its write-time summary, computed
 by Cassandra in the same read (``cqlselect.write_time_selectors``): the latest ``WRITETIME`` of its
@@ -38,7 +36,6 @@ engine keeps those whose key compare forms equal the key's (``records.py``).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import marshal
 import queue
@@ -54,15 +51,8 @@ from cassandra import InvalidRequest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, ResponseFuture, Session
 from cassandra.query import BoundStatement, PreparedStatement, tuple_factory
 
-from reconciliation.engine.cqlselect import (
-    driver_value,
-    key_variants,
-    select_column,
-    write_time_selectors,
-)
+from reconciliation.engine.cqlselect import driver_keys, select_column, write_time_selectors
 from reconciliation.engine.identifiers import cql_column, cql_table
-from reconciliation.engine.keys import BadKey
-from reconciliation.engine.readable import display_value
 from reconciliation.engine.records import MARSHAL_VERSION, MAX_TOKEN, MIN_TOKEN
 from reconciliation.engine.schema import Layout, Window
 
@@ -70,7 +60,6 @@ logger = logging.getLogger(__name__)
 
 PAGES_AHEAD = 2
 _END = object()
-MAX_CANDIDATES = 64
 
 
 class ReadLimiter(Protocol):
@@ -88,22 +77,6 @@ class ReadLimiter(Protocol):
     def refund(self, rows: int) -> None: ...
 
     def on_transient(self, error: BaseException) -> None: ...
-
-
-def token_segments(count: int) -> list[tuple[int, int]]:
-    """``count`` contiguous (start, end] ranges covering the whole Murmur3 ring, in order."""
-    count = max(1, count)
-    span = MAX_TOKEN - MIN_TOKEN
-    bounds = [MIN_TOKEN + span * i // count for i in range(count)] + [MAX_TOKEN]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
-
-
-def split_range(start: int, end: int, count: int) -> list[tuple[int, int]]:
-    """``(start, end]`` as ``count`` contiguous (start, end] ranges, in order (fewer when
-    the range holds fewer tokens)."""
-    count = max(1, min(count, end - start))
-    bounds = [start + (end - start) * i // count for i in range(count)] + [end]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 class CassandraTable:
@@ -335,25 +308,6 @@ class CassandraTable:
 
     # -- keys ------------------------------------------------------------------------------
 
-    def driver_keys(self, compare_forms: Sequence[Any]) -> list[list[Any]]:
-        """The driver values to bind for a key given as compare forms: every way Cassandra
-        may hold an equal partition key (a decimal's scales); [] when it cannot be a key."""
-        options: list[list[Any]] = []
-        partition = len(self.layout.partition)
-        if any(value is None for value in compare_forms):
-            return []  # Cassandra keys are never NULL
-        try:
-            for index, (value, column) in enumerate(
-                zip(compare_forms, self.layout.key, strict=True)
-            ):
-                ctype = column.cql_type
-                bound = driver_value(ctype, display_value(ctype, value))
-                options.append(key_variants(ctype, bound) if index < partition else [bound])
-        except (BadKey, TypeError, ValueError, AttributeError, ArithmeticError):
-            return []
-        keys = [list(k) for k in itertools.product(*options)]
-        return keys[:MAX_CANDIDATES]
-
     def lookup(
         self, keys: Sequence[Sequence[Any]], key_of: Callable[[tuple[Any, ...]], bytes]
     ) -> list[tuple[Any, ...] | None]:
@@ -382,7 +336,7 @@ class CassandraTable:
         statements: list[BoundStatement] = []
         positions: list[int] = []
         for index, key in enumerate(keys):
-            for values in self.driver_keys(key):
+            for values in driver_keys(self.layout, key):
                 try:
                     statements.append(self._bind(statement, values))
                 except (TypeError, ValueError, struct.error, OverflowError):

@@ -32,13 +32,14 @@ from typing import Any
 from cassandra.cluster import Session
 
 from reconciliation.engine.canonical import Converter, column_canonicalizer
-from reconciliation.engine.cassandra import CassandraTable, token_segments
+from reconciliation.engine.cassandra import CassandraTable
 from reconciliation.engine.judging import VERDICT_BATCH, Judging, _kind
 from reconciliation.engine.keys import BadKey, split_key
 from reconciliation.engine.merge import agree
 from reconciliation.engine.postgres import PostgresTable
 from reconciliation.engine.readable import primary_key_text
 from reconciliation.engine.records import MARSHAL_VERSION, Codec, SourceWrite, source_write
+from reconciliation.engine.ring import token_segments
 from reconciliation.engine.rowhash import Scan
 from reconciliation.engine.schema import TableSpec, discover_layout
 from reconciliation.engine.terms import (

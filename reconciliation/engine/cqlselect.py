@@ -10,6 +10,7 @@ as every driver value equal to it under the engine's key equality (``key_variant
 from __future__ import annotations
 
 import decimal
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -18,8 +19,8 @@ from reconciliation.engine.codecs import CODECS
 from reconciliation.engine.cqltypes import CqlType
 from reconciliation.engine.identifiers import cql_column
 from reconciliation.engine.keys import BadKey, parse_key_part
-from reconciliation.engine.readable import key_text
-from reconciliation.engine.schema import Column
+from reconciliation.engine.readable import display_value, key_text
+from reconciliation.engine.schema import Column, Layout
 
 # A decimal partition key is found whatever its scale up to this many extra digits.
 DECIMAL_EXTRA_SCALE = 12
@@ -114,3 +115,25 @@ def key_variants(ctype: CqlType, value: Any) -> list[Any]:
     if ctype.name in {"float", "double"} and value == 0:
         return [0.0, -0.0]
     return [value]
+
+
+# At most this many bindings are tried for one key (its partition columns' variants).
+MAX_CANDIDATES = 64
+
+
+def driver_keys(layout: Layout, compare_forms: Sequence[Any]) -> list[list[Any]]:
+    """The driver values to bind for a key given as compare forms: every way Cassandra
+    may hold an equal partition key (a decimal's scales); [] when it cannot be a key."""
+    options: list[list[Any]] = []
+    partition = len(layout.partition)
+    if any(value is None for value in compare_forms):
+        return []  # Cassandra keys are never NULL
+    try:
+        for index, (value, column) in enumerate(zip(compare_forms, layout.key, strict=True)):
+            ctype = column.cql_type
+            bound = driver_value(ctype, display_value(ctype, value))
+            options.append(key_variants(ctype, bound) if index < partition else [bound])
+    except (BadKey, TypeError, ValueError, AttributeError, ArithmeticError):
+        return []
+    keys = [list(k) for k in itertools.product(*options)]
+    return keys[:MAX_CANDIDATES]

@@ -57,12 +57,12 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from reconciliation.engine.cassandra import split_range
 from reconciliation.engine.core import Engine, plan_segments
 from reconciliation.engine.drift import drift_percentage
 from reconciliation.engine.judging import VERDICT_BATCH, Verdicts
 from reconciliation.engine.merge import Diff, PassCounts, Record, agree, merge_by_token
 from reconciliation.engine.records import MAX_TOKEN, MIN_TOKEN
+from reconciliation.engine.ring import split_range
 from reconciliation.engine.schema import Window
 from reconciliation.engine.spill import SortedRuns, Spool
 from reconciliation.engine.terms import Outcome

@@ -6,10 +6,10 @@ Cassandra is counted one token range at a time (``count_range``, never one whole
 
 from __future__ import annotations
 
-from reconciliation.engine.cassandra import split_range
 from reconciliation.engine.core import Engine, plan_segments, strategy
 from reconciliation.engine.drift import row_count_drift
 from reconciliation.engine.records import MAX_TOKEN, MIN_TOKEN
+from reconciliation.engine.ring import split_range
 from reconciliation.engine.terms import Outcome
 from reconciliation.vocabulary import ROW_COUNT
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from reconciliation.engine.cassandra import split_range, token_segments
 from reconciliation.engine.keydiff import DIGEST_SIZE, row_digest
 from reconciliation.engine.merge import PassCounts, merge_by_token
 from reconciliation.engine.records import MAX_TOKEN, MIN_TOKEN
+from reconciliation.engine.ring import split_range, token_segments
 from reconciliation.engine.spill import Spool
 
 
