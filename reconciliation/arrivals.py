@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +34,7 @@ from django.utils import timezone
 from prometheus_client.core import REGISTRY, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from reconciliation.metrics import PREFIX
+from reconciliation.metrics import PREFIX, register_once
 from reconciliation.metrics_snapshot import SCRAPE_STATEMENT_TIMEOUT_MS
 from reconciliation.models import MismatchEvent, TableMapping
 
@@ -197,16 +196,6 @@ class ArrivalCollector(Collector):
         return [family]
 
 
-_lock = threading.Lock()
-_registered: dict[int, ArrivalCollector] = {}
-
-
 def register(registry: CollectorRegistry = REGISTRY) -> ArrivalCollector:
     """Register the collector on ``registry`` once; later calls return the same collector."""
-    with _lock:
-        collector = _registered.get(id(registry))
-        if collector is None:
-            collector = ArrivalCollector()
-            registry.register(collector)
-            _registered[id(registry)] = collector
-        return collector
+    return register_once(ArrivalCollector, registry)

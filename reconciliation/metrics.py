@@ -66,6 +66,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from django.db import DatabaseError
 from prometheus_client.core import (
@@ -87,6 +88,7 @@ from reconciliation.metrics_snapshot import (
 )
 
 logger = logging.getLogger(__name__)
+C = TypeVar("C", bound=Collector)
 
 PREFIX = "cdc_reconciliation"
 
@@ -235,15 +237,21 @@ class ReconciliationCollector(Collector):
 
 
 _lock = threading.Lock()
-_registered: dict[int, ReconciliationCollector] = {}
+_registered: dict[tuple[int, type[Collector]], Collector] = {}
+
+
+def register_once(kind: type[C], registry: CollectorRegistry = REGISTRY) -> C:
+    """Register one ``kind()`` collector on ``registry``; later calls return the same one."""
+    with _lock:
+        collector = _registered.get((id(registry), kind))
+        if collector is None:
+            collector = kind()
+            registry.register(collector)
+            _registered[(id(registry), kind)] = collector
+        assert isinstance(collector, kind)
+        return collector
 
 
 def register(registry: CollectorRegistry = REGISTRY) -> ReconciliationCollector:
     """Register the collector on ``registry`` once; later calls return the same collector."""
-    with _lock:
-        collector = _registered.get(id(registry))
-        if collector is None:
-            collector = ReconciliationCollector()
-            registry.register(collector)
-            _registered[id(registry)] = collector
-        return collector
+    return register_once(ReconciliationCollector, registry)
