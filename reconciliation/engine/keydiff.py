@@ -212,28 +212,39 @@ def conclude(
 
 
 def _decoded(engine: Engine, batch: list[Diff]) -> list[Diff]:
-    """A scan by byte form kept hashes only: both sides of each key are read back, decoded,
-    with the source row's write time, to be judged by the full type rules.  A key the pass
-    saw on both sides that agrees now, with both sides' hashes what the pass saw, differs in
-    representation only (a decimal's scale, a time's nanoseconds): it is no difference.  Any
-    other goes to the verdict as read now (in flight, or arrived since the pass)."""
-    keys = [d[0] for d in batch]
-    c_rows, p_rows, writes = engine.read_both(keys)
-    now = list(zip(batch, c_rows, p_rows, writes, strict=True))
+    """A scan by byte form kept hashes only: the sides the pass saw each key on are read
+    back, decoded (the source with its row's write time), to be judged by the full type
+    rules; a side the pass did not see it on stays absent, as a decoded pass leaves it.  A
+    key seen on both sides that agrees now, with both sides' hashes what the pass saw,
+    differs in representation only (a decimal's scale, a time's nanoseconds): it is no
+    difference.  Any other goes to the verdict as read (in flight, or arrived since)."""
+    on_source = [d[0] for d in batch if d[1] is not None]
+    on_target = [d[0] for d in batch if d[2]]
+    c_rows, _, writes = engine.read_both(on_source, postgres=False)
+    source = dict(zip(on_source, zip(c_rows, writes, strict=True), strict=True))
+    target = dict(zip(on_target, engine.read_both(on_target, cassandra=False)[1], strict=True))
+    now = [
+        (key, *source.get(key, (None, None)), target.get(key, ()), seen_c, seen_p)
+        for key, seen_c, seen_p, _ in batch
+    ]
     agreeing = [
-        d[0] for d, c_row, rows, _ in now if d[1] is not None and d[2] and agree(c_row, rows)
+        key
+        for key, c_row, _, rows, seen_c, seen_p in now
+        if seen_c is not None and seen_p and agree(c_row, rows)
     ]
     unchanged: set[bytes] = set()
     if agreeing:
         c_hashes, p_hashes = engine.scan.hashes_now(agreeing)
-        seen = {d[0]: (d[1], d[2]) for d, _, _, _ in now}
+        seen = {key: (seen_c, seen_p) for key, _, _, _, seen_c, seen_p in now}
         unchanged = {
             key
             for key, c_hash, p_hash in zip(agreeing, c_hashes, p_hashes, strict=True)
             if seen[key] == (c_hash, p_hash)
         }
     return [
-        (d[0], c_row, rows, written) for d, c_row, rows, written in now if d[0] not in unchanged
+        (key, c_row, rows, written)
+        for key, c_row, written, rows, _, _ in now
+        if key not in unchanged
     ]
 
 
