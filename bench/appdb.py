@@ -25,12 +25,16 @@ from stores import KEYSPACE, app_url, ensure_database, setup_django  # noqa: E40
 
 
 def prepare(rows: int) -> None:
+    register(table_name(rows))
+
+
+def register(name: str) -> None:
+    """Migrate the app database and register bench table ``name`` (same name both sides)."""
     from django.core.management import call_command
 
     from reconciliation.models import TableMapping
 
     call_command("migrate", verbosity=0)
-    name = table_name(rows)
     TableMapping.objects.update_or_create(
         name=name,
         defaults={

@@ -353,6 +353,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write every run's results here.")
     parser.add_argument("--no-wide", action="store_true", help="Skip the wide-partition benchmark.")
     parser.add_argument("--no-api", action="store_true", help="Skip the API latency benchmark.")
+    parser.add_argument("--no-outage", action="store_true", help="Skip the outage case.")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else list(MEASURES)
     unknown = set(names) - set(MEASURES)
@@ -403,6 +404,10 @@ def main() -> None:
         wide = subprocess.run([sys.executable, str(HERE / "wide_partition.py")], check=False)
         if wide.returncode:
             failed.append(f"wide_partition.py ({wide.returncode})")
+    if not args.no_outage:  # 200,000 rows, half missing (bench/outage.py)
+        outage = subprocess.run([sys.executable, str(HERE / "outage.py")], cwd=ROOT, check=False)
+        if outage.returncode:
+            failed.append(f"outage.py ({outage.returncode})")
     if not args.no_api:  # the mismatch list over a million ledger rows (bench/api_latency.py)
         api_rows = os.environ.get("BENCH_API_ROWS", "1000000")
         api = subprocess.run(
