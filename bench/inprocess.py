@@ -18,7 +18,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -27,16 +29,27 @@ from dataset import table_name  # noqa: E402
 from stores import setup_django  # noqa: E402
 
 
-def without_write_times() -> None:
-    """Jobs run here read no write times (the engine's options for the job, switched off)."""
+def override_options(**changes: Any) -> Callable[[], None]:
+    """Jobs run here get the engine's options for the job with ``changes``; the function
+    returned puts the options back."""
     import dataclasses
 
     from reconciliation.jobs import runner
 
     options_for = runner.engine_options
     runner.engine_options = lambda *a, **k: dataclasses.replace(  # type: ignore[assignment]
-        options_for(*a, **k), write_times=False
+        options_for(*a, **k), **changes
     )
+
+    def restore() -> None:
+        runner.engine_options = options_for  # type: ignore[assignment]
+
+    return restore
+
+
+def without_write_times() -> None:
+    """Jobs run here read no write times (the engine's options for the job, switched off)."""
+    override_options(write_times=False)
 
 
 def main() -> None:

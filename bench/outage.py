@@ -14,7 +14,6 @@ times and their ratio, and fails when either run does not find exactly the missi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import appdb  # noqa: E402
 from cassandra.concurrent import execute_concurrent_with_args  # noqa: E402
 from dataset import CASSANDRA_COLUMNS, COLUMNS, POSTGRES_COLUMNS, row  # noqa: E402
+from inprocess import override_options  # noqa: E402
 from stores import KEYSPACE, cassandra_session, ensure_database, setup_django, target_url  # noqa: E402
 
 
@@ -84,12 +84,7 @@ def load(rows: int) -> None:
 
 
 def run(name: str, byte_forms: bool) -> dict[str, Any]:
-    from reconciliation.jobs import runner
-
-    options_for = runner.engine_options
-    runner.engine_options = lambda *a, **k: dataclasses.replace(  # type: ignore[assignment]
-        options_for(*a, **k), byte_forms=byte_forms
-    )
+    restore = override_options(byte_forms=byte_forms)
     try:
         appdb.reset(name)
         started = time.perf_counter()
@@ -97,7 +92,7 @@ def run(name: str, byte_forms: bool) -> dict[str, Any]:
         appdb.run_here(job)
         seconds = time.perf_counter() - started
     finally:
-        runner.engine_options = options_for  # type: ignore[assignment]
+        restore()
     return {"seconds": seconds, "detail": appdb.summary(job)}
 
 
